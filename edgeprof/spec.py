@@ -1,0 +1,95 @@
+"""What to build and measure: frozen, validated records with no torch in sight."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+
+from edgeprof.errors import InputError
+
+BLOCK_NAMES = ("conv", "bottleneck", "c3", "c2f", "sppf")
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One YOLO-style block with one activation at one size.
+
+    ``width`` is the block's input and output channel count, ``depth`` the number of bottlenecks
+    (c3, c2f), ``imgsz`` the square input's side, ``kernel``/``stride`` apply to the ``conv`` block.
+    ``act`` is an activation spec as the registry reads it: ``relu``, ``leakyrelu:0.2``,
+    ``mypkg.acts:MyAct``.
+    """
+
+    block: str
+    act: str
+    width: int
+    depth: int = 1
+    imgsz: int = 160
+    batch: int = 1
+    kernel: int = 3
+    stride: int = 1
+
+    def __post_init__(self) -> None:
+        if self.block not in BLOCK_NAMES:
+            raise InputError(f"unknown block {self.block!r}; valid blocks: {', '.join(BLOCK_NAMES)}")
+        for name in ("width", "depth", "imgsz", "batch", "kernel", "stride"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name} must be a positive whole number, got {value!r}")
+        if self.kernel > self.imgsz:
+            raise InputError(f"kernel {self.kernel} is larger than the input size {self.imgsz}")
+        if self.stride > self.imgsz:
+            raise InputError(f"stride {self.stride} is larger than the input size {self.imgsz}")
+        if self.block in ("bottleneck", "c3", "c2f") and self.width < 2:
+            raise InputError(f"block {self.block} needs width >= 2 (it halves the channels), got {self.width}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.width, self.imgsz, self.imgsz)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def slug(self) -> str:
+        """A file-name-friendly name that says what the model is."""
+        act = re.sub(r"[^A-Za-z0-9.]+", "-", self.act).strip("-")
+        shape = f"k{self.kernel}s{self.stride}" if self.block == "conv" else f"n{self.depth}"
+        return f"{self.block}-{shape}_{act}_w{self.width}_i{self.imgsz}_b{self.batch}"
+
+    def size_key(self) -> tuple:
+        """Everything but the activation: configs with the same size key are compared with each other."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name != "act")
+
+
+def content_hash(payload: dict, length: int = 12) -> str:
+    """A stable short hash of a JSON-able dict (sorted keys)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def parse_int_list(text: str, name: str) -> list[int]:
+    """Parse ``"16,32,64"`` into ints, with an error that names the option."""
+    values = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            values.append(int(part))
+        except ValueError:
+            raise InputError(f"--{name}: {part!r} is not a whole number (expected e.g. 16,32,64)") from None
+    if not values:
+        raise InputError(f"--{name}: no values given (expected e.g. 16,32,64)")
+    bad = [v for v in values if v < 1]
+    if bad:
+        raise InputError(f"--{name}: sizes must be positive, got {bad[0]}")
+    return values
+
+
+def parse_name_list(text: str, name: str) -> list[str]:
+    values = [p.strip() for p in str(text).split(",") if p.strip()]
+    if not values:
+        raise InputError(f"--{name}: no values given")
+    return values
