@@ -1,0 +1,23 @@
+"""Profiling with onnxruntime and numpy only: runs on an edge device where torch is not installed."""
+
+from edgeprof.profile.measure import (
+    Measurement,
+    MeasurementInterrupted,
+    MeasureOptions,
+    measure,
+    paired_ratio_to,
+)
+from edgeprof.profile.session import OPT_LEVELS, SessionSettings, create_session, make_inputs, parse_shapes
+
+__all__ = [
+    "OPT_LEVELS",
+    "MeasureOptions",
+    "Measurement",
+    "MeasurementInterrupted",
+    "SessionSettings",
+    "create_session",
+    "make_inputs",
+    "measure",
+    "paired_ratio_to",
+    "parse_shapes",
+]

@@ -1,0 +1,217 @@
+"""Interleaved, adaptive measurement of several models: the heart of every edgeprof figure.
+
+The models of one comparison are measured round by round in a freshly shuffled order each round
+(A C B, B A C, ...), so drift of a shared machine touches them all alike. Each round takes a short
+burst of samples from every model; rounds go on until every model's median is known to within
+``rel_ci`` (95% CI half-width as a fraction of the median) and ``min_samples``/``min_rounds`` are met,
+or the time budget (``max_time`` seconds per model) is spent. Ratios between models are taken from
+the medians of the same round (paired), so a slow round slows both sides of a ratio.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgeprof.errors import EdgeprofError, InputError
+from edgeprof.profile.session import SessionSettings
+from edgeprof.profile.stats import paired_ratio, summarize
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    rel_ci: float = 0.02
+    max_time: float = 3.0
+    min_samples: int = 20
+    min_rounds: int = 10
+    warmup_s: float = 0.2
+    min_sample_ms: float = 1.0
+    burst_ms: float = 20.0
+    isolate: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.rel_ci < 1):
+            raise InputError(f"--rel-ci must be between 0 and 1 (e.g. 0.02 for ±2%), got {self.rel_ci}")
+        if not (self.max_time > 0):
+            raise InputError(f"--max-time must be positive seconds, got {self.max_time}")
+        if self.min_samples < 6:
+            raise InputError(f"--min-samples must be at least 6 (a 95% CI of a median needs 6), got {self.min_samples}")
+
+
+@dataclass
+class Measurement:
+    """Everything measured for one model; ``stats`` is computed from ``samples_ms``."""
+
+    path: str
+    status: str = "ok"  # ok | failed | interrupted
+    error: str = ""
+    session_ms: float = math.nan
+    first_run_ms: float = math.nan
+    inner_loops: int = 0
+    peak_rss_session_mb: float | None = None
+    peak_rss_run_mb: float | None = None
+    samples_ms: list[float] = field(default_factory=list)
+    sample_round: list[int] = field(default_factory=list)
+    nodes: list[dict] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    def round_medians(self) -> dict[int, float]:
+        by_round: dict[int, list[float]] = {}
+        for r, x in zip(self.sample_round, self.samples_ms, strict=True):
+            by_round.setdefault(r, []).append(x)
+        return {r: float(np.median(v)) for r, v in by_round.items()}
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class MeasurementInterrupted(EdgeprofError):
+    """Ctrl-C during measurement; ``partial`` holds what was measured up to then."""
+
+    exit_code = 130
+
+    def __init__(self, partial: list[Measurement]):
+        super().__init__("interrupted")
+        self.partial = partial
+
+
+def paired_ratio_to(current: Measurement, baseline: Measurement) -> tuple[float, float, float]:
+    """Ratio of current to baseline from the medians of the rounds both took part in, with its 95% CI."""
+    a, b = current.round_medians(), baseline.round_medians()
+    common = sorted(set(a) & set(b))
+    if not common:
+        return (math.nan, math.nan, math.nan)
+    return paired_ratio([a[r] for r in common], [b[r] for r in common])
+
+
+def _runner(path: str, settings: SessionSettings, shapes: dict | None, seed: int, isolate: bool):
+    if isolate:
+        from edgeprof.profile.worker import WorkerRunner
+
+        return WorkerRunner(path, settings.as_dict(), shapes, seed)
+    from edgeprof.profile.runner import ModelRunner
+
+    return ModelRunner(path, settings, shapes, seed)
+
+
+ProgressFn = Callable[[str, float], None]
+
+
+def measure(
+    paths: list[str],
+    settings: SessionSettings,
+    options: MeasureOptions = MeasureOptions(),
+    shapes: dict | None = None,
+    on_progress: ProgressFn | None = None,
+) -> list[Measurement]:
+    """Measure ``paths`` interleaved; one Measurement each, in the order given.
+
+    A model that fails to load or run becomes a ``failed`` Measurement with the reason; the others go
+    on. Ctrl-C raises MeasurementInterrupted carrying what was measured so far.
+    """
+    progress = on_progress or (lambda message, fraction: None)
+    results = [Measurement(path=str(p)) for p in paths]
+    runners: dict[int, object] = {}
+    try:
+        for i, m in enumerate(results):
+            progress(f"loading {_short(m.path)}", 0.0)
+            try:
+                runner = _runner(m.path, settings, shapes, options.seed, options.isolate)
+                runners[i] = runner
+                loaded = runner.load()
+                m.session_ms = loaded["session_ms"]
+                first = runner.first_run()
+                m.first_run_ms = first["first_run_ms"]
+                runner.warmup(seconds=options.warmup_s)
+                m.inner_loops = runner.calibrate(min_sample_ms=options.min_sample_ms)["inner_loops"]
+                if options.isolate:
+                    m.peak_rss_session_mb = loaded["peak_rss_session_mb"]
+            except EdgeprofError as exc:
+                _fail(m, exc, runners.pop(i, None))
+        _rounds(results, runners, options, progress)
+        for i, runner in list(runners.items()):
+            m = results[i]
+            try:
+                if options.isolate:
+                    m.peak_rss_run_mb = runner.peak_run_mb()
+                progress(f"reading executed ops of {_short(m.path)}", 1.0)
+                m.nodes = runner.executed_ops()
+            except EdgeprofError as exc:
+                _fail(m, exc, runners.pop(i, None))
+    except KeyboardInterrupt:
+        for m in results:
+            if m.status == "ok":
+                m.status = "interrupted"
+            m.stats = summarize(m.samples_ms)
+        raise MeasurementInterrupted(results) from None
+    finally:
+        for runner in runners.values():
+            _close(runner)
+    for m in results:
+        m.stats = summarize(m.samples_ms)
+    return results
+
+
+def _rounds(results: list[Measurement], runners: dict, options: MeasureOptions, progress: ProgressFn) -> None:
+    rng = np.random.default_rng(options.seed)
+    budget = options.max_time * max(1, len(runners))
+    t_start = time.perf_counter()
+    round_no = 0
+    while runners:
+        order = list(runners)
+        rng.shuffle(order)
+        for i in order:
+            m = results[i]
+            per_sample_ms = np.median(m.samples_ms[-5:]) * m.inner_loops if m.samples_ms else None
+            count = 1 if per_sample_ms is None else max(1, min(1000, int(options.burst_ms / per_sample_ms)))
+            try:
+                samples = runners[i].sample(count=count)
+            except EdgeprofError as exc:
+                _fail(m, exc, runners.pop(i))
+                continue
+            m.samples_ms.extend(samples)
+            m.sample_round.extend([round_no] * len(samples))
+        round_no += 1
+        elapsed = time.perf_counter() - t_start
+        worst = _worst_rel_ci(results, runners, options, round_no)
+        fraction = min(1.0, max(elapsed / budget, options.rel_ci / worst if worst > 0 else 1.0))
+        progress(f"round {round_no}, widest CI ±{worst * 100:.1f}%", fraction)
+        if worst <= options.rel_ci or elapsed >= budget:
+            break
+
+
+def _worst_rel_ci(results, runners, options: MeasureOptions, round_no: int) -> float:
+    if round_no < options.min_rounds:
+        return math.inf
+    worst = 0.0
+    for i in runners:
+        samples = results[i].samples_ms
+        if len(samples) < options.min_samples:
+            return math.inf
+        worst = max(worst, summarize(samples)["rel_ci"])
+    return worst
+
+
+def _fail(m: Measurement, exc: Exception, runner) -> None:
+    m.status = "failed"
+    m.error = str(exc)
+    if runner is not None:
+        _close(runner)
+
+
+def _close(runner) -> None:
+    try:
+        runner.close()
+    except Exception:
+        kill = getattr(runner, "kill", None)
+        if kill:
+            kill()
+
+
+def _short(path: str) -> str:
+    return path.rsplit("/", 1)[-1]

@@ -1,0 +1,85 @@
+"""onnxruntime's own profiler trace turned into per-node records: which ops ran, and for how long."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+# Op types that are activations wherever they appear; used to name the activation ops of models
+# edgeprof did not build (for built blocks the activation's ops are found by comparison instead).
+ACTIVATION_OP_TYPES = frozenset({
+    "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Mish",
+    "Softplus", "Softsign", "Elu", "Selu", "Celu", "Gelu", "FastGelu", "BiasGelu", "QuickGelu", "Erf",
+    "Sin", "ThresholdedRelu", "Swish",
+})
+
+
+@dataclass(frozen=True)
+class NodeTime:
+    name: str
+    op_type: str
+    calls: int
+    total_us: float
+
+    @property
+    def mean_us(self) -> float:
+        return self.total_us / self.calls if self.calls else 0.0
+
+
+def parse_trace(events: list[dict] | str | Path, skip_runs: int = 0) -> list[NodeTime]:
+    """Per-node kernel times from an onnxruntime profile (the JSON list ``end_profiling`` writes).
+
+    Nodes are returned in the order they first ran; ``calls`` counts the runs kept. ``skip_runs``
+    leaves out each node's first occurrences (the first run carries onnxruntime's lazy set-up).
+    """
+    if not isinstance(events, list):
+        events = json.loads(Path(events).read_text())
+    order: list[str] = []
+    op_of: dict[str, str] = {}
+    total: dict[str, float] = {}
+    calls: Counter = Counter()
+    seen: Counter = Counter()
+    for ev in events:
+        if ev.get("cat") != "Node":
+            continue
+        name = ev.get("name", "")
+        if not name.endswith("_kernel_time"):
+            continue
+        node = name[: -len("_kernel_time")]
+        if node not in op_of:
+            order.append(node)
+            op_of[node] = ev.get("args", {}).get("op_name", "?")
+            total[node] = 0.0
+        seen[node] += 1
+        if seen[node] <= skip_runs:
+            continue
+        total[node] += float(ev.get("dur", 0))
+        calls[node] += 1
+    return [NodeTime(n, op_of[n], calls[n], total[n]) for n in order]
+
+
+def op_counts(nodes: list[NodeTime]) -> Counter:
+    return Counter(n.op_type for n in nodes)
+
+
+def extra_ops(nodes: list[NodeTime], reference: list[NodeTime]) -> list[str]:
+    """Op types that run in ``nodes`` beyond those in ``reference`` (a multiset difference), in run order.
+
+    With ``reference`` the same block built without an activation, this is what the activation ran as
+    after graph optimisation: empty when it was fused into the Conv.
+    """
+    spare = op_counts(reference)
+    extra = []
+    for node in nodes:
+        if spare[node.op_type] > 0:
+            spare[node.op_type] -= 1
+        else:
+            extra.append(node.op_type)
+    return extra
+
+
+def activation_ops(nodes: list[NodeTime]) -> list[str]:
+    """Op types of the nodes that are activations by type (for models edgeprof did not build)."""
+    return [n.op_type for n in nodes if n.op_type in ACTIVATION_OP_TYPES]

@@ -1,0 +1,172 @@
+"""onnxruntime sessions with recorded settings, and inputs fed from a model's declared shapes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeprof.errors import InputError, RuntimeFailure
+
+OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """The onnxruntime settings that move latency; every result row records them."""
+
+    threads: int = 1
+    inter_threads: int = 1
+    opt_level: str = "all"
+    spinning: bool = False
+    arena: bool = True
+    provider: str = "CPUExecutionProvider"
+
+    def __post_init__(self) -> None:
+        if self.opt_level not in OPT_LEVELS:
+            raise InputError(f"unknown optimisation level {self.opt_level!r}; valid: {', '.join(OPT_LEVELS)}")
+        if self.threads < 1 or self.inter_threads < 1:
+            raise InputError(f"threads must be at least 1, got {self.threads}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def session_options(settings: SessionSettings, profile_prefix: str | None = None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = settings.threads
+    so.inter_op_num_threads = settings.inter_threads
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[settings.opt_level]
+    so.enable_cpu_mem_arena = settings.arena
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "1" if settings.spinning else "0")
+    so.log_severity_level = 3
+    if profile_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    return so
+
+
+def check_model_file(path: str | Path) -> Path:
+    """A readable, non-empty file; onnxruntime itself judges whether it is a valid model."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"ONNX file not found: {path}")
+    if not path.is_file():
+        raise InputError(f"not a file: {path}")
+    if path.stat().st_size == 0:
+        raise InputError(f"ONNX file is empty: {path}")
+    return path
+
+
+def create_session(path: str | Path, settings: SessionSettings, profile_prefix: str | None = None):
+    """An InferenceSession, or a one-line InputError for a file onnxruntime cannot load."""
+    import onnxruntime as ort
+
+    path = check_model_file(path)
+    if settings.provider not in ort.get_available_providers():
+        raise InputError(
+            f"execution provider {settings.provider!r} is not available; "
+            f"available: {', '.join(ort.get_available_providers())}"
+        )
+    try:
+        return ort.InferenceSession(
+            str(path), session_options(settings, profile_prefix), providers=[settings.provider]
+        )
+    except Exception as exc:  # onnxruntime raises its own exception types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot load ONNX model {path}: {first[:300]}") from None
+
+
+def parse_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
+    """``["images=1x3x320x320"]`` -> ``{"images": (1, 3, 320, 320)}``; a bare ``1x3x320x320`` is keyed ``""``
+    (the model's only input). ``["N=4"]`` with one number sets a named dynamic dimension."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for item in items or []:
+        name, _, dims = item.rpartition("=")
+        if not re.fullmatch(r"\d+(x\d+)*", dims.strip()):
+            raise InputError(f"--shape {item!r}: expected NAME=1x3x320x320, 1x3x320x320 or DIM=4")
+        shape = tuple(int(d) for d in dims.strip().split("x"))
+        if any(d < 1 for d in shape):
+            raise InputError(f"--shape {item!r}: dimensions must be positive")
+        shapes[name.strip()] = shape
+    return shapes
+
+
+def resolve_input_shape(name: str, declared: list, shapes: dict[str, tuple[int, ...]], n_inputs: int) -> tuple:
+    """The concrete shape to feed: the user's shape for this input, else the declared one with named
+    dynamic dimensions filled from ``shapes`` (``DIM=4``)."""
+    if name in shapes:
+        given = shapes[name]
+    elif "" in shapes and n_inputs == 1:
+        given = shapes[""]
+    else:
+        given = None
+    if given is not None:
+        if len(given) != len(declared):
+            raise InputError(f"--shape for input {name!r} has {len(given)} dims, the model declares {declared}")
+        for want, got in zip(declared, given, strict=True):
+            if isinstance(want, int) and want != got:
+                raise InputError(f"--shape for input {name!r}: {given} does not match the declared {declared}")
+        return tuple(given)
+    concrete = []
+    for dim in declared:
+        if isinstance(dim, int) and dim > 0:
+            concrete.append(dim)
+        elif isinstance(dim, str) and dim in shapes and len(shapes[dim]) == 1:
+            concrete.append(shapes[dim][0])
+        else:
+            raise InputError(
+                f"input {name!r} has a dynamic dimension {dim!r} in {declared}; "
+                f"give it with --shape {name}=1x3x320x320 or --shape {dim}=N"
+            )
+    return tuple(concrete)
+
+
+def make_inputs(session, shapes: dict[str, tuple[int, ...]] | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs of the model's declared shapes and types (floats ~ N(0, 1), ints 0..9)."""
+    shapes = shapes or {}
+    rng = np.random.default_rng(seed)
+    inputs = session.get_inputs()
+    feeds = {}
+    for inp in inputs:
+        shape = resolve_input_shape(inp.name, list(inp.shape), shapes, len(inputs))
+        dtype = _ORT_DTYPES.get(inp.type)
+        if dtype is None:
+            raise InputError(f"input {inp.name!r} has type {inp.type}, which edgeprof cannot feed yet")
+        if np.issubdtype(dtype, np.floating):
+            feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype is np.bool_:
+            feeds[inp.name] = rng.integers(0, 2, shape).astype(bool)
+        else:
+            feeds[inp.name] = rng.integers(0, 10, shape).astype(dtype)
+    return feeds
+
+
+def run_once(session, feeds: dict[str, np.ndarray]):
+    try:
+        return session.run(None, feeds)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuntimeFailure(f"onnxruntime failed to run the model: {first[:300]}") from None

@@ -1,0 +1,82 @@
+"""Interleaved measurement: real onnxruntime runs on tiny models, failures kept as rows."""
+
+import os
+import signal
+
+import pytest
+
+from edgeprof.errors import InputError, RuntimeFailure
+from edgeprof.profile import MeasureOptions, SessionSettings, measure, paired_ratio_to
+from edgeprof.profile.session import parse_shapes
+
+FAST = MeasureOptions(max_time=0.4, min_samples=10, min_rounds=6, warmup_s=0.02)
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+def test_measure_interleaved(tiny_models, isolate):
+    opts = MeasureOptions(**{**FAST.__dict__, "isolate": isolate})
+    relu, mish = measure([str(tiny_models["relu"]), str(tiny_models["mish"])], SessionSettings(), opts)
+    for m in (relu, mish):
+        assert m.status == "ok", m.error
+        assert m.stats["n"] >= 10 and m.stats["median_ms"] > 0
+        assert m.stats["min_ms"] <= m.stats["median_ms"] <= m.stats["p90_ms"] <= m.stats["p99_ms"]
+        assert m.session_ms > 0 and m.first_run_ms > 0
+        assert len(set(m.sample_round)) >= 6  # several rounds, not one long run
+    # the two models took turns: both have samples in the same rounds
+    assert set(relu.sample_round) == set(mish.sample_round)
+    assert [n["op_type"] for n in mish.nodes][-3:] == ["Softplus", "Tanh", "Mul"]
+    ratio, lo, hi = paired_ratio_to(mish, relu)
+    assert ratio > 1.0 and lo <= ratio <= hi
+    if isolate:
+        assert mish.peak_rss_session_mb is not None and mish.peak_rss_run_mb is not None
+    else:
+        assert mish.peak_rss_session_mb is None  # a shared process cannot attribute memory
+
+
+def test_broken_model_is_a_failed_row_and_the_rest_goes_on(tiny_models, tmp_path):
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"this is not a protobuf")
+    results = measure([str(corrupt), str(tiny_models["relu"])], SessionSettings(), FAST)
+    assert results[0].status == "failed" and "cannot load ONNX model" in results[0].error
+    assert results[1].status == "ok" and results[1].stats["n"] >= 10
+
+
+def test_worker_crash_is_reported_not_raised(tiny_models):
+    from edgeprof.profile.worker import WorkerRunner
+
+    runner = WorkerRunner(str(tiny_models["relu"]), SessionSettings().as_dict())
+    runner.load()
+    os.kill(runner.proc.pid, signal.SIGKILL)
+    runner.proc.wait()
+    with pytest.raises(RuntimeFailure, match="worker process died"):
+        runner.sample(count=1)
+    runner.close()
+
+
+def test_dynamic_shapes(tmp_path):
+    from conftest import conv_act_model
+
+    path = conv_act_model(tmp_path / "dyn.onnx", "relu", dynamic_batch=True)
+    [m] = measure([str(path)], SessionSettings(), MeasureOptions(**{**FAST.__dict__, "isolate": False}))
+    assert m.status == "failed" and "dynamic dimension" in m.error and "--shape" in m.error
+    [m] = measure([str(path)], SessionSettings(), MeasureOptions(**{**FAST.__dict__, "isolate": False}),
+                  shapes=parse_shapes(["N=2"]))
+    assert m.status == "ok"
+
+
+def test_parse_shapes_errors():
+    assert parse_shapes(["images=1x3x8x8", "N=4"]) == {"images": (1, 3, 8, 8), "N": (4,)}
+    assert parse_shapes(["1x3x8x8"]) == {"": (1, 3, 8, 8)}
+    with pytest.raises(InputError):
+        parse_shapes(["images=1x3xfoo"])
+    with pytest.raises(InputError):
+        parse_shapes(["images=0x3x8x8"])
+
+
+def test_options_are_validated():
+    with pytest.raises(InputError):
+        MeasureOptions(rel_ci=0)
+    with pytest.raises(InputError):
+        MeasureOptions(min_samples=3)
+    with pytest.raises(InputError):
+        SessionSettings(opt_level="fast")
