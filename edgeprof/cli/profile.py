@@ -1,0 +1,66 @@
+"""`edgeprof profile`: measure existing ONNX files with the same settings as a sweep (no torch needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeprof.cli.common import (
+    Arena,
+    CsvPath,
+    Format,
+    FormatOpt,
+    Isolate,
+    MaxTime,
+    MinSamples,
+    OptLevel,
+    OptLevelOpt,
+    Quiet,
+    RelCI,
+    Spinning,
+    Threads,
+    boundary,
+    progress_bar,
+    render,
+    settings_and_options,
+    wrote,
+)
+
+
+@boundary
+def profile(
+    models: Annotated[list[Path], typer.Argument(help="ONNX files to measure, interleaved.")],
+    shape: Annotated[list[str] | None, typer.Option("--shape", help="Shape for dynamic inputs: "
+                                                   "images=1x3x640x640, 1x3x640x640 (only input) or N=1.")] = None,
+    threads: Threads = 1,
+    opt_level: OptLevelOpt = OptLevel.all,
+    spinning: Spinning = False,
+    arena: Arena = True,
+    rel_ci: RelCI = 0.02,
+    max_time: MaxTime = 3.0,
+    min_samples: MinSamples = 20,
+    isolate: Isolate = True,
+    csv: CsvPath = None,
+    fmt: FormatOpt = Format.table,
+    quiet: Quiet = False,
+) -> None:
+    """Profile ONNX files you already have; ratios are to the first file.
+
+    Examples:
+
+      edgeprof profile models/yolo.onnx --shape images=1x3x640x640
+
+      edgeprof profile a.onnx b.onnx --threads 2 --csv results/ab.csv
+    """
+    from edgeprof.profile.session import parse_shapes
+    from edgeprof.sweep import profile_models
+
+    settings, options = settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples,
+                                             isolate)
+    shapes = parse_shapes(shape)
+    with progress_bar(not quiet) as progress:
+        df, csv_path = profile_models(models, settings, options, shapes=shapes, csv_path=csv, on_progress=progress)
+    render(df, fmt, title=f"edgeprof profile: {threads} thread(s), opt level {opt_level.value}")
+    wrote(csv_path)

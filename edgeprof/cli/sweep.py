@@ -1,0 +1,91 @@
+"""`edgeprof sweep`: build blocks with each activation, export, profile interleaved, print and save."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeprof.cli.common import (
+    Arena,
+    CsvPath,
+    Format,
+    FormatOpt,
+    Isolate,
+    MaxTime,
+    MinSamples,
+    OptLevel,
+    OptLevelOpt,
+    Quiet,
+    RelCI,
+    Spinning,
+    Threads,
+    boundary,
+    progress_bar,
+    render,
+    settings_and_options,
+    wrote,
+)
+from edgeprof.spec import parse_int_list, parse_name_list
+from edgeprof.sweep import DEFAULT_ACTS, SweepPlan, run_sweep
+
+
+@boundary
+def sweep(
+    acts: Annotated[str, typer.Option("--acts", "-a", help="Activations, comma-separated; see `edgeprof acts`. "
+                                      "Parameters after ':' (leakyrelu:0.2); your own as module:Class.")] =
+    ",".join(DEFAULT_ACTS),
+    blocks: Annotated[str, typer.Option("--blocks", "-b", help="Blocks: conv, bottleneck, c3, c2f, sppf.")] = "conv",
+    widths: Annotated[str, typer.Option("--widths", "-w", help="Channel widths, comma-separated.")] = "16,32,64",
+    depths: Annotated[str, typer.Option("--depths", help="Bottlenecks in c3/c2f, comma-separated.")] = "1",
+    imgsz: Annotated[str, typer.Option("--imgsz", help="Input sizes in pixels, comma-separated.")] = "160",
+    batch: Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")] = "1",
+    kernel: Annotated[int, typer.Option("--kernel", help="Kernel size of the conv block.")] = 3,
+    stride: Annotated[int, typer.Option("--stride", help="Stride of the conv block.")] = 1,
+    baseline: Annotated[str, typer.Option("--baseline", help="Activation the ratios are taken against.")] = "relu",
+    threads: Threads = 1,
+    opt_level: OptLevelOpt = OptLevel.all,
+    spinning: Spinning = False,
+    arena: Arena = True,
+    rel_ci: RelCI = 0.02,
+    max_time: MaxTime = 3.0,
+    min_samples: MinSamples = 20,
+    isolate: Isolate = True,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset to export (the written one is recorded).")] = 17,
+    exporter: Annotated[str, typer.Option("--exporter", help="torchscript (default, fast) or dynamo "
+                                          "(needs onnxscript).")] = "torchscript",
+    models_dir: Annotated[Path, typer.Option("--models-dir", help="Where exported models are cached.")] =
+    Path("models"),
+    csv: CsvPath = None,
+    fmt: FormatOpt = Format.table,
+    quiet: Quiet = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for weights, inputs and round order.")] = 0,
+) -> None:
+    """Compare activations inside YOLO-style blocks: latency, ratio to a baseline, fusion, params, MACs.
+
+    Examples:
+
+      edgeprof sweep
+
+      edgeprof sweep --acts relu,mish,hardswish
+
+      edgeprof sweep --acts relu,silu,mish --blocks conv,c3 --widths 16,32,64,128 --depths 1,2 --imgsz 160
+
+      edgeprof sweep --acts leakyrelu:0.2,mypkg.acts:MyAct --threads 2 --csv results/mine.csv
+    """
+    plan = SweepPlan(
+        acts=tuple(parse_name_list(acts, "acts")),
+        blocks=tuple(parse_name_list(blocks, "blocks")),
+        widths=tuple(parse_int_list(widths, "widths")),
+        depths=tuple(parse_int_list(depths, "depths")),
+        imgsz=tuple(parse_int_list(imgsz, "imgsz")),
+        batch=tuple(parse_int_list(batch, "batch")),
+        kernel=kernel, stride=stride, baseline=baseline, opset=opset, exporter=exporter, seed=seed,
+    )
+    settings, options = settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples,
+                                             isolate, seed)
+    with progress_bar(not quiet) as progress:
+        df, csv_path = run_sweep(plan, settings, options, csv_path=csv, models_dir=models_dir, on_progress=progress)
+    render(df, fmt, title=f"edgeprof sweep: {threads} thread(s), opt level {opt_level.value}")
+    wrote(csv_path)

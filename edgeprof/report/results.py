@@ -1,0 +1,161 @@
+"""Result rows: built from a spec, its export and its measurement; written to CSV as they complete."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from edgeprof.errors import InputError, RuntimeFailure
+from edgeprof.report.schema import COLUMNS, SCHEMA_VERSION
+
+_BOOL_COLUMNS = ("spinning", "arena", "ci_reached", "noisy", "fused")
+_INT_COLUMNS = ("width", "depth", "imgsz", "batch", "kernel", "stride", "params", "macs", "threads",
+                "inter_threads", "opset", "n", "inner_loops")
+_STR_COLUMNS = ("act", "block", "opt_level", "provider", "exporter", "baseline", "act_ops",
+                "act_ops_exported", "model", "status", "error", "run_id")
+
+
+def to_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows as a DataFrame with exactly the schema's columns, in order, with stable dtypes."""
+    df = pd.DataFrame(rows)
+    for col in COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    df = df[list(COLUMNS)]
+    for col in _BOOL_COLUMNS:
+        df[col] = df[col].astype("boolean")
+    for col in _INT_COLUMNS:
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+    for col in _STR_COLUMNS:
+        df[col] = df[col].astype("string").fillna("")
+    for col in COLUMNS:
+        if col not in _BOOL_COLUMNS + _INT_COLUMNS + _STR_COLUMNS:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    return df
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """Read a result CSV written by edgeprof, with its dtypes; InputError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"results file not found: {path}")
+    try:
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in ("act", "median_ms", "model") if c not in df.columns]
+    if missing:
+        raise InputError(f"{path} is not an edgeprof results CSV (missing columns: {', '.join(missing)})")
+    return to_frame(df.to_dict("records"))
+
+
+def check_writable(path: str | Path) -> Path:
+    """Create the parent folder and check the file can be appended to, before any work starts."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.is_dir():
+            raise InputError(f"cannot write results to {path}: it is a folder")
+        with open(path, "a"):
+            pass
+        if path.stat().st_size == 0:
+            path.unlink()
+    except InputError:
+        raise
+    except OSError as exc:
+        raise InputError(f"cannot write results to {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def append_rows(path: str | Path, rows: list[dict]) -> None:
+    """Append rows to the CSV (header written when the file is new), flushed to disk at once."""
+    if not rows:
+        return
+    path = Path(path)
+    df = to_frame(rows)
+    new = not path.exists() or path.stat().st_size == 0
+    try:
+        with open(path, "a", newline="") as fh:
+            df.to_csv(fh, header=new, index=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write results to {path}: {exc.strerror or exc}") from None
+
+
+def write_metadata(csv_path: str | Path, metadata: dict) -> Path:
+    """The run's metadata beside the CSV, as ``<name>.json``."""
+    path = Path(csv_path).with_suffix(".json")
+    payload = {"schema_version": SCHEMA_VERSION, "csv": Path(csv_path).name, **metadata}
+    try:
+        path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write metadata to {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def none_if_nan(x):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def measurement_row(
+    measurement,
+    settings: dict,
+    rel_ci: float,
+    build: dict | None = None,
+    baseline=None,
+    baseline_name: str = "",
+    reference_nodes: list[dict] | None = None,
+    run_id: str = "",
+) -> dict:
+    """One CSV row from a Measurement (edgeprof.profile), the session settings, and what was built.
+
+    ``build`` holds the spec fields, params, macs, exporter, opset, parity and the exported act ops.
+    ``baseline`` is the Measurement of the baseline activation in the same interleaved group.
+    ``reference_nodes`` are the executed nodes of the same block without an activation: the ops the
+    activation ran as are the difference, and it was fused when that difference is empty.
+    """
+    from edgeprof.profile import paired_ratio_to
+    from edgeprof.profile.ops import NodeTime, activation_ops, extra_ops
+
+    build = build or {}
+    stats = measurement.stats
+    row = {
+        **{k: build.get(k) for k in ("act", "block", "width", "depth", "imgsz", "batch", "kernel", "stride",
+                                      "params", "macs", "exporter", "opset", "parity_max_abs_err")},
+        **{k: settings.get(k) for k in ("threads", "inter_threads", "opt_level", "spinning", "arena", "provider")},
+        **{k: stats.get(k) for k in ("median_ms", "mean_ms", "std_ms", "min_ms", "p90_ms", "p99_ms", "iqr_ms",
+                                      "n", "ci95_low_ms", "ci95_high_ms", "noisy")},
+        "inner_loops": measurement.inner_loops,
+        "ci_reached": bool(stats.get("rel_ci", math.inf) <= rel_ci),
+        "session_ms": measurement.session_ms,
+        "first_run_ms": measurement.first_run_ms,
+        "peak_rss_session_mb": measurement.peak_rss_session_mb,
+        "peak_rss_run_mb": measurement.peak_rss_run_mb,
+        "act_ops_exported": "+".join(build.get("act_ops") or []),
+        "model": measurement.path,
+        "status": measurement.status,
+        "error": measurement.error,
+        "run_id": run_id,
+    }
+    if measurement.status == "failed" or not stats.get("n"):
+        row["ci_reached"] = False
+    nodes = [NodeTime(n["name"], n["op_type"], n["calls"], n["mean_us"] * n["calls"]) for n in measurement.nodes]
+    if nodes and reference_nodes is not None:
+        ref = [NodeTime(n["name"], n["op_type"], n["calls"], n["mean_us"] * n["calls"]) for n in reference_nodes]
+        ran_as = extra_ops(nodes, ref)
+        row["act_ops"] = "+".join(ran_as)
+        row["fused"] = None if not build.get("act_ops") else not ran_as
+    elif nodes:
+        row["act_ops"] = "+".join(activation_ops(nodes))
+        row["fused"] = None
+    if baseline is not None and baseline_name:
+        row["baseline"] = baseline_name
+        if baseline.status != "failed" and measurement.status != "failed" and stats.get("n"):
+            ratio, lo, hi = paired_ratio_to(measurement, baseline)
+            row.update(ratio_to_baseline=ratio, ratio_ci95_low=lo, ratio_ci95_high=hi)
+    return row

@@ -1,0 +1,111 @@
+"""The comparison table a person reads: one row per activation and size, in the terminal or Markdown."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def _fmt_ms(x) -> str:
+    if x is None or pd.isna(x):
+        return "—"
+    return f"{x:.3f}" if x < 10 else f"{x:.2f}" if x < 100 else f"{x:.1f}"
+
+
+def _fmt_count(x) -> str:
+    if x is None or pd.isna(x):
+        return "—"
+    x = float(x)
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= div:
+            return f"{x / div:.2f}{unit}"
+    return f"{x:.0f}"
+
+
+def _fmt_ratio(row) -> str:
+    r = row.get("ratio_to_baseline")
+    if r is None or pd.isna(r):
+        return "—"
+    lo, hi = row.get("ratio_ci95_low"), row.get("ratio_ci95_high")
+    if lo is None or pd.isna(lo) or hi is None or pd.isna(hi):
+        return f"{r:.2f}×"
+    return f"{r:.2f}× [{lo:.2f}–{hi:.2f}]"
+
+
+def _fmt_fused(row) -> str:
+    fused = row.get("fused")
+    if fused is None or pd.isna(fused):
+        return "n/a" if not row.get("act_ops") else "—"
+    return "yes" if bool(fused) else "no"
+
+
+def _fmt_ci(row) -> str:
+    med, lo, hi = row.get("median_ms"), row.get("ci95_low_ms"), row.get("ci95_high_ms")
+    if any(v is None or pd.isna(v) for v in (med, lo, hi)) or med <= 0:
+        return "—"
+    return f"±{max(med - lo, hi - med) / med * 100:.1f}%"
+
+
+def display_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The results reduced to the columns a person compares, formatted as text."""
+    baselines = sorted({b for b in df.get("baseline", pd.Series(dtype=str)).dropna() if b})
+    ratio_header = f"× {baselines[0]}" if len(baselines) == 1 else "× baseline"
+    out = []
+    for _, row in df.iterrows():
+        row = row.to_dict()
+        status = row.get("status") or "ok"
+        notes = []
+        if status != "ok":
+            notes.append(status + (f": {row.get('error')}" if row.get("error") else ""))
+        if row.get("noisy") is True:
+            notes.append("noisy")
+        if row.get("ci_reached") is False and status == "ok":
+            notes.append("CI target not reached")
+        size = f"w{row.get('width')} {row.get('imgsz')}px" if not pd.isna(row.get("width")) else ""
+        if not pd.isna(row.get("depth")) and row.get("block") in ("c3", "c2f"):
+            size += f" n{row.get('depth')}"
+        out.append({
+            "block": row.get("block") or "",
+            "size": size,
+            "act": row.get("act") or str(row.get("model", "")).rsplit("/", 1)[-1],
+            "median ms": _fmt_ms(row.get("median_ms")),
+            "p90 ms": _fmt_ms(row.get("p90_ms")),
+            "CI95": _fmt_ci(row),
+            ratio_header: _fmt_ratio(row),
+            "fused": _fmt_fused(row),
+            "act ran as": row.get("act_ops") or ("—" if row.get("fused") is True else ""),
+            "params": _fmt_count(row.get("params")),
+            "MACs": _fmt_count(row.get("macs")),
+            "peak MiB": _fmt_ms(row.get("peak_rss_run_mb")),
+            "notes": "; ".join(notes),
+        })
+    disp = pd.DataFrame(out)
+    for col in list(disp.columns):
+        if col not in ("act", "median ms") and (disp[col].isin(["—", "", "n/a"])).all():
+            disp = disp.drop(columns=col)
+    return disp
+
+
+def render_rich(df: pd.DataFrame, console, title: str | None = None) -> None:
+    from rich.table import Table
+
+    disp = display_frame(df)
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for col in disp.columns:
+        justify = "right" if col in ("median ms", "p90 ms", "CI95", "params", "MACs", "peak MiB") else "left"
+        table.add_column(col, justify=justify, overflow="fold")
+    previous = None
+    for _, row in disp.iterrows():
+        key = (row["block"], row["size"])
+        if previous is not None and key != previous:
+            table.add_section()
+        previous = key
+        table.add_row(*[str(v) for v in row.tolist()])
+    console.print(table)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    disp = display_frame(df)
+    head = "| " + " | ".join(disp.columns) + " |"
+    sep = "| " + " | ".join("---" for _ in disp.columns) + " |"
+    body = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in disp.itertuples(index=False)]
+    return "\n".join([head, sep, *body])

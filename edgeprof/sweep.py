@@ -1,0 +1,226 @@
+"""The pipeline: spec -> build/export (torch) -> profile (onnxruntime) -> rows and CSV (pandas).
+
+``run_sweep`` builds every (block, size, activation) of a plan, measures the activations of each size
+together, interleaved, and appends that size's rows to the CSV as soon as they are measured, so an
+interrupted or failing sweep keeps every finished row. ``profile_models`` does the same for ONNX files
+edgeprof did not build, and never imports torch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from edgeprof.errors import EdgeprofError, InputError
+from edgeprof.profile import MeasurementInterrupted, MeasureOptions, SessionSettings, measure
+from edgeprof.report.results import append_rows, check_writable, measurement_row, to_frame, write_metadata
+from edgeprof.spec import BlockSpec
+
+DEFAULT_ACTS = ("relu", "leakyrelu", "silu", "hardswish", "mish")
+REFERENCE_ACT = "identity"
+
+ProgressFn = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep builds: every combination of blocks, sizes and activations."""
+
+    acts: tuple[str, ...] = DEFAULT_ACTS
+    blocks: tuple[str, ...] = ("conv",)
+    widths: tuple[int, ...] = (16, 32, 64)
+    depths: tuple[int, ...] = (1,)
+    imgsz: tuple[int, ...] = (160,)
+    batch: tuple[int, ...] = (1,)
+    kernel: int = 3
+    stride: int = 1
+    baseline: str = "relu"
+    opset: int = 17
+    exporter: str = "torchscript"
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class SweepInterrupted(EdgeprofError):
+    """Ctrl-C: the rows measured so far are in the CSV."""
+
+    exit_code = 130
+
+    def __init__(self, csv_path: Path, rows_kept: int):
+        super().__init__(f"interrupted; {rows_kept} measured rows kept in {csv_path}")
+        self.csv_path = csv_path
+        self.rows_kept = rows_kept
+
+
+def resolve_acts(acts: list[str] | tuple[str, ...], baseline: str) -> tuple[list[str], str]:
+    """Canonical activation specs (validated) with the baseline first if it was not asked for."""
+    from edgeprof.build.activations import canonical_act
+
+    canon = []
+    for a in acts:
+        c = canonical_act(a)
+        if c not in canon:
+            canon.append(c)
+    base = canonical_act(baseline)
+    if base not in canon:
+        canon.insert(0, base)
+    return canon, base
+
+
+def plan_groups(plan: SweepPlan) -> list[list[BlockSpec]]:
+    """Specs grouped by size: each group is one block at one size, with every activation."""
+    groups = []
+    seen = set()
+    for block, width, depth, imgsz, batch in itertools.product(
+        plan.blocks, plan.widths, plan.depths, plan.imgsz, plan.batch
+    ):
+        if block not in ("c3", "c2f"):
+            depth = 1  # depth only means something for blocks with a chain of bottlenecks
+        key = (block, width, depth, imgsz, batch)
+        if key in seen:
+            continue
+        seen.add(key)
+        groups.append([
+            BlockSpec(block=block, act=act, width=width, depth=depth, imgsz=imgsz, batch=batch,
+                      kernel=plan.kernel, stride=plan.stride)
+            for act in plan.acts
+        ])
+    return groups
+
+
+def new_csv_path(results_dir: Path = Path("results"), prefix: str = "sweep") -> Path:
+    from datetime import datetime
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(results_dir) / f"{prefix}-{stamp}.csv"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(results_dir) / f"{prefix}-{stamp}-{n}.csv"
+    return path
+
+
+def run_sweep(
+    plan: SweepPlan,
+    settings: SessionSettings = SessionSettings(),
+    options: MeasureOptions = MeasureOptions(),
+    csv_path: Path | None = None,
+    models_dir: Path = Path("models"),
+    on_progress: ProgressFn | None = None,
+    metadata: dict | None = None,
+) -> tuple[pd.DataFrame, Path]:
+    """Run the plan; return all rows and the CSV path. Rows are appended to the CSV group by group."""
+    from edgeprof.build.export import export_block
+    from edgeprof.hostinfo import load_average, run_metadata
+
+    progress = on_progress or (lambda message, fraction: None)
+    acts, baseline = resolve_acts(plan.acts, plan.baseline)
+    plan = SweepPlan(**{**plan.as_dict(), "acts": tuple(acts), "baseline": baseline})
+    groups = plan_groups(plan)
+    csv_path = check_writable(csv_path or new_csv_path())
+    run_id = uuid.uuid4().hex[:12]
+    meta = run_metadata({"run_id": run_id, "plan": plan.as_dict(), "settings": settings.as_dict(),
+                         "measure": asdict(options), **(metadata or {})})
+    write_metadata(csv_path, meta)
+    all_rows: list[dict] = []
+    try:
+        for g, group in enumerate(groups):
+            def stage(message: str, fraction: float, g=g, group=group) -> None:
+                spec = group[0]
+                where = f"[{g + 1}/{len(groups)}] {spec.block} w{spec.width} {spec.imgsz}px"
+                progress(f"{where}: {message}", (g + fraction) / len(groups))
+
+            exports = []
+            for spec in group:
+                stage(f"exporting {spec.act}", 0.0)
+                exports.append(export_block(spec, models_dir, opset=plan.opset, exporter=plan.exporter,
+                                            seed=plan.seed))
+            reference = _reference(group, exports, plan, models_dir, export_block)
+            paths = [str(e.path) for e in exports]
+            if reference is not None and REFERENCE_ACT not in acts:
+                paths.append(str(reference.path))
+            try:
+                measured = measure(paths, settings, options,
+                                   on_progress=lambda m, f, stage=stage: stage(m, 0.05 + 0.95 * f))
+                interrupted = None
+            except MeasurementInterrupted as exc:
+                measured, interrupted = exc.partial, exc
+            rows = _group_rows(group, exports, measured, acts, baseline, settings, options, run_id)
+            append_rows(csv_path, rows)
+            all_rows.extend(rows)
+            if interrupted is not None:
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        write_metadata(csv_path, {**meta, "interrupted": True, "load_average_end": load_average()})
+        raise SweepInterrupted(csv_path, len(all_rows)) from None
+    write_metadata(csv_path, {**meta, "load_average_end": load_average()})
+    return to_frame(all_rows), csv_path
+
+
+def _reference(group, exports, plan, models_dir, export_block):
+    """The same block without an activation, to tell which ops the activation ran as."""
+    for spec, exp in zip(group, exports, strict=True):
+        if spec.act == REFERENCE_ACT:
+            return exp
+    ref_spec = BlockSpec(**{**group[0].as_dict(), "act": REFERENCE_ACT})
+    return export_block(ref_spec, models_dir, opset=plan.opset, exporter=plan.exporter, seed=plan.seed)
+
+
+def _group_rows(group, exports, measured, acts, baseline, settings, options, run_id) -> list[dict]:
+    by_act = dict(zip([s.act for s in group], measured, strict=False))
+    reference_nodes = measured[-1].nodes if len(measured) > len(group) else by_act.get(REFERENCE_ACT).nodes
+    base_m = by_act.get(baseline)
+    rows = []
+    for spec, exp, m in zip(group, exports, measured, strict=False):
+        build = {**spec.as_dict(), "params": exp.params, "macs": exp.macs, "exporter": exp.exporter,
+                 "opset": exp.opset, "parity_max_abs_err": exp.parity_max_abs_err, "act_ops": exp.act_ops}
+        rows.append(measurement_row(m, settings.as_dict(), options.rel_ci, build=build, baseline=base_m,
+                                    baseline_name=baseline, reference_nodes=reference_nodes or None,
+                                    run_id=run_id))
+    return rows
+
+
+def profile_models(
+    paths: list[str | Path],
+    settings: SessionSettings = SessionSettings(),
+    options: MeasureOptions = MeasureOptions(),
+    shapes: dict | None = None,
+    csv_path: Path | None = None,
+    on_progress: ProgressFn | None = None,
+    metadata: dict | None = None,
+) -> tuple[pd.DataFrame, Path]:
+    """Measure existing ONNX files interleaved (no torch); ratios are to the first file."""
+    from edgeprof.hostinfo import load_average, run_metadata
+    from edgeprof.profile.session import create_session, make_inputs
+
+    if not paths:
+        raise InputError("no ONNX files given")
+    for path in paths:  # bad input fails fast, before any measuring: missing, corrupt, unfed dynamic dims
+        make_inputs(create_session(path, settings), shapes)
+    paths = [str(p) for p in paths]
+    csv_path = check_writable(csv_path or new_csv_path(prefix="profile"))
+    run_id = uuid.uuid4().hex[:12]
+    meta = run_metadata({"run_id": run_id, "models": paths, "settings": settings.as_dict(),
+                         "measure": asdict(options), **(metadata or {})})
+    write_metadata(csv_path, meta)
+    interrupted = False
+    try:
+        measured = measure(paths, settings, options, shapes=shapes, on_progress=on_progress)
+    except MeasurementInterrupted as exc:
+        measured, interrupted = exc.partial, True
+    base = measured[0] if len(measured) > 1 else None
+    base_name = Path(paths[0]).name if base is not None else ""
+    rows = [measurement_row(m, settings.as_dict(), options.rel_ci, baseline=base, baseline_name=base_name,
+                            run_id=run_id) for m in measured]
+    append_rows(csv_path, rows)
+    write_metadata(csv_path, {**meta, "interrupted": interrupted, "load_average_end": load_average()})
+    if interrupted:
+        raise SweepInterrupted(csv_path, len(rows))
+    return to_frame(rows), csv_path
