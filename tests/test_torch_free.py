@@ -1,0 +1,37 @@
+"""The profiler runs where torch is not installed: proved by importing and running with torch unimportable."""
+
+import json
+import subprocess
+import sys
+
+BLOCK_TORCH = "import sys; sys.modules['torch'] = None\n"
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True, timeout=120)
+
+
+def test_profile_package_imports_without_torch():
+    proc = _run("import edgeprof.profile, edgeprof.report.results, edgeprof.sweep, edgeprof.cli\nprint('ok')")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def test_torch_really_is_blocked():
+    proc = _run("import torch")
+    assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr
+
+
+def test_profile_command_runs_without_torch(tiny_models, tmp_path):
+    csv = tmp_path / "out.csv"
+    code = (
+        "from edgeprof.cli import app\n"
+        f"app([ 'profile', {str(tiny_models['relu'])!r}, {str(tiny_models['mish'])!r}, '--max-time', '0.3',"
+        f" '--min-samples', '10', '--csv', {str(csv)!r}, '--format', 'json', '--quiet'])\n"
+    )
+    proc = _run(code)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert rows[1]["ratio_to_baseline"] > 1.0  # conv+mish is slower than conv+relu
+    assert csv.exists() and csv.with_suffix(".json").exists()
