@@ -58,6 +58,8 @@ class Measurement:
     samples_ms: list[float] = field(default_factory=list)
     sample_round: list[int] = field(default_factory=list)
     nodes: list[dict] = field(default_factory=list)
+    ort_peak_in_use_mb: float | None = None
+    ort_arena_held_mb: float | None = None
     stats: dict = field(default_factory=dict)
 
     def round_medians(self) -> dict[int, float]:
@@ -140,7 +142,10 @@ def measure(
                 if options.isolate:
                     m.peak_rss_run_mb = runner.peak_run_mb()
                 progress(f"reading executed ops of {_short(m.path)}", 1.0)
-                m.nodes = runner.executed_ops()
+                ops = runner.executed_ops()
+                m.nodes = ops["nodes"]
+                m.ort_peak_in_use_mb = ops["ort_peak_in_use_mb"]
+                m.ort_arena_held_mb = ops["ort_arena_held_mb"]
             except EdgeprofError as exc:
                 _fail(m, exc, runners.pop(i, None))
     except KeyboardInterrupt:

@@ -60,6 +60,25 @@ def parse_trace(events: list[dict] | str | Path, skip_runs: int = 0) -> list[Nod
     return [NodeTime(n, op_of[n], calls[n], total[n]) for n in order]
 
 
+def ort_memory_view(events: list[dict] | str | Path) -> dict[str, float | None]:
+    """onnxruntime's own memory figures from its profiler, in MiB: the arena's peak bytes in use and the
+    bytes the arena holds. onnxruntime records them only with the CPU memory arena on (else None)."""
+    if not isinstance(events, list):
+        events = json.loads(Path(events).read_text())
+    peak = held = None
+    for ev in events:
+        args = ev.get("args") or {}
+        if ev.get("cat") != "Node" or "mem_in_use_peak" not in args:
+            continue
+        peak = max(peak or 0, int(args["mem_in_use_peak"]))
+        held = max(held or 0, int(args.get("mem_arena_held", 0)))
+    mib = 1024.0 * 1024.0
+    return {
+        "ort_peak_in_use_mb": None if peak is None else peak / mib,
+        "ort_arena_held_mb": None if held is None else held / mib,
+    }
+
+
 def op_counts(nodes: list[NodeTime]) -> Counter:
     return Counter(n.op_type for n in nodes)
 

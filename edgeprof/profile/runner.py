@@ -7,6 +7,7 @@ thread-pool state cannot leak into another's figures and a crash costs one row, 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -17,7 +18,7 @@ import numpy as np
 
 from edgeprof.errors import RuntimeFailure
 from edgeprof.profile import memory
-from edgeprof.profile.ops import parse_trace
+from edgeprof.profile.ops import ort_memory_view, parse_trace
 from edgeprof.profile.session import SessionSettings, create_session, make_inputs, run_once
 
 
@@ -117,8 +118,8 @@ class ModelRunner:
         """Peak RSS over the pre-session baseline since the first run began (MiB)."""
         return _delta(memory.peak_rss_mib(), self._base_rss)
 
-    def executed_ops(self, runs: int = 3) -> list[dict]:
-        """The nodes onnxruntime ran after optimisation, with their mean kernel time, from its profiler.
+    def executed_ops(self, runs: int = 3) -> dict:
+        """The nodes onnxruntime ran after optimisation with their mean kernel time, and its memory view.
 
         Uses a second session with profiling on, so the timed session is never profiled.
         """
@@ -126,11 +127,13 @@ class ModelRunner:
             sess = create_session(self.path, self.settings, profile_prefix=os.path.join(tmp, "trace"))
             for _ in range(runs + 1):
                 run_once(sess, self.feeds)
-            # the first run carries onnxruntime's lazy set-up: leave it out of the per-node means
-            nodes = parse_trace(Path(sess.end_profiling()), skip_runs=1)
-        return [
-            {"name": n.name, "op_type": n.op_type, "calls": n.calls, "mean_us": n.mean_us} for n in nodes
-        ]
+            trace = json.loads(Path(sess.end_profiling()).read_text())
+        # the first run carries onnxruntime's lazy set-up: leave it out of the per-node means
+        nodes = parse_trace(trace, skip_runs=1)
+        return {
+            "nodes": [{"name": n.name, "op_type": n.op_type, "calls": n.calls, "mean_us": n.mean_us} for n in nodes],
+            **ort_memory_view(trace),
+        }
 
     def close(self) -> None:
         self.binding = None

@@ -1,0 +1,99 @@
+"""Static memory estimate from an ONNX graph: weight bytes, and peak live activation bytes by liveness.
+
+Needs the ``onnx`` package (present wherever models are built); callers on a device without it get None.
+The liveness pass walks the nodes in the graph's (topological) order; a tensor is live from the step that
+produces it (graph inputs: from the start) to the last step that reads it (graph outputs: to the end);
+the peak is the largest sum of live tensor bytes at any step. Shapes come from onnx shape inference.
+This is what an ideal runtime without fusion or buffer reuse across ops would hold; compare it with the
+measured peak RSS to see what the runtime adds (its own code, thread pools, arena rounding, workspace).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MIB = 1024.0 * 1024.0
+
+
+def _elem_bytes(elem_type: int) -> int | None:
+    from onnx import helper
+
+    try:
+        return helper.tensor_dtype_to_np_dtype(elem_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _tensor_bytes(value_info) -> int | None:
+    ttype = value_info.type.tensor_type
+    if not ttype.HasField("shape"):
+        return None
+    size = _elem_bytes(ttype.elem_type)
+    if size is None:
+        return None
+    for dim in ttype.shape.dim:
+        if not dim.HasField("dim_value"):
+            return None
+        size *= dim.dim_value
+    return size
+
+
+def estimate_memory(model) -> dict:
+    """``weights_mb``, ``act_peak_mb``, and ``act_estimate_complete`` (False if some shape was unknown).
+
+    ``model`` is an onnx.ModelProto or a path.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    if isinstance(model, str | Path):
+        model = onnx.load(str(model))
+    model = onnx.shape_inference.infer_shapes(model)
+    graph = model.graph
+    weights = sum(numpy_helper.to_array(t).nbytes for t in graph.initializer)
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    weights += numpy_helper.to_array(attr.t).nbytes
+    initializers = {t.name for t in graph.initializer}
+    sizes: dict[str, int | None] = {}
+    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+        sizes[vi.name] = _tensor_bytes(vi)
+    steps = [n for n in graph.node if n.op_type != "Constant"]
+    last = len(steps)
+    birth: dict[str, int] = {vi.name: 0 for vi in graph.input if vi.name not in initializers}
+    death: dict[str, int] = dict.fromkeys(birth, 0)
+    for i, node in enumerate(steps):
+        for name in node.input:
+            if name in birth:
+                death[name] = max(death[name], i)
+        for name in node.output:
+            if name:
+                birth[name] = i
+                death[name] = i
+    for vi in graph.output:
+        if vi.name in death:
+            death[vi.name] = last
+    complete = True
+    peak = 0
+    for i in range(max(1, last)):
+        live = 0
+        for name, b in birth.items():
+            if b <= i <= death[name]:
+                size = sizes.get(name)
+                if size is None:
+                    complete = False
+                    continue
+                live += size
+        peak = max(peak, live)
+    return {"weights_mb": weights / MIB, "act_peak_mb": peak / MIB, "act_estimate_complete": complete}
+
+
+def try_estimate_memory(path: str | Path) -> dict:
+    """``estimate_memory`` where onnx is installed; empty figures (None) where it is not."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return {"weights_mb": None, "act_peak_mb": None, "act_estimate_complete": None}
+    return estimate_memory(path)
