@@ -174,6 +174,8 @@ def _reference(group, exports, plan, models_dir, export_block):
 
 
 def _group_rows(group, exports, measured, acts, baseline, settings, options, run_id) -> list[dict]:
+    from edgeprof.analysis import try_estimate_memory
+
     by_act = dict(zip([s.act for s in group], measured, strict=False))
     reference_nodes = measured[-1].nodes if len(measured) > len(group) else by_act.get(REFERENCE_ACT).nodes
     base_m = by_act.get(baseline)
@@ -183,7 +185,7 @@ def _group_rows(group, exports, measured, acts, baseline, settings, options, run
                  "opset": exp.opset, "parity_max_abs_err": exp.parity_max_abs_err, "act_ops": exp.act_ops}
         rows.append(measurement_row(m, settings.as_dict(), options.rel_ci, build=build, baseline=base_m,
                                     baseline_name=baseline, reference_nodes=reference_nodes or None,
-                                    run_id=run_id))
+                                    run_id=run_id, static_memory=try_estimate_memory(exp.path)))
     return rows
 
 
@@ -217,8 +219,10 @@ def profile_models(
         measured, interrupted = exc.partial, True
     base = measured[0] if len(measured) > 1 else None
     base_name = Path(paths[0]).name if base is not None else ""
+    from edgeprof.analysis import try_estimate_memory
+
     rows = [measurement_row(m, settings.as_dict(), options.rel_ci, baseline=base, baseline_name=base_name,
-                            run_id=run_id) for m in measured]
+                            run_id=run_id, static_memory=try_estimate_memory(m.path)) for m in measured]
     append_rows(csv_path, rows)
     write_metadata(csv_path, {**meta, "interrupted": interrupted, "load_average_end": load_average()})
     if interrupted:

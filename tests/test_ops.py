@@ -1,6 +1,6 @@
 """The profiler-trace parser and the what-did-the-activation-run-as logic."""
 
-from edgeprof.profile.ops import NodeTime, activation_ops, extra_ops, parse_trace
+from edgeprof.profile.ops import NodeTime, activation_nodes, extra_nodes, ort_memory_view, parse_trace, time_share
 
 
 def test_parse_recorded_trace(data_dir):
@@ -16,6 +16,10 @@ def _nodes(*ops):
     return [NodeTime(f"n{i}", op, 1, 1.0) for i, op in enumerate(ops)]
 
 
+def extra_ops(nodes, reference):
+    return [n.op_type for n in extra_nodes(nodes, reference)]
+
+
 def test_extra_ops_is_a_multiset_difference_in_run_order():
     reference = _nodes("ReorderInput", "Conv", "ReorderOutput")
     assert extra_ops(_nodes("ReorderInput", "Conv", "ReorderOutput"), reference) == []  # fused
@@ -27,4 +31,16 @@ def test_extra_ops_is_a_multiset_difference_in_run_order():
 
 
 def test_activation_ops_by_type():
-    assert activation_ops(_nodes("Conv", "Softplus", "Tanh", "Mul", "Relu")) == ["Softplus", "Tanh", "Relu"]
+    found = activation_nodes(_nodes("Conv", "Softplus", "Tanh", "Mul", "Relu"))
+    assert [n.op_type for n in found] == ["Softplus", "Tanh", "Relu"]
+
+
+def test_time_share_and_memory_view_of_recorded_trace(data_dir):
+    nodes = parse_trace(data_dir / "trace_conv_mish.json", skip_runs=1)
+    act = [n for n in nodes if n.name.startswith("/act/")]
+    share = time_share(act, nodes)
+    assert 0 < share < 1
+    assert share == sum(n.mean_us for n in act) / sum(n.mean_us for n in nodes)
+    mem = ort_memory_view(data_dir / "trace_conv_mish.json")
+    assert mem["ort_peak_in_use_mb"] == 24608 / 2**20  # the largest mem_in_use_peak in the trace
+    assert mem["ort_arena_held_mb"] == 1048608 / 2**20

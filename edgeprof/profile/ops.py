@@ -83,8 +83,8 @@ def op_counts(nodes: list[NodeTime]) -> Counter:
     return Counter(n.op_type for n in nodes)
 
 
-def extra_ops(nodes: list[NodeTime], reference: list[NodeTime]) -> list[str]:
-    """Op types that run in ``nodes`` beyond those in ``reference`` (a multiset difference), in run order.
+def extra_nodes(nodes: list[NodeTime], reference: list[NodeTime]) -> list[NodeTime]:
+    """Nodes that run in ``nodes`` beyond those in ``reference`` by op type (a multiset difference), in run order.
 
     With ``reference`` the same block built without an activation, this is what the activation ran as
     after graph optimisation: empty when it was fused into the Conv.
@@ -95,10 +95,20 @@ def extra_ops(nodes: list[NodeTime], reference: list[NodeTime]) -> list[str]:
         if spare[node.op_type] > 0:
             spare[node.op_type] -= 1
         else:
-            extra.append(node.op_type)
+            extra.append(node)
     return extra
 
 
-def activation_ops(nodes: list[NodeTime]) -> list[str]:
-    """Op types of the nodes that are activations by type (for models edgeprof did not build)."""
-    return [n.op_type for n in nodes if n.op_type in ACTIVATION_OP_TYPES]
+def activation_nodes(nodes: list[NodeTime]) -> list[NodeTime]:
+    """The nodes that are activations by op type (for models edgeprof did not build)."""
+    return [n for n in nodes if n.op_type in ACTIVATION_OP_TYPES]
+
+
+def time_share(part: list[NodeTime], whole: list[NodeTime]) -> float:
+    """Fraction of the summed kernel time of ``whole`` spent in ``part``."""
+    total = sum(n.mean_us for n in whole)
+    return sum(n.mean_us for n in part) / total if total > 0 else float("nan")
+
+
+def nodes_from_dicts(rows: list[dict]) -> list[NodeTime]:
+    return [NodeTime(r["name"], r["op_type"], r["calls"], r["mean_us"] * r["calls"]) for r in rows]

@@ -111,6 +111,7 @@ def measurement_row(
     baseline_name: str = "",
     reference_nodes: list[dict] | None = None,
     run_id: str = "",
+    static_memory: dict | None = None,
 ) -> dict:
     """One CSV row from a Measurement (edgeprof.profile), the session settings, and what was built.
 
@@ -118,9 +119,10 @@ def measurement_row(
     ``baseline`` is the Measurement of the baseline activation in the same interleaved group.
     ``reference_nodes`` are the executed nodes of the same block without an activation: the ops the
     activation ran as are the difference, and it was fused when that difference is empty.
+    ``static_memory`` is the graph's static estimate (edgeprof.analysis).
     """
     from edgeprof.profile import paired_ratio_to
-    from edgeprof.profile.ops import NodeTime, activation_ops, extra_ops
+    from edgeprof.profile.ops import activation_nodes, extra_nodes, nodes_from_dicts, time_share
 
     build = build or {}
     stats = measurement.stats
@@ -144,15 +146,19 @@ def measurement_row(
     }
     if measurement.status == "failed" or not stats.get("n"):
         row["ci_reached"] = False
-    nodes = [NodeTime(n["name"], n["op_type"], n["calls"], n["mean_us"] * n["calls"]) for n in measurement.nodes]
+    nodes = nodes_from_dicts(measurement.nodes)
+    act_nodes = None
     if nodes and reference_nodes is not None:
-        ref = [NodeTime(n["name"], n["op_type"], n["calls"], n["mean_us"] * n["calls"]) for n in reference_nodes]
-        ran_as = extra_ops(nodes, ref)
-        row["act_ops"] = "+".join(ran_as)
-        row["fused"] = None if not build.get("act_ops") else not ran_as
+        act_nodes = extra_nodes(nodes, nodes_from_dicts(reference_nodes))
+        row["fused"] = None if not build.get("act_ops") else not act_nodes
     elif nodes:
-        row["act_ops"] = "+".join(activation_ops(nodes))
-        row["fused"] = None
+        act_nodes = activation_nodes(nodes)
+    if act_nodes is not None:
+        row["act_ops"] = "+".join(n.op_type for n in act_nodes)
+        row["act_share"] = time_share(act_nodes, nodes)
+    row["ort_peak_in_use_mb"] = measurement.ort_peak_in_use_mb
+    row["ort_arena_held_mb"] = measurement.ort_arena_held_mb
+    row.update(static_memory or {})
     if baseline is not None and baseline_name:
         row["baseline"] = baseline_name
         if baseline.status != "failed" and measurement.status != "failed" and stats.get("n"):
