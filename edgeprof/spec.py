@@ -42,7 +42,7 @@ class BlockSpec:
             raise InputError(f"kernel {self.kernel} is larger than the input size {self.imgsz}")
         if self.stride > self.imgsz:
             raise InputError(f"stride {self.stride} is larger than the input size {self.imgsz}")
-        if self.block in ("bottleneck", "c3", "c2f") and self.width < 2:
+        if self.block != "conv" and self.width < 2:
             raise InputError(f"block {self.block} needs width >= 2 (it halves the channels), got {self.width}")
 
     @property
@@ -55,8 +55,10 @@ class BlockSpec:
     def slug(self) -> str:
         """A file-name-friendly name that says what the model is."""
         act = re.sub(r"[^A-Za-z0-9.]+", "-", self.act).strip("-")
-        shape = f"k{self.kernel}s{self.stride}" if self.block == "conv" else f"n{self.depth}"
-        return f"{self.block}-{shape}_{act}_w{self.width}_i{self.imgsz}_b{self.batch}"
+        shape = {"conv": f"k{self.kernel}s{self.stride}", "c3": f"n{self.depth}", "c2f": f"n{self.depth}"}.get(
+            self.block, "")
+        block = f"{self.block}-{shape}" if shape else self.block
+        return f"{block}_{act}_w{self.width}_i{self.imgsz}_b{self.batch}"
 
     def size_key(self) -> tuple:
         """Everything but the activation: configs with the same size key are compared with each other."""

@@ -83,13 +83,14 @@ def plan_groups(plan: SweepPlan) -> list[list[BlockSpec]]:
     ):
         if block not in ("c3", "c2f"):
             depth = 1  # depth only means something for blocks with a chain of bottlenecks
+        kernel, stride = (plan.kernel, plan.stride) if block == "conv" else (3, 1)  # conv-only options
         key = (block, width, depth, imgsz, batch)
         if key in seen:
             continue
         seen.add(key)
         groups.append([
             BlockSpec(block=block, act=act, width=width, depth=depth, imgsz=imgsz, batch=batch,
-                      kernel=plan.kernel, stride=plan.stride)
+                      kernel=kernel, stride=stride)
             for act in plan.acts
         ])
     return groups
