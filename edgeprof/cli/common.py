@@ -39,7 +39,8 @@ def err_console():
 def out_console():
     from rich.console import Console
 
-    return Console(width=max(140, Console().width))
+    console = Console()
+    return console if console.is_terminal else Console(width=200)  # files and pipes get whole lines
 
 
 def boundary(fn: Callable) -> Callable:

@@ -96,10 +96,13 @@ def render_rich(df: pd.DataFrame, console, title: str | None = None) -> None:
     previous = None
     for _, row in disp.iterrows():
         key = (row["block"], row["size"])
-        if previous is not None and key != previous:
+        cells = [str(v) for v in row.tolist()]
+        if key == previous:  # block and size once per group
+            cells[0] = cells[1] = ""
+        elif previous is not None:
             table.add_section()
         previous = key
-        table.add_row(*[str(v) for v in row.tolist()])
+        table.add_row(*cells)
     console.print(table)
 
 

@@ -1,0 +1,5 @@
+"""`python -m edgeprof.cli` runs the command line."""
+
+from edgeprof.cli import main
+
+main()

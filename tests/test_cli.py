@@ -1,0 +1,113 @@
+"""The commands as a user runs them: exit codes, one-line errors, the table and the CSV."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from edgeprof.cli import app
+from edgeprof.report.schema import COLUMNS
+
+runner = CliRunner()
+FAST = ["--max-time", "0.4", "--min-samples", "10", "--quiet"]
+
+
+def _one_line_error(result, code=2):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("edgeprof: error:"), result.output
+    return lines[0]
+
+
+def test_help_has_examples():
+    result = runner.invoke(app, ["sweep", "--help"])
+    assert result.exit_code == 0 and "edgeprof sweep --acts relu,mish,hardswish" in result.output
+
+
+def test_acts_lists_the_registry():
+    result = runner.invoke(app, ["acts", "--format", "csv"])
+    assert result.exit_code == 0
+    df = pd.read_csv(pd.io.common.StringIO(result.output))
+    assert {"relu", "mish", "hardswish", "silu", "sin", "identity"} <= set(df["name"])
+    assert df.loc[df["name"] == "mish", "onnx ops (torchscript, opset 17)"].item() == "Softplus+Tanh+Mul"
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--acts", "relu,mihs"], "did you mean 'mish'"),
+        (["--widths", "0"], "--widths"),
+        (["--widths", "16,-4"], "--widths"),
+        (["--widths", "abc"], "not a whole number"),
+        (["--kernel", "64", "--imgsz", "32"], "kernel 64 is larger than the input size 32"),
+        (["--blocks", "resnet"], "valid blocks"),
+        (["--rel-ci", "0"], "--rel-ci"),
+        (["--acts", "nosuchpkg.mod:Act"], "nosuchpkg"),
+    ],
+)
+def test_sweep_bad_input(args, needle, tmp_path):
+    result = runner.invoke(app, ["sweep", *args, "--csv", str(tmp_path / "r.csv"), *FAST])
+    assert needle in _one_line_error(result)
+    assert not (tmp_path / "r.csv").exists()  # nothing half-written
+
+
+def test_unwritable_csv(tmp_path):
+    result = runner.invoke(app, ["sweep", "--acts", "relu", "--widths", "8", "--imgsz", "16",
+                                 "--csv", "/proc/nope/r.csv", *FAST])
+    assert "cannot write results to /proc/nope/r.csv" in _one_line_error(result)
+
+
+def test_profile_missing_and_corrupt_files(tmp_path):
+    assert "not found" in _one_line_error(runner.invoke(app, ["profile", str(tmp_path / "x.onnx"), *FAST]))
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage")
+    assert "cannot load ONNX model" in _one_line_error(runner.invoke(app, ["profile", str(bad), *FAST]))
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    assert "empty" in _one_line_error(runner.invoke(app, ["profile", str(empty), *FAST]))
+
+
+def test_sweep_end_to_end(tmp_path):
+    csv = tmp_path / "sweep.csv"
+    result = runner.invoke(app, ["sweep", "--acts", "relu,mish,hardswish", "--widths", "16", "--imgsz", "48",
+                                 "--csv", str(csv), "--models-dir", str(tmp_path / "models"), *FAST])
+    assert result.exit_code == 0, result.output
+    assert "× relu" in result.output and "Softplus+Tanh+Mul" in result.output
+    df = pd.read_csv(csv)
+    assert list(df.columns) == list(COLUMNS)
+    assert list(df["act"]) == ["relu", "mish", "hardswish"]
+    by = df.set_index("act")
+    assert by.loc["relu", "fused"] and not by.loc["mish", "fused"]
+    assert by.loc["mish", "act_ops"] == "Softplus+Tanh+Mul" and by.loc["hardswish", "act_ops"] == "HardSigmoid+Mul"
+    assert by.loc["mish", "ratio_to_baseline"] > 1.0 and by.loc["relu", "ratio_to_baseline"] == 1.0
+    assert (df["exporter"] == "torchscript").all() and (df["opset"] == 17).all()
+    assert (df["status"] == "ok").all() and (df["n"] >= 10).all()
+    assert (df["params"] > 0).all() and (df["macs"] > 0).all()
+    assert csv.with_suffix(".json").exists()
+
+
+def test_ctrl_c_keeps_finished_rows(tmp_path):
+    """Interrupt a two-size sweep once the first size is in the CSV: exit 130, rows kept, no traceback."""
+    csv = tmp_path / "int.csv"
+    cmd = [sys.executable, "-m", "edgeprof.cli", "sweep", "--acts", "relu,silu", "--widths", "8,16,24,32",
+           "--imgsz", "32", "--max-time", "2", "--rel-ci", "0.0001", "--csv", str(csv),
+           "--models-dir", str(tmp_path / "models"), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (csv.exists() and len(csv.read_text().splitlines()) >= 3):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err and str(csv) in err
+    df = pd.read_csv(csv)
+    assert len(df) >= 2 and set(df["status"]) <= {"ok", "interrupted"}
+    assert df[df["width"] == 8]["status"].eq("ok").all()
+    assert not any(p.poll() is None for p in [proc])
+    assert os.path.exists(csv.with_suffix(".json"))
