@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, fields
 
 from edgeprof.errors import InputError
 
-BLOCK_NAMES = ("conv", "bottleneck", "c3", "c2f", "sppf")
+BLOCK_NAMES = ("conv", "bottleneck", "c3", "c2f", "sppf", "act")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class BlockSpec:
             raise InputError(f"kernel {self.kernel} is larger than the input size {self.imgsz}")
         if self.stride > self.imgsz:
             raise InputError(f"stride {self.stride} is larger than the input size {self.imgsz}")
-        if self.block != "conv" and self.width < 2:
+        if self.block not in ("conv", "act") and self.width < 2:
             raise InputError(f"block {self.block} needs width >= 2 (it halves the channels), got {self.width}")
 
     @property
@@ -59,6 +59,19 @@ class BlockSpec:
             self.block, "")
         block = f"{self.block}-{shape}" if shape else self.block
         return f"{block}_{act}_w{self.width}_i{self.imgsz}_b{self.batch}"
+
+    def output_shape(self) -> tuple[int, int, int, int]:
+        """The block's output shape: the conv block's stride shrinks it, the others keep the input's."""
+        side = self.imgsz
+        if self.block == "conv":
+            pad = self.kernel // 2
+            side = (self.imgsz + 2 * pad - self.kernel) // self.stride + 1
+        return (self.batch, self.width, side, side)
+
+    def act_alone(self) -> BlockSpec:
+        """The activation alone (block ``act``) on a tensor of this block's output shape."""
+        batch, width, side, _ = self.output_shape()
+        return BlockSpec(block="act", act=self.act, width=width, imgsz=side, batch=batch, kernel=1, stride=1)
 
     def size_key(self) -> tuple:
         """Everything but the activation: configs with the same size key are compared with each other."""

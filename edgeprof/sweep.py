@@ -9,6 +9,7 @@ edgeprof did not build, and never imports torch.
 from __future__ import annotations
 
 import itertools
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,7 +19,16 @@ import pandas as pd
 
 from edgeprof.errors import EdgeprofError, InputError
 from edgeprof.profile import MeasurementInterrupted, MeasureOptions, SessionSettings, measure
-from edgeprof.report.results import append_rows, check_writable, measurement_row, to_frame, write_metadata
+from edgeprof.report.results import (
+    append_per_op,
+    append_rows,
+    check_writable,
+    measurement_row,
+    per_op_path,
+    per_op_rows,
+    to_frame,
+    write_metadata,
+)
 from edgeprof.spec import BlockSpec
 
 DEFAULT_ACTS = ("relu", "leakyrelu", "silu", "hardswish", "mish")
@@ -43,6 +53,8 @@ class SweepPlan:
     opset: int = 17
     exporter: str = "torchscript"
     seed: int = 0
+    act_alone: bool = True
+    roofline: bool = True
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -129,6 +141,13 @@ def run_sweep(
     run_id = uuid.uuid4().hex[:12]
     meta = run_metadata({"run_id": run_id, "plan": plan.as_dict(), "settings": settings.as_dict(),
                          "measure": asdict(options), **(metadata or {})})
+    machine = None
+    if plan.roofline:
+        from edgeprof.profile.machine import machine_ceilings
+
+        progress("measuring this machine's ceilings (cached after the first time)", 0.0)
+        machine = machine_ceilings(settings.threads)
+        meta["machine"] = machine
     write_metadata(csv_path, meta)
     all_rows: list[dict] = []
     try:
@@ -138,22 +157,24 @@ def run_sweep(
                 where = f"[{g + 1}/{len(groups)}] {spec.block} w{spec.width} {spec.imgsz}px"
                 progress(f"{where}: {message}", (g + fraction) / len(groups))
 
-            exports = []
-            for spec in group:
-                stage(f"exporting {spec.act}", 0.0)
-                exports.append(export_block(spec, models_dir, opset=plan.opset, exporter=plan.exporter,
-                                            seed=plan.seed))
-            reference = _reference(group, exports, plan, models_dir, export_block)
-            paths = [str(e.path) for e in exports]
-            if reference is not None and REFERENCE_ACT not in acts:
-                paths.append(str(reference.path))
+            jobs = _group_jobs(group, plan)
+            exported = {}
+            for key, spec in jobs.items():
+                stage(f"exporting {spec.act}" + (" alone" if key[0] == "alone" else ""), 0.0)
+                exported[key] = export_block(spec, models_dir, opset=plan.opset, exporter=plan.exporter,
+                                             seed=plan.seed)
+            paths = list(dict.fromkeys(str(e.path) for e in exported.values()))
             try:
                 measured = measure(paths, settings, options,
                                    on_progress=lambda m, f, stage=stage: stage(m, 0.05 + 0.95 * f))
                 interrupted = None
             except MeasurementInterrupted as exc:
                 measured, interrupted = exc.partial, exc
-            rows = _group_rows(group, exports, measured, acts, baseline, settings, options, run_id)
+            by_path = dict(zip(paths, measured, strict=True))
+            results = {key: (exported[key], by_path[str(exported[key].path)]) for key in jobs}
+            rows = _group_rows(group, results, baseline, settings, options, run_id)
+            add_roofline(rows, machine)
+            append_per_op(per_op_path(csv_path), _group_per_op(group, results, rows))
             append_rows(csv_path, rows)
             all_rows.extend(rows)
             if interrupted is not None:
@@ -165,28 +186,74 @@ def run_sweep(
     return to_frame(all_rows), csv_path
 
 
-def _reference(group, exports, plan, models_dir, export_block):
-    """The same block without an activation, to tell which ops the activation ran as."""
-    for spec, exp in zip(group, exports, strict=True):
-        if spec.act == REFERENCE_ACT:
-            return exp
-    ref_spec = BlockSpec(**{**group[0].as_dict(), "act": REFERENCE_ACT})
-    return export_block(ref_spec, models_dir, opset=plan.opset, exporter=plan.exporter, seed=plan.seed)
+def _group_jobs(group: list[BlockSpec], plan: SweepPlan) -> dict[tuple[str, str], BlockSpec]:
+    """What one size group measures, keyed (role, act): each activation's block; the same block without an
+    activation (the reference that tells which ops the activation ran as, and T(conv) for fused_by_timing);
+    and each activation alone on the block's output tensor (``act_alone_ms``)."""
+    jobs = {("block", spec.act): spec for spec in group}
+    if group[0].block == "act":
+        return jobs  # the activations are already alone: nothing to compare against
+    jobs[("reference", REFERENCE_ACT)] = BlockSpec(**{**group[0].as_dict(), "act": REFERENCE_ACT})
+    if plan.act_alone:
+        for spec in group:
+            if spec.act != REFERENCE_ACT:
+                jobs[("alone", spec.act)] = spec.act_alone()
+    return jobs
 
 
-def _group_rows(group, exports, measured, acts, baseline, settings, options, run_id) -> list[dict]:
+def fused_by_timing(t_conv: float, t_act: float, t_both: float) -> bool | None:
+    """nn-Meter's rule: two ops are fused when T(conv) + T(act) - T(conv+act) > 0.5 * min(T(conv), T(act))."""
+    if any(t is None or not t > 0 for t in (t_conv, t_act, t_both)):
+        return None
+    return bool(t_conv + t_act - t_both > 0.5 * min(t_conv, t_act))
+
+
+def _group_per_op(group, results, rows) -> list[dict]:
+    reference = results.get(("reference", REFERENCE_ACT))
+    out = []
+    for spec, row in zip(group, rows, strict=True):
+        out += per_op_rows(row, results[("block", spec.act)][1].nodes, reference[1].nodes if reference else None)
+    return out
+
+
+def add_roofline(rows: list[dict], machine: dict | None) -> None:
+    """Achieved GFLOP/s of each block and GB/s of each activation alone, as fractions of the ceilings."""
+    for row in rows:
+        median, macs = row.get("median_ms"), row.get("macs")
+        if median and macs and median > 0:
+            row["achieved_gflops"] = 2.0 * macs / (median * 1e6)
+            if machine:
+                row["frac_peak_gflops"] = row["achieved_gflops"] / machine["peak_gflops"]
+        alone, elements = row.get("act_alone_ms"), row.get("act_alone_elements")
+        if alone and elements and alone > 0:
+            row["act_alone_gbs"] = 2.0 * elements * 4 / (alone * 1e6)
+            if machine:
+                row["frac_bandwidth"] = row["act_alone_gbs"] / machine["bandwidth_gbs"]
+
+
+def _group_rows(group, results, baseline, settings, options, run_id) -> list[dict]:
     from edgeprof.analysis import try_estimate_memory
 
-    by_act = dict(zip([s.act for s in group], measured, strict=False))
-    reference_nodes = measured[-1].nodes if len(measured) > len(group) else by_act.get(REFERENCE_ACT).nodes
-    base_m = by_act.get(baseline)
+    reference = results.get(("reference", REFERENCE_ACT))
+    reference_nodes = reference[1].nodes if reference else None
+    base_m = results[("block", baseline)][1]
     rows = []
-    for spec, exp, m in zip(group, exports, measured, strict=False):
+    for spec in group:
+        exp, m = results[("block", spec.act)]
         build = {**spec.as_dict(), "params": exp.params, "macs": exp.macs, "exporter": exp.exporter,
                  "opset": exp.opset, "parity_max_abs_err": exp.parity_max_abs_err, "act_ops": exp.act_ops}
-        rows.append(measurement_row(m, settings.as_dict(), options.rel_ci, build=build, baseline=base_m,
-                                    baseline_name=baseline, reference_nodes=reference_nodes or None,
-                                    run_id=run_id, static_memory=try_estimate_memory(exp.path)))
+        row = measurement_row(m, settings.as_dict(), options.rel_ci, build=build, baseline=base_m,
+                              baseline_name=baseline, reference_nodes=reference_nodes or None,
+                              run_id=run_id, static_memory=try_estimate_memory(exp.path))
+        alone = results.get(("alone", spec.act))
+        if alone is not None and alone[1].status != "failed":
+            row["act_alone_ms"] = alone[1].stats.get("median_ms")
+            row["act_alone_elements"] = int(math.prod(spec.output_shape()))
+            if reference is not None and reference[1].status != "failed" and spec.act != REFERENCE_ACT:
+                row["conv_alone_ms"] = reference[1].stats.get("median_ms")
+                row["fused_by_timing"] = fused_by_timing(row["conv_alone_ms"], row["act_alone_ms"],
+                                                         m.stats.get("median_ms"))
+        rows.append(row)
     return rows
 
 
@@ -225,6 +292,8 @@ def profile_models(
     rows = [measurement_row(m, settings.as_dict(), options.rel_ci, baseline=base, baseline_name=base_name,
                             run_id=run_id, static_memory=try_estimate_memory(m.path)) for m in measured]
     append_rows(csv_path, rows)
+    append_per_op(per_op_path(csv_path), [r for m, row in zip(measured, rows, strict=True)
+                                          for r in per_op_rows(row, m.nodes, None)])
     write_metadata(csv_path, {**meta, "interrupted": interrupted, "load_average_end": load_average()})
     if interrupted:
         raise SweepInterrupted(csv_path, len(rows))

@@ -47,3 +47,17 @@ def tiny_models(tmp_path) -> dict[str, Path]:
 @pytest.fixture
 def data_dir() -> Path:
     return Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_machine_cache(tmp_path_factory):
+    """Keep the tests' machine measurements out of the user's cache."""
+    import os
+
+    old = os.environ.get("EDGEPROF_CACHE")
+    os.environ["EDGEPROF_CACHE"] = str(tmp_path_factory.mktemp("edgeprof-cache"))
+    yield
+    if old is None:
+        os.environ.pop("EDGEPROF_CACHE", None)
+    else:
+        os.environ["EDGEPROF_CACHE"] = old

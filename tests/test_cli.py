@@ -15,6 +15,7 @@ from edgeprof.report.schema import COLUMNS
 
 runner = CliRunner()
 FAST = ["--max-time", "0.4", "--min-samples", "10", "--quiet"]
+SWEEP_FAST = [*FAST, "--no-roofline"]
 
 
 def _one_line_error(result, code=2):
@@ -76,7 +77,7 @@ def test_profile_missing_and_corrupt_files(tmp_path):
 def test_sweep_end_to_end(tmp_path):
     csv = tmp_path / "sweep.csv"
     result = runner.invoke(app, ["sweep", "--acts", "relu,mish,hardswish", "--widths", "16", "--imgsz", "48",
-                                 "--csv", str(csv), "--models-dir", str(tmp_path / "models"), *FAST])
+                                 "--csv", str(csv), "--models-dir", str(tmp_path / "models"), *SWEEP_FAST])
     assert result.exit_code == 0, result.output
     assert "× relu" in result.output and "Softplus+Tanh+Mul" in result.output
     df = pd.read_csv(csv)
@@ -97,7 +98,7 @@ def test_ctrl_c_keeps_finished_rows(tmp_path):
     csv = tmp_path / "int.csv"
     cmd = [sys.executable, "-m", "edgeprof.cli", "sweep", "--acts", "relu,silu", "--widths", "8,16,24,32",
            "--imgsz", "32", "--max-time", "2", "--rel-ci", "0.0001", "--csv", str(csv),
-           "--models-dir", str(tmp_path / "models"), "--quiet"]
+           "--models-dir", str(tmp_path / "models"), "--quiet", "--no-roofline"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (csv.exists() and len(csv.read_text().splitlines()) >= 3):

@@ -161,6 +161,17 @@ def _randomize_batchnorm(model: nn.Module) -> None:
                 module.running_var.copy_(torch.rand(channels) + 0.5)
 
 
+class ActAlone(nn.Module):
+    """The activation on its own (block ``act``): its standalone cost on a tensor of a block's output shape."""
+
+    def __init__(self, act="silu") -> None:
+        super().__init__()
+        self.act = create_act(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x)
+
+
 def build_block(spec: BlockSpec, seed: int = 0) -> nn.Module:
     """The block ``spec`` describes, in eval mode, with weights fixed by ``seed``.
 
@@ -182,6 +193,8 @@ def build_block(spec: BlockSpec, seed: int = 0) -> nn.Module:
             model = C2f(width, width, n=spec.depth, shortcut=True, act=act)
         elif spec.block == "sppf":
             model = SPPF(width, width, act=act)
+        elif spec.block == "act":
+            model = ActAlone(act)
         else:  # BlockSpec validates the name; this guards against the two lists drifting apart
             raise InputError(f"no builder for block {spec.block!r}")
         _randomize_batchnorm(model)

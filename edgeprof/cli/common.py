@@ -125,5 +125,21 @@ def settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, 
     return settings, options
 
 
+def render_per_op(csv_path: Path, df) -> None:
+    """The per-op summary of this run, read back from the per-op CSV the run wrote."""
+    import pandas as pd
+
+    from edgeprof.report.results import per_op_path
+    from edgeprof.report.table import per_op_summary, render_frame
+
+    path = per_op_path(csv_path)
+    if not path.exists():
+        typer.echo("no per-op data (onnxruntime's profiler gave none)", err=True)
+        return
+    ops = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    ops = ops[ops["run_id"].isin(set(df["run_id"]))]
+    render_frame(per_op_summary(ops), out_console(), title="where the time goes (onnxruntime profiler, kernel time)")
+
+
 def wrote(csv_path: Path) -> None:
     typer.echo(f"results: {csv_path} (metadata: {csv_path.with_suffix('.json')})", err=True)

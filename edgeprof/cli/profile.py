@@ -24,6 +24,7 @@ from edgeprof.cli.common import (
     boundary,
     progress_bar,
     render,
+    render_per_op,
     settings_and_options,
     wrote,
 )
@@ -42,6 +43,8 @@ def profile(
     max_time: MaxTime = 3.0,
     min_samples: MinSamples = 20,
     isolate: Isolate = True,
+    per_op: Annotated[bool, typer.Option("--per-op", help="Also print where the time goes inside each model "
+                                         "(always saved as <csv>-ops.csv).")] = False,
     csv: CsvPath = None,
     fmt: FormatOpt = Format.table,
     quiet: Quiet = False,
@@ -63,4 +66,6 @@ def profile(
     with progress_bar(not quiet) as progress:
         df, csv_path = profile_models(models, settings, options, shapes=shapes, csv_path=csv, on_progress=progress)
     render(df, fmt, title=f"edgeprof profile: {threads} thread(s), opt level {opt_level.value}")
+    if per_op:
+        render_per_op(csv_path, df)
     wrote(csv_path)

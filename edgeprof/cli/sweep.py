@@ -24,6 +24,7 @@ from edgeprof.cli.common import (
     boundary,
     progress_bar,
     render,
+    render_per_op,
     settings_and_options,
     wrote,
 )
@@ -36,7 +37,8 @@ def sweep(
     acts: Annotated[str, typer.Option("--acts", "-a", help="Activations, comma-separated; see `edgeprof acts`. "
                                       "Parameters after ':' (leakyrelu:0.2); your own as module:Class.")] =
     ",".join(DEFAULT_ACTS),
-    blocks: Annotated[str, typer.Option("--blocks", "-b", help="Blocks: conv, bottleneck, c3, c2f, sppf.")] = "conv",
+    blocks: Annotated[str, typer.Option("--blocks", "-b", help="Blocks: conv, bottleneck, c3, c2f, sppf, "
+                                      "or act (the activation alone).")] = "conv",
     widths: Annotated[str, typer.Option("--widths", "-w", help="Channel widths, comma-separated.")] = "16,32,64",
     depths: Annotated[str, typer.Option("--depths", help="Bottlenecks in c3/c2f, comma-separated.")] = "1",
     imgsz: Annotated[str, typer.Option("--imgsz", help="Input sizes in pixels, comma-separated.")] = "160",
@@ -55,6 +57,12 @@ def sweep(
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset to export (the written one is recorded).")] = 17,
     exporter: Annotated[str, typer.Option("--exporter", help="torchscript (default, fast) or dynamo "
                                           "(needs onnxscript).")] = "torchscript",
+    act_alone: Annotated[bool, typer.Option("--act-alone/--no-act-alone", help="Also time each activation alone "
+                                            "on the block's output tensor (act_alone_ms, fused_by_timing).")] = True,
+    roofline: Annotated[bool, typer.Option("--roofline/--no-roofline", help="Report achieved GFLOP/s and GB/s as "
+                                           "fractions of this machine's ceilings (measured once, cached).")] = True,
+    per_op: Annotated[bool, typer.Option("--per-op", help="Also print where the time goes inside each block "
+                                         "(onnxruntime's profiler; always saved as <csv>-ops.csv).")] = False,
     models_dir: Annotated[Path, typer.Option("--models-dir", help="Where exported models are cached.")] =
     Path("models"),
     csv: CsvPath = None,
@@ -82,10 +90,13 @@ def sweep(
         imgsz=tuple(parse_int_list(imgsz, "imgsz")),
         batch=tuple(parse_int_list(batch, "batch")),
         kernel=kernel, stride=stride, baseline=baseline, opset=opset, exporter=exporter, seed=seed,
+        act_alone=act_alone, roofline=roofline,
     )
     settings, options = settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples,
                                              isolate, seed)
     with progress_bar(not quiet) as progress:
         df, csv_path = run_sweep(plan, settings, options, csv_path=csv, models_dir=models_dir, on_progress=progress)
     render(df, fmt, title=f"edgeprof sweep: {threads} thread(s), opt level {opt_level.value}")
+    if per_op:
+        render_per_op(csv_path, df)
     wrote(csv_path)

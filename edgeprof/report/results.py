@@ -12,9 +12,9 @@ import pandas as pd
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.report.schema import COLUMNS, SCHEMA_VERSION
 
-_BOOL_COLUMNS = ("spinning", "arena", "ci_reached", "noisy", "fused")
+_BOOL_COLUMNS = ("spinning", "arena", "ci_reached", "noisy", "fused", "fused_by_timing")
 _INT_COLUMNS = ("width", "depth", "imgsz", "batch", "kernel", "stride", "params", "macs", "threads",
-                "inter_threads", "opset", "n", "inner_loops")
+                "inter_threads", "opset", "n", "inner_loops", "act_alone_elements")
 _STR_COLUMNS = ("act", "block", "opt_level", "provider", "exporter", "baseline", "act_ops",
                 "act_ops_exported", "model", "status", "error", "run_id")
 
@@ -122,7 +122,7 @@ def measurement_row(
     ``static_memory`` is the graph's static estimate (edgeprof.analysis).
     """
     from edgeprof.profile import paired_ratio_to
-    from edgeprof.profile.ops import activation_nodes, extra_nodes, nodes_from_dicts, time_share
+    from edgeprof.profile.ops import time_share
 
     build = build or {}
     stats = measurement.stats
@@ -146,13 +146,9 @@ def measurement_row(
     }
     if measurement.status == "failed" or not stats.get("n"):
         row["ci_reached"] = False
-    nodes = nodes_from_dicts(measurement.nodes)
-    act_nodes = None
+    nodes, act_nodes = split_act_nodes(measurement.nodes, reference_nodes)
     if nodes and reference_nodes is not None:
-        act_nodes = extra_nodes(nodes, nodes_from_dicts(reference_nodes))
         row["fused"] = None if not build.get("act_ops") else not act_nodes
-    elif nodes:
-        act_nodes = activation_nodes(nodes)
     if act_nodes is not None:
         row["act_ops"] = "+".join(n.op_type for n in act_nodes)
         row["act_share"] = time_share(act_nodes, nodes)
@@ -165,3 +161,50 @@ def measurement_row(
             ratio, lo, hi = paired_ratio_to(measurement, baseline)
             row.update(ratio_to_baseline=ratio, ratio_ci95_low=lo, ratio_ci95_high=hi)
     return row
+
+
+def split_act_nodes(nodes: list[dict], reference_nodes: list[dict] | None):
+    """(all nodes, the activation's nodes): beyond the reference block's where there is one, else by op type."""
+    from edgeprof.profile.ops import activation_nodes, extra_nodes, nodes_from_dicts
+
+    all_nodes = nodes_from_dicts(nodes)
+    if not all_nodes:
+        return all_nodes, None
+    if reference_nodes is not None:
+        return all_nodes, extra_nodes(all_nodes, nodes_from_dicts(reference_nodes))
+    return all_nodes, activation_nodes(all_nodes)
+
+
+PER_OP_KEYS = ("run_id", "act", "block", "width", "depth", "imgsz", "batch", "threads", "opt_level", "model")
+
+
+def per_op_rows(row: dict, nodes: list[dict], reference_nodes: list[dict] | None) -> list[dict]:
+    """One row per node onnxruntime ran (its profiler's mean kernel time), labelled with the config's row.
+
+    ``share`` is the node's fraction of the summed kernel time; ``is_act`` marks the activation's nodes.
+    """
+    all_nodes, act_nodes = split_act_nodes(nodes, reference_nodes)
+    act_ids = {id(n) for n in act_nodes or []}
+    total = sum(n.mean_us for n in all_nodes)
+    return [
+        {**{k: row.get(k) for k in PER_OP_KEYS}, "node": n.name, "op_type": n.op_type, "mean_us": n.mean_us,
+         "share": n.mean_us / total if total > 0 else None, "is_act": id(n) in act_ids}
+        for n in all_nodes
+    ]
+
+
+def append_per_op(path: str | Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    path = Path(path)
+    new = not path.exists() or path.stat().st_size == 0
+    try:
+        with open(path, "a", newline="") as fh:
+            pd.DataFrame(rows).to_csv(fh, header=new, index=False)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write per-op results to {path}: {exc.strerror or exc}") from None
+
+
+def per_op_path(csv_path: str | Path) -> Path:
+    csv_path = Path(csv_path)
+    return csv_path.with_name(csv_path.stem + "-ops.csv")

@@ -72,9 +72,12 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
             "CI95": _fmt_ci(row),
             ratio_header: _fmt_ratio(row),
             "fused": _fmt_fused(row),
+            "by timing": "—" if pd.isna(row.get("fused_by_timing")) else ("yes" if row["fused_by_timing"] else "no"),
             "act ran as": row.get("act_ops") or ("—" if row.get("fused") is True else ""),
             "params": _fmt_count(row.get("params")),
             "MACs": _fmt_count(row.get("macs")),
+            "act alone ms": _fmt_ms(row.get("act_alone_ms")),
+            "% peak": "—" if pd.isna(row.get("frac_peak_gflops")) else f"{row['frac_peak_gflops'] * 100:.0f}%",
             "peak MiB": _fmt_ms(row.get("peak_rss_run_mb")),
             "notes": "; ".join(notes),
         })
@@ -91,7 +94,8 @@ def render_rich(df: pd.DataFrame, console, title: str | None = None) -> None:
     disp = display_frame(df)
     table = Table(title=title, show_lines=False, header_style="bold")
     for col in disp.columns:
-        justify = "right" if col in ("median ms", "p90 ms", "CI95", "params", "MACs", "peak MiB") else "left"
+        justify = "right" if col in ("median ms", "p90 ms", "CI95", "params", "MACs", "peak MiB", "act alone ms",
+                                     "% peak") else "left"
         table.add_column(col, justify=justify, overflow="fold")
     previous = None
     for _, row in disp.iterrows():
@@ -112,3 +116,36 @@ def to_markdown(df: pd.DataFrame) -> str:
     sep = "| " + " | ".join("---" for _ in disp.columns) + " |"
     body = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in disp.itertuples(index=False)]
     return "\n".join([head, sep, *body])
+
+
+def per_op_summary(ops: pd.DataFrame) -> pd.DataFrame:
+    """Where the time goes, one row per config: each op type's share of the kernel time, largest first,
+    and the share spent in the activation's nodes."""
+    out = []
+    keys = ["block", "width", "imgsz", "act", "model"]
+    for key, grp in ops.groupby(keys, sort=False, dropna=False):
+        by_type = grp.groupby("op_type", sort=False)["share"].sum().sort_values(ascending=False)
+        act_share = grp.loc[grp["is_act"].astype(bool), "share"].sum()
+        row = dict(zip(keys, key, strict=True))
+        label = row["act"] if isinstance(row["act"], str) and row["act"] else str(row["model"]).rsplit("/", 1)[-1]
+        size = "" if pd.isna(row["width"]) else f"w{int(row['width'])} {int(row['imgsz'])}px"
+        out.append({
+            "block": row["block"] if isinstance(row["block"], str) else "",
+            "size": size,
+            "act": label,
+            "act share": f"{act_share * 100:.0f}%",
+            "kernel us": f"{grp['mean_us'].sum():.0f}",
+            "time by op type": ", ".join(f"{op} {share * 100:.0f}%" for op, share in by_type.items() if share >= 0.005),
+        })
+    return pd.DataFrame(out)
+
+
+def render_frame(disp: pd.DataFrame, console, title: str | None = None) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, header_style="bold")
+    for col in disp.columns:
+        table.add_column(col, overflow="fold")
+    for row in disp.itertuples(index=False):
+        table.add_row(*map(str, row))
+    console.print(table)
