@@ -26,6 +26,7 @@ from edgeprof.report.results import (
     measurement_row,
     per_op_path,
     per_op_rows,
+    stamp_rows,
     to_frame,
     write_metadata,
 )
@@ -174,6 +175,7 @@ def run_sweep(
             results = {key: (exported[key], by_path[str(exported[key].path)]) for key in jobs}
             rows = _group_rows(group, results, baseline, settings, options, run_id)
             add_roofline(rows, machine)
+            stamp_rows(rows, meta)
             append_per_op(per_op_path(csv_path), _group_per_op(group, results, rows))
             append_rows(csv_path, rows)
             all_rows.extend(rows)
@@ -291,6 +293,7 @@ def profile_models(
 
     rows = [measurement_row(m, settings.as_dict(), options.rel_ci, baseline=base, baseline_name=base_name,
                             run_id=run_id, static_memory=try_estimate_memory(m.path)) for m in measured]
+    stamp_rows(rows, meta)
     append_rows(csv_path, rows)
     append_per_op(per_op_path(csv_path), [r for m, row in zip(measured, rows, strict=True)
                                           for r in per_op_rows(row, m.nodes, None)])

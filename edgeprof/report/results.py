@@ -16,7 +16,8 @@ _BOOL_COLUMNS = ("spinning", "arena", "ci_reached", "noisy", "fused", "fused_by_
 _INT_COLUMNS = ("width", "depth", "imgsz", "batch", "kernel", "stride", "params", "macs", "threads",
                 "inter_threads", "opset", "n", "inner_loops", "act_alone_elements")
 _STR_COLUMNS = ("act", "block", "opt_level", "provider", "exporter", "baseline", "act_ops",
-                "act_ops_exported", "model", "status", "error", "run_id")
+                "act_ops_exported", "model", "status", "error", "run_id",
+                "host_fingerprint", "cpu_model", "ort_version")
 
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:
@@ -208,3 +209,19 @@ def append_per_op(path: str | Path, rows: list[dict]) -> None:
 def per_op_path(csv_path: str | Path) -> Path:
     csv_path = Path(csv_path)
     return csv_path.with_name(csv_path.stem + "-ops.csv")
+
+
+def stamp_rows(rows: list[dict], metadata: dict) -> list[dict]:
+    """Put the host, the runtime version and the current load on each row, so a CSV stands on its own."""
+    import os
+
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    for row in rows:
+        row["host_fingerprint"] = metadata.get("host_fingerprint")
+        row["cpu_model"] = (metadata.get("host") or {}).get("cpu_model")
+        row["ort_version"] = (metadata.get("versions") or {}).get("onnxruntime")
+        row["load_1m"] = load
+    return rows

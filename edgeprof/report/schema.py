@@ -66,6 +66,10 @@ COLUMNS: dict[str, str] = {
     "status": "ok, failed or interrupted",
     "error": "why the row failed",
     "run_id": "identifies the sweep this row came from (its results JSON has the metadata)",
+    "host_fingerprint": "class of host: CPU model, ISA flags, cores, cgroup quota (rows of different hosts never mix)",
+    "cpu_model": "CPU model name",
+    "ort_version": "onnxruntime version",
+    "load_1m": "1-minute load average of the machine when the row's group finished measuring",
 }
 
 FIGURE_COLUMNS = [c for c in COLUMNS if c.endswith(("_ms", "_mb")) or c.startswith("ratio")]
