@@ -1,0 +1,55 @@
+"""Does the same sweep give the same ratios? Runs one three-activation sweep three times, prints the spread.
+
+For each (size, activation), the spread is (max - min) / mean of ratio_to_baseline across the runs.
+Target: <= 3% on this 2-core machine. Each run re-measures everything (models come from the export cache).
+
+    .venv/bin/python benchmarks/reproducibility.py [--runs 3] [--acts relu,hardswish,mish] [--widths 16,32,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from edgeprof.profile import MeasureOptions, SessionSettings
+from edgeprof.sweep import SweepPlan, run_sweep
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--acts", default="relu,hardswish,mish")
+    parser.add_argument("--widths", default="16,32,64")
+    parser.add_argument("--imgsz", type=int, default=160)
+    parser.add_argument("--max-time", type=float, default=3.0)
+    args = parser.parse_args()
+    plan = SweepPlan(acts=tuple(args.acts.split(",")), widths=tuple(int(w) for w in args.widths.split(",")),
+                     imgsz=(args.imgsz,), act_alone=False, roofline=False)
+    frames = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in range(args.runs):
+            df, _ = run_sweep(plan, SessionSettings(), MeasureOptions(max_time=args.max_time),
+                              csv_path=Path(tmp) / f"run{run}.csv", models_dir=Path("models"))
+            df["run"] = run
+            frames.append(df)
+            print(f"run {run + 1}/{args.runs} done (load {os.getloadavg()[0]:.2f})", flush=True)
+    all_runs = pd.concat(frames)
+    table = all_runs.pivot_table(index=["width", "act"], columns="run", values="ratio_to_baseline", sort=False)
+    table.columns = [f"run{c + 1}" for c in table.columns]
+    table["spread_%"] = (table.max(axis=1) - table.min(axis=1)) / table.mean(axis=1) * 100
+    medians = all_runs.pivot_table(index=["width", "act"], columns="run", values="median_ms", sort=False)
+    table["median_ms_spread_%"] = (medians.max(axis=1) - medians.min(axis=1)) / medians.mean(axis=1) * 100
+    table = table[[not a == plan.baseline for _, a in table.index]]
+    pd.set_option("display.width", 160)
+    print(table.round(3).to_string())
+    worst = table["spread_%"].max()
+    print(f"worst ratio spread: {worst:.2f}% (target <= 3%: {'met' if worst <= 3 else 'NOT met'}); "
+          f"absolute medians spread up to {table['median_ms_spread_%'].max():.1f}% for comparison")
+
+
+if __name__ == "__main__":
+    main()
