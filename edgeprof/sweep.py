@@ -33,6 +33,16 @@ from edgeprof.report.results import (
 from edgeprof.spec import BlockSpec
 
 DEFAULT_ACTS = ("relu", "leakyrelu", "silu", "hardswish", "mish")
+
+# YOLOv8's depth and width multipliers, applied to a P3-stage C2f (256 channels, 6 bottlenecks at scale l).
+SCALES: dict[str, tuple[float, float]] = {"n": (0.33, 0.25), "s": (0.33, 0.50), "m": (0.67, 0.75),
+                                          "l": (1.00, 1.00), "x": (1.00, 1.25)}
+SCALE_BASE_WIDTH = 256
+SCALE_BASE_DEPTH = 6
+SCALING_MODES = ("auto", "grid", "width", "imgsz", "fixed-tensor")
+# the settings that must match for a row of an earlier run to count as already measured (--resume)
+RESUME_KEYS = ("act", "block", "width", "depth", "imgsz", "batch", "kernel", "stride", "threads", "inter_threads",
+               "opt_level", "spinning", "arena", "provider", "exporter", "opset")
 REFERENCE_ACT = "identity"
 
 ProgressFn = Callable[[str, float], None]
@@ -56,6 +66,8 @@ class SweepPlan:
     seed: int = 0
     act_alone: bool = True
     roofline: bool = True
+    scales: tuple[str, ...] = ()
+    scaling: str = "auto"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -87,26 +99,111 @@ def resolve_acts(acts: list[str] | tuple[str, ...], baseline: str) -> tuple[list
     return canon, base
 
 
+def scale_size(scale: str) -> tuple[int, int]:
+    """(width, depth) of a YOLO scale preset: a P3-stage C2f with YOLOv8's multipliers."""
+    if scale not in SCALES:
+        raise InputError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    depth_mult, width_mult = SCALES[scale]
+    width = max(8, int(round(SCALE_BASE_WIDTH * width_mult / 8)) * 8)
+    return width, max(1, round(SCALE_BASE_DEPTH * depth_mult))
+
+
+def plan_sizes(plan: SweepPlan) -> list[dict]:
+    """The sizes a plan measures, each labelled with its scaling mode (and scale preset, if any)."""
+    if plan.scaling not in SCALING_MODES:
+        raise InputError(f"unknown scaling mode {plan.scaling!r}; valid: {', '.join(SCALING_MODES)}")
+    sizes = []
+    if plan.scales:
+        for scale in plan.scales:
+            width, depth = scale_size(scale)
+            for imgsz in plan.imgsz:
+                sizes.append({"width": width, "depth": depth, "imgsz": imgsz, "scale": scale, "scaling": "preset"})
+        return sizes
+    mode = plan.scaling
+    if mode == "auto":
+        mode = ("width" if len(plan.widths) > 1 and len(plan.imgsz) == 1 else
+                "imgsz" if len(plan.imgsz) > 1 and len(plan.widths) == 1 else "grid")
+    if mode == "width" and len(plan.imgsz) != 1:
+        raise InputError("--scaling width grows the width at one input size: give a single --imgsz")
+    if mode == "imgsz" and len(plan.widths) != 1:
+        raise InputError("--scaling imgsz grows the input at one width: give a single --widths")
+    if mode == "fixed-tensor":
+        if len(plan.imgsz) != 1:
+            raise InputError("--scaling fixed-tensor takes one --imgsz: the input side at the first width")
+        w0, side0 = plan.widths[0], plan.imgsz[0]
+        for width in plan.widths:
+            side = max(1, round(side0 * math.sqrt(w0 / width)))  # width * side^2 stays (nearly) constant
+            for depth in plan.depths:
+                sizes.append({"width": width, "depth": depth, "imgsz": side, "scale": "", "scaling": mode})
+        return sizes
+    for width, depth, imgsz in itertools.product(plan.widths, plan.depths, plan.imgsz):
+        sizes.append({"width": width, "depth": depth, "imgsz": imgsz, "scale": "", "scaling": mode})
+    return sizes
+
+
 def plan_groups(plan: SweepPlan) -> list[list[BlockSpec]]:
     """Specs grouped by size: each group is one block at one size, with every activation."""
+    return [specs for specs, _ in labelled_groups(plan)]
+
+
+def labelled_groups(plan: SweepPlan) -> list[tuple[list[BlockSpec], dict]]:
+    """``plan_groups`` with each group's labels (``scaling``, ``scale``)."""
     groups = []
     seen = set()
-    for block, width, depth, imgsz, batch in itertools.product(
-        plan.blocks, plan.widths, plan.depths, plan.imgsz, plan.batch
-    ):
-        if block not in ("c3", "c2f"):
-            depth = 1  # depth only means something for blocks with a chain of bottlenecks
+    for block, size, batch in itertools.product(plan.blocks, plan_sizes(plan), plan.batch):
+        depth = size["depth"] if block in ("c3", "c2f") else 1  # only blocks with a chain of bottlenecks
         kernel, stride = (plan.kernel, plan.stride) if block == "conv" else (3, 1)  # conv-only options
-        key = (block, width, depth, imgsz, batch)
+        key = (block, size["width"], depth, size["imgsz"], batch)
         if key in seen:
             continue
         seen.add(key)
-        groups.append([
-            BlockSpec(block=block, act=act, width=width, depth=depth, imgsz=imgsz, batch=batch,
-                      kernel=kernel, stride=stride)
-            for act in plan.acts
-        ])
+        specs = [BlockSpec(block=block, act=act, width=size["width"], depth=depth, imgsz=size["imgsz"], batch=batch,
+                           kernel=kernel, stride=stride) for act in plan.acts]
+        groups.append((specs, {"scaling": size["scaling"], "scale": size["scale"]}))
     return groups
+
+
+def done_configs(csv_path: Path) -> tuple[set[tuple], int]:
+    """For --resume: the configs an earlier run finished (ok or failed) in ``csv_path``, keyed by RESUME_KEYS.
+
+    Rows left ``interrupted`` are dropped from the file (atomically), so they are measured again rather
+    than duplicated. Returns the keys and how many interrupted rows were dropped.
+    """
+    from edgeprof.report.results import read_results, to_frame
+    from edgeprof.report.schema import COLUMNS
+
+    if not csv_path.exists() or csv_path.stat().st_size == 0:
+        return set(), 0
+    with open(csv_path) as fh:
+        header = fh.readline().strip().split(",")
+    if header != list(COLUMNS):
+        raise InputError(f"cannot resume {csv_path}: its columns differ from this edgeprof's (another version "
+                         "wrote it); start a new CSV")
+    df = read_results(csv_path)
+    missing = [k for k in RESUME_KEYS if k not in df.columns]
+    if missing:
+        raise InputError(f"cannot resume from {csv_path}: missing columns {', '.join(missing)}")
+    interrupted = df["status"] == "interrupted"
+    if interrupted.any():
+        keep = to_frame(df[~interrupted].to_dict("records"))
+        tmp = csv_path.with_suffix(".csv.tmp")
+        try:
+            keep.to_csv(tmp, index=False)
+            tmp.replace(csv_path)
+        except OSError as exc:
+            raise InputError(f"cannot rewrite {csv_path} to resume: {exc.strerror or exc}") from None
+        df = keep
+    return {_resume_key(r) for r in df.to_dict("records")}, int(interrupted.sum())
+
+
+def _config_key(spec: BlockSpec, plan: SweepPlan, settings: SessionSettings) -> dict:
+    """The RESUME_KEYS of a config before it is measured (opset as requested: the written one may differ,
+    in which case the config is measured again rather than wrongly skipped)."""
+    return {**spec.as_dict(), **settings.as_dict(), "exporter": plan.exporter, "opset": plan.opset}
+
+
+def _resume_key(row: dict) -> tuple:
+    return tuple(str(row.get(k)) for k in RESUME_KEYS)
 
 
 def new_csv_path(results_dir: Path = Path("results"), prefix: str = "sweep") -> Path:
@@ -129,16 +226,25 @@ def run_sweep(
     models_dir: Path = Path("models"),
     on_progress: ProgressFn | None = None,
     metadata: dict | None = None,
+    resume: bool = False,
 ) -> tuple[pd.DataFrame, Path]:
-    """Run the plan; return all rows and the CSV path. Rows are appended to the CSV group by group."""
+    """Run the plan; return the rows measured and the CSV path. Rows are appended to the CSV group by group.
+
+    With ``resume``, configs that ``csv_path`` already holds with the same settings are not measured again
+    (a size group with some new activations is measured whole, for the paired ratios, but only the new
+    rows are appended).
+    """
     from edgeprof.build.export import export_block
     from edgeprof.hostinfo import load_average, run_metadata
 
     progress = on_progress or (lambda message, fraction: None)
     acts, baseline = resolve_acts(plan.acts, plan.baseline)
     plan = SweepPlan(**{**plan.as_dict(), "acts": tuple(acts), "baseline": baseline})
-    groups = plan_groups(plan)
+    groups = labelled_groups(plan)
+    if resume and csv_path is None:
+        raise InputError("--resume needs --csv: the results file of the sweep to continue")
     csv_path = check_writable(csv_path or new_csv_path())
+    done, dropped = done_configs(csv_path) if resume else (set(), 0)
     run_id = uuid.uuid4().hex[:12]
     meta = run_metadata({"run_id": run_id, "plan": plan.as_dict(), "settings": settings.as_dict(),
                          "measure": asdict(options), **(metadata or {})})
@@ -149,15 +255,27 @@ def run_sweep(
         progress("measuring this machine's ceilings (cached after the first time)", 0.0)
         machine = machine_ceilings(settings.threads)
         meta["machine"] = machine
+    meta_path = csv_path.with_suffix(".json")
+    if resume and meta_path.exists():  # keep the first run's metadata; this run goes under "resumed"
+        import json
+
+        try:
+            first = json.loads(meta_path.read_text())
+        except ValueError:
+            first = {}
+        meta = {**first, "resumed": [*first.get("resumed", []), {**meta, "dropped_interrupted_rows": dropped}]}
     write_metadata(csv_path, meta)
     all_rows: list[dict] = []
     try:
-        for g, group in enumerate(groups):
+        for g, (group, labels) in enumerate(groups):
             def stage(message: str, fraction: float, g=g, group=group) -> None:
                 spec = group[0]
                 where = f"[{g + 1}/{len(groups)}] {spec.block} w{spec.width} {spec.imgsz}px"
                 progress(f"{where}: {message}", (g + fraction) / len(groups))
 
+            if resume and all(_resume_key(_config_key(spec, plan, settings)) in done for spec in group):
+                stage("already in the CSV (--resume)", 1.0)
+                continue
             jobs = _group_jobs(group, plan)
             exported = {}
             for key, spec in jobs.items():
@@ -176,6 +294,12 @@ def run_sweep(
             rows = _group_rows(group, results, baseline, settings, options, run_id)
             add_roofline(rows, machine)
             stamp_rows(rows, meta)
+            for row in rows:
+                row.update(labels)
+            if resume:
+                keep = [_resume_key(r) not in done for r in rows]
+                group = [spec for spec, k in zip(group, keep, strict=True) if k]
+                rows = [row for row, k in zip(rows, keep, strict=True) if k]
             append_per_op(per_op_path(csv_path), _group_per_op(group, results, rows))
             append_rows(csv_path, rows)
             all_rows.extend(rows)

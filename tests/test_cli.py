@@ -110,5 +110,22 @@ def test_ctrl_c_keeps_finished_rows(tmp_path):
     df = pd.read_csv(csv)
     assert len(df) >= 2 and set(df["status"]) <= {"ok", "interrupted"}
     assert df[df["width"] == 8]["status"].eq("ok").all()
-    assert not any(p.poll() is None for p in [proc])
     assert os.path.exists(csv.with_suffix(".json"))
+    resume_hint = err.strip().splitlines()[-1].split("to continue: ", 1)[1]
+    assert "--resume" in resume_hint and str(csv) in resume_hint
+
+    # continue it: nothing missing, nothing measured twice, the interrupted rows replaced
+    done = subprocess.run([*cmd[:-2], "--max-time", "0.3", "--rel-ci", "0.05", "--resume", "--no-roofline"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    df = pd.read_csv(csv)
+    keys = list(zip(df["act"], df["width"], strict=True))
+    assert sorted(keys) == sorted((a, w) for a in ("relu", "silu") for w in (8, 16, 24, 32))
+    assert (df["status"] == "ok").all()
+    ops = pd.read_csv(csv.with_name(csv.stem + "-ops.csv"))
+    assert set(ops["width"]) <= {8, 16, 24, 32}
+
+
+def test_resume_needs_csv():
+    result = runner.invoke(app, ["sweep", "--resume", *SWEEP_FAST])
+    assert "--resume needs --csv" in _one_line_error(result)

@@ -29,7 +29,20 @@ from edgeprof.cli.common import (
     wrote,
 )
 from edgeprof.spec import parse_int_list, parse_name_list
-from edgeprof.sweep import DEFAULT_ACTS, SweepPlan, run_sweep
+from edgeprof.sweep import DEFAULT_ACTS, SweepInterrupted, SweepPlan, run_sweep
+
+
+def resume_command(csv_path: Path) -> str:
+    """The command line that continues this sweep: the same arguments with --csv and --resume."""
+    import shlex
+    import sys
+
+    args = list(sys.argv[1:])
+    if "--csv" not in args:
+        args += ["--csv", str(csv_path)]
+    if "--resume" not in args:
+        args.append("--resume")
+    return "edgeprof " + " ".join(shlex.quote(a) for a in args)
 
 
 @boundary
@@ -39,6 +52,12 @@ def sweep(
     ",".join(DEFAULT_ACTS),
     blocks: Annotated[str, typer.Option("--blocks", "-b", help="Blocks: conv, bottleneck, c3, c2f, sppf, "
                                       "or act (the activation alone).")] = "conv",
+    scale: Annotated[str | None, typer.Option("--scale", help="YOLO scale presets instead of --widths/--depths: "
+                                              "n,s,m,l,x (YOLOv8 multipliers on a P3-stage C2f: 256 ch, 6 "
+                                              "bottlenecks at l).")] = None,
+    scaling: Annotated[str, typer.Option("--scaling", help="How sizes grow: auto, grid, width, imgsz, or "
+                                         "fixed-tensor (width grows, width*imgsz^2 kept; --imgsz is the side at "
+                                         "the first width).")] = "auto",
     widths: Annotated[str, typer.Option("--widths", "-w", help="Channel widths, comma-separated.")] = "16,32,64",
     depths: Annotated[str, typer.Option("--depths", help="Bottlenecks in c3/c2f, comma-separated.")] = "1",
     imgsz: Annotated[str, typer.Option("--imgsz", help="Input sizes in pixels, comma-separated.")] = "160",
@@ -66,6 +85,8 @@ def sweep(
     models_dir: Annotated[Path, typer.Option("--models-dir", help="Where exported models are cached.")] =
     Path("models"),
     csv: CsvPath = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep in --csv: configs already there "
+                                         "with the same settings are not measured again.")] = False,
     fmt: FormatOpt = Format.table,
     quiet: Quiet = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights, inputs and round order.")] = 0,
@@ -80,7 +101,13 @@ def sweep(
 
       edgeprof sweep --acts relu,silu,mish --blocks conv,c3 --widths 16,32,64,128 --depths 1,2 --imgsz 160
 
+      edgeprof sweep --acts relu,silu,hardswish,mish --scale n,s,m --blocks c2f
+
+      edgeprof sweep --acts relu,mish --widths 16,32,64,128 --imgsz 160 --scaling fixed-tensor
+
       edgeprof sweep --acts leakyrelu:0.2,mypkg.acts:MyAct --threads 2 --csv results/mine.csv
+
+      edgeprof sweep --csv results/mine.csv --resume   (continue an interrupted sweep)
     """
     plan = SweepPlan(
         acts=tuple(parse_name_list(acts, "acts")),
@@ -90,12 +117,18 @@ def sweep(
         imgsz=tuple(parse_int_list(imgsz, "imgsz")),
         batch=tuple(parse_int_list(batch, "batch")),
         kernel=kernel, stride=stride, baseline=baseline, opset=opset, exporter=exporter, seed=seed,
-        act_alone=act_alone, roofline=roofline,
+        act_alone=act_alone, roofline=roofline, scaling=scaling,
+        scales=tuple(parse_name_list(scale, "scale")) if scale else (),
     )
     settings, options = settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples,
                                              isolate, seed)
-    with progress_bar(not quiet) as progress:
-        df, csv_path = run_sweep(plan, settings, options, csv_path=csv, models_dir=models_dir, on_progress=progress)
+    try:
+        with progress_bar(not quiet) as progress:
+            df, csv_path = run_sweep(plan, settings, options, csv_path=csv, models_dir=models_dir,
+                                     on_progress=progress, resume=resume)
+    except SweepInterrupted as exc:
+        exc.args = (f"{exc}; to continue: {resume_command(exc.csv_path)}",)
+        raise
     render(df, fmt, title=f"edgeprof sweep: {threads} thread(s), opt level {opt_level.value}")
     if per_op:
         render_per_op(csv_path, df)

@@ -14,6 +14,9 @@ COLUMNS: dict[str, str] = {
     "batch": "batch size",
     "kernel": "kernel size of the conv block",
     "stride": "stride of the conv block",
+    "scaling": "how the sizes of the sweep grow: width, imgsz, fixed-tensor (width grows, width*imgsz^2 fixed), "
+               "preset (--scale) or grid",
+    "scale": "YOLO scale preset (n, s, m, l, x) of the row, if any",
     "params": "parameters of the torch model (BN included, before folding)",
     "macs": "multiply-accumulates of one forward pass (Conv2d/Linear layers)",
     "threads": "onnxruntime intra-op threads",

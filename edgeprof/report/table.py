@@ -38,6 +38,17 @@ def _fmt_fused(row) -> str:
     return "yes" if bool(fused) else "no"
 
 
+def _fmt_ops(ops: str) -> str:
+    """``Softplus+Tanh+Mul`` as is; a long repetitive list as counts (``Softplus×8, Tanh×8, Mul×8``)."""
+    parts = [p for p in (ops or "").split("+") if p]
+    if len(parts) <= 4:
+        return "+".join(parts)
+    counts: dict[str, int] = {}
+    for p in parts:
+        counts[p] = counts.get(p, 0) + 1
+    return ", ".join(f"{op}×{n}" if n > 1 else op for op, n in counts.items())
+
+
 def _fmt_ci(row) -> str:
     med, lo, hi = row.get("median_ms"), row.get("ci95_low_ms"), row.get("ci95_high_ms")
     if any(v is None or pd.isna(v) for v in (med, lo, hi)) or med <= 0:
@@ -63,6 +74,8 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
         size = f"w{row.get('width')} {row.get('imgsz')}px" if not pd.isna(row.get("width")) else ""
         if not pd.isna(row.get("depth")) and row.get("block") in ("c3", "c2f"):
             size += f" n{row.get('depth')}"
+        if row.get("scale"):
+            size = f"{row['scale']}: {size}"
         out.append({
             "block": row.get("block") or "",
             "size": size,
@@ -73,7 +86,7 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
             ratio_header: _fmt_ratio(row),
             "fused": _fmt_fused(row),
             "by timing": "—" if pd.isna(row.get("fused_by_timing")) else ("yes" if row["fused_by_timing"] else "no"),
-            "act ran as": row.get("act_ops") or ("—" if row.get("fused") is True else ""),
+            "act ran as": _fmt_ops(row.get("act_ops")) or ("—" if row.get("fused") is True else ""),
             "params": _fmt_count(row.get("params")),
             "MACs": _fmt_count(row.get("macs")),
             "act alone ms": _fmt_ms(row.get("act_alone_ms")),
