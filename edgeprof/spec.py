@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from edgeprof.errors import InputError
 
 BLOCK_NAMES = ("conv", "bottleneck", "c3", "c2f", "sppf", "act")
+MODEL_NAMES = ("yolo-n", "yolo-s")  # whole networks: width is their input channels (3), imgsz a multiple of 32
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,9 @@ class BlockSpec:
     stride: int = 1
 
     def __post_init__(self) -> None:
-        if self.block not in BLOCK_NAMES:
-            raise InputError(f"unknown block {self.block!r}; valid blocks: {', '.join(BLOCK_NAMES)}")
+        if self.block not in BLOCK_NAMES + MODEL_NAMES:
+            raise InputError(f"unknown block {self.block!r}; valid blocks: {', '.join(BLOCK_NAMES)}; "
+                             f"whole models: {', '.join(MODEL_NAMES)}")
         for name in ("width", "depth", "imgsz", "batch", "kernel", "stride"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -42,7 +44,11 @@ class BlockSpec:
             raise InputError(f"kernel {self.kernel} is larger than the input size {self.imgsz}")
         if self.stride > self.imgsz:
             raise InputError(f"stride {self.stride} is larger than the input size {self.imgsz}")
-        if self.block not in ("conv", "act") and self.width < 2:
+        if self.block in MODEL_NAMES:
+            if self.width != 3 or self.imgsz % 32:
+                raise InputError(f"model {self.block} takes 3 input channels and an input size that is a multiple "
+                                 f"of 32, got width {self.width} and imgsz {self.imgsz}")
+        elif self.block not in ("conv", "act") and self.width < 2:
             raise InputError(f"block {self.block} needs width >= 2 (it halves the channels), got {self.width}")
 
     @property

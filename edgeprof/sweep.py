@@ -30,7 +30,7 @@ from edgeprof.report.results import (
     to_frame,
     write_metadata,
 )
-from edgeprof.spec import BlockSpec
+from edgeprof.spec import MODEL_NAMES, BlockSpec
 
 DEFAULT_ACTS = ("relu", "leakyrelu", "silu", "hardswish", "mish")
 
@@ -320,7 +320,7 @@ def _group_jobs(group: list[BlockSpec], plan: SweepPlan) -> dict[tuple[str, str]
     if group[0].block == "act":
         return jobs  # the activations are already alone: nothing to compare against
     jobs[("reference", REFERENCE_ACT)] = BlockSpec(**{**group[0].as_dict(), "act": REFERENCE_ACT})
-    if plan.act_alone:
+    if plan.act_alone and group[0].block not in MODEL_NAMES:  # a whole network has no one output tensor
         for spec in group:
             if spec.act != REFERENCE_ACT:
                 jobs[("alone", spec.act)] = spec.act_alone()

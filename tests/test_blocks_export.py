@@ -315,3 +315,26 @@ def test_export_module_writes_named_io(tmp_path: Path) -> None:
     model = onnx.load(str(path))
     assert [i.name for i in model.graph.input] == ["images"]
     assert [o.name for o in model.graph.output] == ["output"]
+
+
+def test_yolo_n_detector_matches_yolov8n_size(tmp_path):
+    """The built-in whole network: YOLOv8n's parameter count and 4.4 GMACs at 640 (1.09 G at 320)."""
+    from edgeprof.build.export import export_block as _export
+    from edgeprof.spec import BlockSpec as _Spec
+
+    result = _export(_Spec(block="yolo-n", act="silu", width=3, imgsz=320), models_dir=tmp_path)
+    assert 3_100_000 < result.params < 3_200_000
+    assert 1.0e9 < result.macs < 1.2e9
+    assert result.act_ops == ["Sigmoid", "Mul"]
+
+
+def test_whole_models_validate_their_input():
+    import pytest as _pytest
+
+    from edgeprof.errors import InputError as _InputError
+    from edgeprof.spec import BlockSpec as _Spec
+
+    with _pytest.raises(_InputError, match="multiple of 32"):
+        _Spec(block="yolo-n", act="relu", width=3, imgsz=100)
+    with _pytest.raises(_InputError, match="3 input channels"):
+        _Spec(block="yolo-n", act="relu", width=16, imgsz=320)

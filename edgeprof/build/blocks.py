@@ -195,6 +195,10 @@ def build_block(spec: BlockSpec, seed: int = 0) -> nn.Module:
             model = SPPF(width, width, act=act)
         elif spec.block == "act":
             model = ActAlone(act)
+        elif spec.block.startswith("yolo-"):
+            from edgeprof.build.models import YoloDetector
+
+            model = YoloDetector(spec.block.split("-", 1)[1], act=act)
         else:  # BlockSpec validates the name; this guards against the two lists drifting apart
             raise InputError(f"no builder for block {spec.block!r}")
         _randomize_batchnorm(model)

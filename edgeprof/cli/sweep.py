@@ -60,7 +60,10 @@ def sweep(
                                          "the first width).")] = "auto",
     widths: Annotated[str, typer.Option("--widths", "-w", help="Channel widths, comma-separated.")] = "16,32,64",
     depths: Annotated[str, typer.Option("--depths", help="Bottlenecks in c3/c2f, comma-separated.")] = "1",
-    imgsz: Annotated[str, typer.Option("--imgsz", help="Input sizes in pixels, comma-separated.")] = "160",
+    imgsz: Annotated[str | None, typer.Option("--imgsz", help="Input sizes in pixels, comma-separated "
+                                              "(default 160 for blocks, 320,640 for --model).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Whole networks instead of blocks: yolo-n, "
+                                              "yolo-s (YOLOv8-style detectors).")] = None,
     batch: Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")] = "1",
     kernel: Annotated[int, typer.Option("--kernel", help="Kernel size of the conv block.")] = 3,
     stride: Annotated[int, typer.Option("--stride", help="Stride of the conv block.")] = 1,
@@ -103,18 +106,22 @@ def sweep(
 
       edgeprof sweep --acts relu,silu,hardswish,mish --scale n,s,m --blocks c2f
 
+      edgeprof sweep --model yolo-n --acts relu,silu,hardswish,mish --imgsz 320
+
       edgeprof sweep --acts relu,mish --widths 16,32,64,128 --imgsz 160 --scaling fixed-tensor
 
       edgeprof sweep --acts leakyrelu:0.2,mypkg.acts:MyAct --threads 2 --csv results/mine.csv
 
       edgeprof sweep --csv results/mine.csv --resume   (continue an interrupted sweep)
     """
+    if model:
+        blocks, widths = model, "3"  # a whole network takes an RGB image
     plan = SweepPlan(
         acts=tuple(parse_name_list(acts, "acts")),
         blocks=tuple(parse_name_list(blocks, "blocks")),
         widths=tuple(parse_int_list(widths, "widths")),
         depths=tuple(parse_int_list(depths, "depths")),
-        imgsz=tuple(parse_int_list(imgsz, "imgsz")),
+        imgsz=tuple(parse_int_list(imgsz or ("320,640" if model else "160"), "imgsz")),
         batch=tuple(parse_int_list(batch, "batch")),
         kernel=kernel, stride=stride, baseline=baseline, opset=opset, exporter=exporter, seed=seed,
         act_alone=act_alone, roofline=roofline, scaling=scaling,
