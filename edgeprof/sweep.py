@@ -235,12 +235,37 @@ def run_sweep(
     rows are appended).
     """
     from edgeprof.build.export import export_block
-    from edgeprof.hostinfo import load_average, run_metadata
 
-    progress = on_progress or (lambda message, fraction: None)
     acts, baseline = resolve_acts(plan.acts, plan.baseline)
     plan = SweepPlan(**{**plan.as_dict(), "acts": tuple(acts), "baseline": baseline})
     groups = labelled_groups(plan)
+
+    def export_group(group, stage) -> dict:
+        built = {}
+        for key, spec in _group_jobs(group, plan).items():
+            stage(f"exporting {spec.act}" + (" alone" if key[0] == "alone" else ""), 0.0)
+            built[key] = export_block(spec, models_dir, opset=plan.opset, exporter=plan.exporter, seed=plan.seed)
+        return built
+
+    return run_groups(plan, groups, export_group, settings, options, csv_path, on_progress, metadata, resume)
+
+
+def run_groups(
+    plan: SweepPlan,
+    groups: list[tuple[list[BlockSpec], dict]],
+    get_models: Callable,
+    settings: SessionSettings,
+    options: MeasureOptions,
+    csv_path: Path | None = None,
+    on_progress: ProgressFn | None = None,
+    metadata: dict | None = None,
+    resume: bool = False,
+) -> tuple[pd.DataFrame, Path]:
+    """Measure size groups one after the other: ``get_models(group, stage)`` gives each group's models keyed
+    (role, act), as exported (``run_sweep``) or read from a bundle (``run_bundle``, no torch)."""
+    from edgeprof.hostinfo import load_average, run_metadata
+
+    progress = on_progress or (lambda message, fraction: None)
     if resume and csv_path is None:
         raise InputError("--resume needs --csv: the results file of the sweep to continue")
     csv_path = check_writable(csv_path or new_csv_path())
@@ -276,13 +301,8 @@ def run_sweep(
             if resume and all(_resume_key(_config_key(spec, plan, settings)) in done for spec in group):
                 stage("already in the CSV (--resume)", 1.0)
                 continue
-            jobs = _group_jobs(group, plan)
-            exported = {}
-            for key, spec in jobs.items():
-                stage(f"exporting {spec.act}" + (" alone" if key[0] == "alone" else ""), 0.0)
-                exported[key] = export_block(spec, models_dir, opset=plan.opset, exporter=plan.exporter,
-                                             seed=plan.seed)
-            paths = list(dict.fromkeys(str(e.path) for e in exported.values()))
+            models = get_models(group, stage)
+            paths = list(dict.fromkeys(str(m.path) for m in models.values()))
             try:
                 measured = measure(paths, settings, options,
                                    on_progress=lambda m, f, stage=stage: stage(m, 0.05 + 0.95 * f))
@@ -290,8 +310,8 @@ def run_sweep(
             except MeasurementInterrupted as exc:
                 measured, interrupted = exc.partial, exc
             by_path = dict(zip(paths, measured, strict=True))
-            results = {key: (exported[key], by_path[str(exported[key].path)]) for key in jobs}
-            rows = _group_rows(group, results, baseline, settings, options, run_id)
+            results = {key: (models[key], by_path[str(models[key].path)]) for key in models}
+            rows = _group_rows(group, results, plan.baseline, settings, options, run_id)
             add_roofline(rows, machine)
             stamp_rows(rows, meta)
             for row in rows:

@@ -4,7 +4,19 @@
 size counters, ``export`` the checked, cached ONNX export.
 """
 
-from edgeprof.build.activations import (
+from edgeprof.errors import InputError as _InputError
+
+try:
+    import onnx as _onnx  # noqa: F401
+    import torch as _torch  # noqa: F401
+except ImportError as _exc:
+    raise _InputError(
+        f"building and exporting blocks needs torch and onnx ({_exc.name} is not installed here); install the "
+        "build extra (pip install 'edgeprof[build]' with the pins in constraints.txt), or on a device run a "
+        "bundle: edgeprof profile DIR"
+    ) from None
+
+from edgeprof.build.activations import (  # noqa: E402
     ActInfo,
     act_info,
     act_names,
@@ -13,8 +25,8 @@ from edgeprof.build.activations import (
     get_act,
     list_acts,
 )
-from edgeprof.build.blocks import C3, SPPF, Bottleneck, C2f, Conv, build_block, count_macs, count_params
-from edgeprof.build.export import ExportResult, export_block, export_module
+from edgeprof.build.blocks import C3, SPPF, Bottleneck, C2f, Conv, build_block, count_macs, count_params  # noqa: E402
+from edgeprof.build.export import ExportResult, export_block, export_module  # noqa: E402
 
 __all__ = [
     "C3",

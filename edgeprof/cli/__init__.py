@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from edgeprof.cli.acts import acts
+from edgeprof.cli.bundle import bundle
 from edgeprof.cli.machine import machine
 from edgeprof.cli.profile import profile
 from edgeprof.cli.sweep import sweep
@@ -20,6 +21,7 @@ app = typer.Typer(
 app.command("sweep")(sweep)
 app.command("profile")(profile)
 app.command("acts")(acts)
+app.command("bundle")(bundle)
 app.command("machine")(machine)
 
 

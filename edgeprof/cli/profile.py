@@ -32,7 +32,8 @@ from edgeprof.cli.common import (
 
 @boundary
 def profile(
-    models: Annotated[list[Path], typer.Argument(help="ONNX files to measure, interleaved.")],
+    models: Annotated[list[Path], typer.Argument(help="ONNX files to measure, interleaved; or one bundle folder "
+                                                 "made by `edgeprof bundle`.")],
     shape: Annotated[list[str] | None, typer.Option("--shape", help="Shape for dynamic inputs: "
                                                    "images=1x3x640x640, 1x3x640x640 (only input) or N=1.")] = None,
     threads: Threads = 1,
@@ -49,14 +50,18 @@ def profile(
     fmt: FormatOpt = Format.table,
     quiet: Quiet = False,
 ) -> None:
-    """Profile ONNX files you already have; ratios are to the first file.
+    """Profile ONNX files you already have (ratios are to the first file), or a bundle folder.
 
     Examples:
+
+      edgeprof profile bundle/ --csv results/device.csv
 
       edgeprof profile models/yolo.onnx --shape images=1x3x640x640
 
       edgeprof profile a.onnx b.onnx --threads 2 --csv results/ab.csv
     """
+    from edgeprof.bundle import is_bundle, run_bundle
+    from edgeprof.errors import InputError
     from edgeprof.profile.session import parse_shapes
     from edgeprof.sweep import profile_models
 
@@ -64,7 +69,15 @@ def profile(
                                              isolate)
     shapes = parse_shapes(shape)
     with progress_bar(not quiet) as progress:
-        df, csv_path = profile_models(models, settings, options, shapes=shapes, csv_path=csv, on_progress=progress)
+        if len(models) == 1 and is_bundle(models[0]):
+            df, csv_path = run_bundle(models[0], settings, options, csv_path=csv, on_progress=progress)
+        elif any(m.is_dir() for m in models):
+            bad = next(m for m in models if m.is_dir())
+            raise InputError(f"{bad} is a folder but not an edgeprof bundle (no manifest.json); give ONNX files or "
+                             "one bundle folder")
+        else:
+            df, csv_path = profile_models(models, settings, options, shapes=shapes, csv_path=csv,
+                                          on_progress=progress)
     render(df, fmt, title=f"edgeprof profile: {threads} thread(s), opt level {opt_level.value}")
     if per_op:
         render_per_op(csv_path, df)

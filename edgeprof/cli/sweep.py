@@ -28,8 +28,28 @@ from edgeprof.cli.common import (
     settings_and_options,
     wrote,
 )
-from edgeprof.spec import parse_int_list, parse_name_list
-from edgeprof.sweep import DEFAULT_ACTS, SweepInterrupted, SweepPlan, run_sweep
+from edgeprof.cli.plan_options import (
+    DEFAULT_ACTS_TEXT,
+    ActAlone,
+    Acts,
+    Baseline,
+    Batch,
+    Blocks,
+    Depths,
+    Exporter,
+    Imgsz,
+    Kernel,
+    Model,
+    Opset,
+    Roofline,
+    Scale,
+    Scaling,
+    Seed,
+    Stride,
+    Widths,
+    make_plan,
+)
+from edgeprof.sweep import SweepInterrupted, run_sweep
 
 
 def resume_command(csv_path: Path) -> str:
@@ -47,27 +67,18 @@ def resume_command(csv_path: Path) -> str:
 
 @boundary
 def sweep(
-    acts: Annotated[str, typer.Option("--acts", "-a", help="Activations, comma-separated; see `edgeprof acts`. "
-                                      "Parameters after ':' (leakyrelu:0.2); your own as module:Class.")] =
-    ",".join(DEFAULT_ACTS),
-    blocks: Annotated[str, typer.Option("--blocks", "-b", help="Blocks: conv, bottleneck, c3, c2f, sppf, "
-                                      "or act (the activation alone).")] = "conv",
-    scale: Annotated[str | None, typer.Option("--scale", help="YOLO scale presets instead of --widths/--depths: "
-                                              "n,s,m,l,x (YOLOv8 multipliers on a P3-stage C2f: 256 ch, 6 "
-                                              "bottlenecks at l).")] = None,
-    scaling: Annotated[str, typer.Option("--scaling", help="How sizes grow: auto, grid, width, imgsz, or "
-                                         "fixed-tensor (width grows, width*imgsz^2 kept; --imgsz is the side at "
-                                         "the first width).")] = "auto",
-    widths: Annotated[str, typer.Option("--widths", "-w", help="Channel widths, comma-separated.")] = "16,32,64",
-    depths: Annotated[str, typer.Option("--depths", help="Bottlenecks in c3/c2f, comma-separated.")] = "1",
-    imgsz: Annotated[str | None, typer.Option("--imgsz", help="Input sizes in pixels, comma-separated "
-                                              "(default 160 for blocks, 320,640 for --model).")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Whole networks instead of blocks: yolo-n, "
-                                              "yolo-s (YOLOv8-style detectors).")] = None,
-    batch: Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")] = "1",
-    kernel: Annotated[int, typer.Option("--kernel", help="Kernel size of the conv block.")] = 3,
-    stride: Annotated[int, typer.Option("--stride", help="Stride of the conv block.")] = 1,
-    baseline: Annotated[str, typer.Option("--baseline", help="Activation the ratios are taken against.")] = "relu",
+    acts: Acts = DEFAULT_ACTS_TEXT,
+    blocks: Blocks = "conv",
+    scale: Scale = None,
+    scaling: Scaling = "auto",
+    widths: Widths = "16,32,64",
+    depths: Depths = "1",
+    imgsz: Imgsz = None,
+    model: Model = None,
+    batch: Batch = "1",
+    kernel: Kernel = 3,
+    stride: Stride = 1,
+    baseline: Baseline = "relu",
     threads: Threads = 1,
     opt_level: OptLevelOpt = OptLevel.all,
     spinning: Spinning = False,
@@ -76,13 +87,10 @@ def sweep(
     max_time: MaxTime = 3.0,
     min_samples: MinSamples = 20,
     isolate: Isolate = True,
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset to export (the written one is recorded).")] = 17,
-    exporter: Annotated[str, typer.Option("--exporter", help="torchscript (default, fast) or dynamo "
-                                          "(needs onnxscript).")] = "torchscript",
-    act_alone: Annotated[bool, typer.Option("--act-alone/--no-act-alone", help="Also time each activation alone "
-                                            "on the block's output tensor (act_alone_ms, fused_by_timing).")] = True,
-    roofline: Annotated[bool, typer.Option("--roofline/--no-roofline", help="Report achieved GFLOP/s and GB/s as "
-                                           "fractions of this machine's ceilings (measured once, cached).")] = True,
+    opset: Opset = 17,
+    exporter: Exporter = "torchscript",
+    act_alone: ActAlone = True,
+    roofline: Roofline = True,
     per_op: Annotated[bool, typer.Option("--per-op", help="Also print where the time goes inside each block "
                                          "(onnxruntime's profiler; always saved as <csv>-ops.csv).")] = False,
     models_dir: Annotated[Path, typer.Option("--models-dir", help="Where exported models are cached.")] =
@@ -92,7 +100,7 @@ def sweep(
                                          "with the same settings are not measured again.")] = False,
     fmt: FormatOpt = Format.table,
     quiet: Quiet = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for weights, inputs and round order.")] = 0,
+    seed: Seed = 0,
 ) -> None:
     """Compare activations inside YOLO-style blocks: latency, ratio to a baseline, fusion, params, MACs.
 
@@ -114,19 +122,8 @@ def sweep(
 
       edgeprof sweep --csv results/mine.csv --resume   (continue an interrupted sweep)
     """
-    if model:
-        blocks, widths = model, "3"  # a whole network takes an RGB image
-    plan = SweepPlan(
-        acts=tuple(parse_name_list(acts, "acts")),
-        blocks=tuple(parse_name_list(blocks, "blocks")),
-        widths=tuple(parse_int_list(widths, "widths")),
-        depths=tuple(parse_int_list(depths, "depths")),
-        imgsz=tuple(parse_int_list(imgsz or ("320,640" if model else "160"), "imgsz")),
-        batch=tuple(parse_int_list(batch, "batch")),
-        kernel=kernel, stride=stride, baseline=baseline, opset=opset, exporter=exporter, seed=seed,
-        act_alone=act_alone, roofline=roofline, scaling=scaling,
-        scales=tuple(parse_name_list(scale, "scale")) if scale else (),
-    )
+    plan = make_plan(acts, blocks, scale, scaling, widths, depths, imgsz, model, batch, kernel, stride, baseline,
+                     opset, exporter, act_alone, roofline, seed)
     settings, options = settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples,
                                              isolate, seed)
     try:

@@ -1,0 +1,141 @@
+"""Self-contained bundles for on-device profiling: exported models plus a manifest, measured without torch.
+
+``make_bundle`` (workstation, needs torch) exports every model a sweep plan measures into DIR/models and
+writes DIR/manifest.json: the plan, each size group's specs and labels, and for every model its role
+(block, reference, alone), spec, file, SHA-256, params, MACs, exporter, opset and parity error.
+``run_bundle`` (device: onnxruntime, numpy, pandas only) checks the files against the manifest and runs
+the same interleaved sweep, writing the same CSV, which ``edgeprof report`` merges with other runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from edgeprof.errors import InputError, RuntimeFailure
+from edgeprof.profile import MeasureOptions, SessionSettings
+from edgeprof.spec import BlockSpec
+from edgeprof.sweep import ProgressFn, SweepPlan, labelled_groups, resolve_acts, run_groups
+
+MANIFEST = "manifest.json"
+BUNDLE_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """What a bundle's manifest says of one model (the fields a result row needs)."""
+
+    path: Path
+    params: int
+    macs: int
+    exporter: str
+    opset: int
+    parity_max_abs_err: float
+    act_ops: list[str] = field(default_factory=list)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None = None) -> Path:
+    """Export the plan's models into ``out_dir`` and write its manifest; return the manifest's path."""
+    from edgeprof.build.export import export_block
+    from edgeprof.hostinfo import run_metadata
+    from edgeprof.sweep import _group_jobs
+
+    progress = on_progress or (lambda message, fraction: None)
+    acts, baseline = resolve_acts(plan.acts, plan.baseline)
+    plan = SweepPlan(**{**plan.as_dict(), "acts": tuple(acts), "baseline": baseline})
+    out_dir = Path(out_dir)
+    models_dir = out_dir / "models"
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot write the bundle to {out_dir}: {exc.strerror or exc}") from None
+    groups = labelled_groups(plan)
+    entries = []
+    for g, (group, labels) in enumerate(groups):
+        jobs = []
+        for (role, act), spec in _group_jobs(group, plan).items():
+            progress(f"[{g + 1}/{len(groups)}] exporting {spec.slug()}", g / len(groups))
+            exp = export_block(spec, models_dir, opset=plan.opset, exporter=plan.exporter, seed=plan.seed)
+            jobs.append({"role": role, "act": act, "spec": spec.as_dict(),
+                         "file": str(exp.path.relative_to(out_dir)), "sha256": exp.onnx_sha256,
+                         "params": exp.params, "macs": exp.macs, "exporter": exp.exporter, "opset": exp.opset,
+                         "parity_max_abs_err": exp.parity_max_abs_err, "act_ops": exp.act_ops})
+        entries.append({"labels": labels, "specs": [s.as_dict() for s in group], "models": jobs})
+    manifest = {"schema_version": BUNDLE_SCHEMA_VERSION, "plan": plan.as_dict(), "groups": entries,
+                "built": run_metadata()}
+    path = out_dir / MANIFEST
+    try:
+        path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def is_bundle(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
+
+
+def load_bundle(bundle_dir: str | Path) -> tuple[SweepPlan, list[tuple[list[BlockSpec], dict, dict]]]:
+    """The plan and, per size group, its specs, labels and models; InputError if anything is off."""
+    bundle_dir = Path(bundle_dir)
+    path = bundle_dir / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except OSError:
+        raise InputError(f"not an edgeprof bundle: {path} is missing (make one with `edgeprof bundle`)") from None
+    except ValueError as exc:
+        raise InputError(f"bundle manifest {path} is not valid JSON: {exc}") from None
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if version != BUNDLE_SCHEMA_VERSION:
+        raise InputError(f"bundle {bundle_dir} has schema version {version!r}; this edgeprof reads version "
+                         f"{BUNDLE_SCHEMA_VERSION} (rebuild it with this edgeprof's `edgeprof bundle`)")
+    try:
+        plan_fields = {k: tuple(v) if isinstance(v, list) else v for k, v in manifest["plan"].items()}
+        plan = SweepPlan(**plan_fields)
+        groups = []
+        for entry in manifest["groups"]:
+            specs = [BlockSpec(**s) for s in entry["specs"]]
+            models = {}
+            for m in entry["models"]:
+                file = bundle_dir / m["file"]
+                if not file.is_file():
+                    raise InputError(f"bundle {bundle_dir} is incomplete: {m['file']} is missing")
+                if _sha256(file) != m["sha256"]:
+                    raise InputError(f"bundle {bundle_dir}: {m['file']} does not match its manifest (changed or "
+                                     "corrupt)")
+                models[(m["role"], m["act"])] = BundledModel(
+                    path=file, params=int(m["params"]), macs=int(m["macs"]), exporter=m["exporter"],
+                    opset=int(m["opset"]), parity_max_abs_err=float(m["parity_max_abs_err"]),
+                    act_ops=list(m.get("act_ops") or []))
+            groups.append((specs, entry["labels"], models))
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"bundle manifest {path} is malformed (missing or bad field {exc})") from None
+    return plan, groups
+
+
+def run_bundle(
+    bundle_dir: str | Path,
+    settings: SessionSettings = SessionSettings(),
+    options: MeasureOptions = MeasureOptions(),
+    csv_path: Path | None = None,
+    on_progress: ProgressFn | None = None,
+    resume: bool = False,
+) -> tuple[pd.DataFrame, Path]:
+    """Run a bundle's sweep on this machine (no torch): the same rows and CSV as ``run_sweep``."""
+    plan, loaded = load_bundle(bundle_dir)
+    models_of = {id(specs): models for specs, _, models in loaded}
+    groups = [(specs, labels) for specs, labels, _ in loaded]
+    return run_groups(plan, groups, lambda group, stage: models_of[id(group)], settings, options, csv_path,
+                      on_progress, {"bundle": str(Path(bundle_dir).resolve())}, resume)

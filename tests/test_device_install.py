@@ -1,0 +1,66 @@
+"""On the device: `pip install edgeprof` without the build extra (no torch, no onnx) runs a bundle end to end."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from edgeprof.bundle import load_bundle, make_bundle
+from edgeprof.errors import InputError
+from edgeprof.sweep import SweepPlan
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _bundle(tmp_path) -> Path:
+    plan = SweepPlan(acts=("relu", "hardswish"), widths=(8,), imgsz=(24,), roofline=False)
+    return make_bundle(plan, tmp_path / "bundle").parent
+
+
+def test_bundle_manifest_is_checked(tmp_path):
+    bundle = _bundle(tmp_path)
+    plan, groups = load_bundle(bundle)
+    assert plan.acts == ("relu", "hardswish") and len(groups) == 1
+    roles = {key[0] for key in groups[0][2]}
+    assert roles == {"block", "reference", "alone"}
+    victim = next((bundle / "models").glob("*.onnx"))
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    with pytest.raises(InputError, match="does not match its manifest"):
+        load_bundle(bundle)
+    (bundle / "manifest.json").write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_bundle(bundle)
+    with pytest.raises(InputError, match="not an edgeprof bundle"):
+        load_bundle(tmp_path)
+
+
+@pytest.mark.skipif(not os.access(sys.executable, os.X_OK), reason="needs a python to make a venv with")
+def test_fresh_venv_without_torch_runs_a_bundle(tmp_path):
+    bundle = _bundle(tmp_path)
+    venv = tmp_path / "device-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    proc = subprocess.run([*pip, "-c", str(REPO / "constraints.txt"), str(REPO)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    py = str(venv / "bin" / "python")
+    for missing in ("torch", "onnx"):
+        check = subprocess.run([py, "-c", f"import {missing}"], capture_output=True, text=True)
+        assert check.returncode != 0, f"{missing} should not be installed without the build extra"
+    csv = tmp_path / "device.csv"
+    env = {**os.environ, "EDGEPROF_CACHE": str(tmp_path / "cache")}
+    run = subprocess.run([str(venv / "bin" / "edgeprof"), "profile", str(bundle), "--max-time", "0.3",
+                          "--min-samples", "10", "--csv", str(csv), "--quiet", "--format", "csv"],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    df = pd.read_csv(csv)
+    assert list(df["act"]) == ["relu", "hardswish"] and (df["status"] == "ok").all()
+    assert df.set_index("act").loc["relu", "fused"] and not df.set_index("act").loc["hardswish", "fused"]
+    assert df["weights_mb"].isna().all()  # the static estimate needs onnx, which the device does not have
+    sweep_cmd = subprocess.run([str(venv / "bin" / "edgeprof"), "sweep", "--acts", "relu", "--quiet"],
+                               capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert sweep_cmd.returncode != 0 and "Traceback" not in sweep_cmd.stderr
+    assert "edgeprof[build]" in sweep_cmd.stderr
