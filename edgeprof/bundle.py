@@ -36,6 +36,8 @@ class BundledModel:
     opset: int
     parity_max_abs_err: float
     act_ops: list[str] = field(default_factory=list)
+    quant_max_abs_err: float | None = None
+    quant_rel_err: float | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -48,9 +50,8 @@ def _sha256(path: Path) -> str:
 
 def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None = None) -> Path:
     """Export the plan's models into ``out_dir`` and write its manifest; return the manifest's path."""
-    from edgeprof.build.export import export_block
     from edgeprof.hostinfo import run_metadata
-    from edgeprof.sweep import _group_jobs
+    from edgeprof.sweep import build_group_models
 
     progress = on_progress or (lambda message, fraction: None)
     acts, baseline = resolve_acts(plan.acts, plan.baseline)
@@ -65,13 +66,16 @@ def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None =
     entries = []
     for g, (group, labels) in enumerate(groups):
         jobs = []
-        for (role, act), spec in _group_jobs(group, plan).items():
-            progress(f"[{g + 1}/{len(groups)}] exporting {spec.slug()}", g / len(groups))
-            exp = export_block(spec, models_dir, opset=plan.opset, exporter=plan.exporter, seed=plan.seed)
-            jobs.append({"role": role, "act": act, "spec": spec.as_dict(),
-                         "file": str(exp.path.relative_to(out_dir)), "sha256": exp.onnx_sha256,
-                         "params": exp.params, "macs": exp.macs, "exporter": exp.exporter, "opset": exp.opset,
-                         "parity_max_abs_err": exp.parity_max_abs_err, "act_ops": exp.act_ops})
+        built = build_group_models(group, plan, models_dir,
+                                   lambda message, fraction, g=g: progress(f"[{g + 1}/{len(groups)}] {message}",
+                                                                           g / len(groups)))
+        for (role, act), model in built.items():
+            jobs.append({"role": role, "act": act, "file": str(Path(model.path).relative_to(out_dir)),
+                         "sha256": _sha256(Path(model.path)), "params": model.params, "macs": model.macs,
+                         "exporter": model.exporter, "opset": model.opset,
+                         "parity_max_abs_err": model.parity_max_abs_err, "act_ops": model.act_ops,
+                         "quant_max_abs_err": getattr(model, "quant_max_abs_err", None),
+                         "quant_rel_err": getattr(model, "quant_rel_err", None)})
         entries.append({"labels": labels, "specs": [s.as_dict() for s in group], "models": jobs})
     manifest = {"schema_version": BUNDLE_SCHEMA_VERSION, "plan": plan.as_dict(), "groups": entries,
                 "built": run_metadata()}
@@ -118,7 +122,8 @@ def load_bundle(bundle_dir: str | Path) -> tuple[SweepPlan, list[tuple[list[Bloc
                 models[(m["role"], m["act"])] = BundledModel(
                     path=file, params=int(m["params"]), macs=int(m["macs"]), exporter=m["exporter"],
                     opset=int(m["opset"]), parity_max_abs_err=float(m["parity_max_abs_err"]),
-                    act_ops=list(m.get("act_ops") or []))
+                    act_ops=list(m.get("act_ops") or []), quant_max_abs_err=m.get("quant_max_abs_err"),
+                    quant_rel_err=m.get("quant_rel_err"))
             groups.append((specs, entry["labels"], models))
     except (KeyError, TypeError) as exc:
         raise InputError(f"bundle manifest {path} is malformed (missing or bad field {exc})") from None

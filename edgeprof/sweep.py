@@ -41,8 +41,8 @@ SCALE_BASE_WIDTH = 256
 SCALE_BASE_DEPTH = 6
 SCALING_MODES = ("auto", "grid", "width", "imgsz", "fixed-tensor")
 # the settings that must match for a row of an earlier run to count as already measured (--resume)
-RESUME_KEYS = ("act", "block", "width", "depth", "imgsz", "batch", "kernel", "stride", "threads", "inter_threads",
-               "opt_level", "spinning", "arena", "provider", "exporter", "opset")
+RESUME_KEYS = ("precision", "act", "block", "width", "depth", "imgsz", "batch", "kernel", "stride", "threads",
+               "inter_threads", "opt_level", "spinning", "arena", "provider", "exporter", "opset")
 REFERENCE_ACT = "identity"
 
 ProgressFn = Callable[[str, float], None]
@@ -68,6 +68,7 @@ class SweepPlan:
     roofline: bool = True
     scales: tuple[str, ...] = ()
     scaling: str = "auto"
+    quantize: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -199,7 +200,8 @@ def done_configs(csv_path: Path) -> tuple[set[tuple], int]:
 def _config_key(spec: BlockSpec, plan: SweepPlan, settings: SessionSettings) -> dict:
     """The RESUME_KEYS of a config before it is measured (opset as requested: the written one may differ,
     in which case the config is measured again rather than wrongly skipped)."""
-    return {**spec.as_dict(), **settings.as_dict(), "exporter": plan.exporter, "opset": plan.opset}
+    return {**spec.as_dict(), **settings.as_dict(), "exporter": plan.exporter, "opset": plan.opset,
+            "precision": "fp32"}
 
 
 def _resume_key(row: dict) -> tuple:
@@ -234,20 +236,31 @@ def run_sweep(
     (a size group with some new activations is measured whole, for the paired ratios, but only the new
     rows are appended).
     """
-    from edgeprof.build.export import export_block
 
     acts, baseline = resolve_acts(plan.acts, plan.baseline)
     plan = SweepPlan(**{**plan.as_dict(), "acts": tuple(acts), "baseline": baseline})
     groups = labelled_groups(plan)
 
-    def export_group(group, stage) -> dict:
-        built = {}
-        for key, spec in _group_jobs(group, plan).items():
-            stage(f"exporting {spec.act}" + (" alone" if key[0] == "alone" else ""), 0.0)
-            built[key] = export_block(spec, models_dir, opset=plan.opset, exporter=plan.exporter, seed=plan.seed)
-        return built
+    return run_groups(plan, groups, lambda group, stage: build_group_models(group, plan, models_dir, stage),
+                      settings, options, csv_path, on_progress, metadata, resume)
 
-    return run_groups(plan, groups, export_group, settings, options, csv_path, on_progress, metadata, resume)
+
+def build_group_models(group: list[BlockSpec], plan: SweepPlan, models_dir: Path, stage: ProgressFn) -> dict:
+    """Export (and with ``plan.quantize``, quantize) the models of one size group, keyed (role, act)."""
+    from edgeprof.build.export import export_block
+
+    built = {}
+    for key, spec in _group_jobs(group, plan).items():
+        stage(f"exporting {spec.act}" + (" alone" if key[0] == "alone" else ""), 0.0)
+        built[key] = export_block(spec, models_dir, opset=plan.opset, exporter=plan.exporter, seed=plan.seed)
+    if plan.quantize:
+        from edgeprof.quantize import quantize_model
+
+        for (role, act), model in list(built.items()):
+            if role in ("block", "reference"):
+                stage(f"quantizing {act} ({plan.quantize})", 0.0)
+                built[(f"{plan.quantize}-{role}", act)] = quantize_model(model, plan.quantize, seed=plan.seed)
+    return built
 
 
 def run_groups(
@@ -311,16 +324,15 @@ def run_groups(
                 measured, interrupted = exc.partial, exc
             by_path = dict(zip(paths, measured, strict=True))
             results = {key: (models[key], by_path[str(models[key].path)]) for key in models}
-            rows = _group_rows(group, results, plan.baseline, settings, options, run_id)
+            entries = _group_rows(group, results, plan.baseline, settings, options, run_id)
+            if resume:
+                entries = [(key, row) for key, row in entries if _resume_key(row) not in done]
+            rows = [row for _, row in entries]
             add_roofline(rows, machine)
             stamp_rows(rows, meta)
             for row in rows:
                 row.update(labels)
-            if resume:
-                keep = [_resume_key(r) not in done for r in rows]
-                group = [spec for spec, k in zip(group, keep, strict=True) if k]
-                rows = [row for row, k in zip(rows, keep, strict=True) if k]
-            append_per_op(per_op_path(csv_path), _group_per_op(group, results, rows))
+            append_per_op(per_op_path(csv_path), _group_per_op(results, entries))
             append_rows(csv_path, rows)
             all_rows.extend(rows)
             if interrupted is not None:
@@ -354,11 +366,11 @@ def fused_by_timing(t_conv: float, t_act: float, t_both: float) -> bool | None:
     return bool(t_conv + t_act - t_both > 0.5 * min(t_conv, t_act))
 
 
-def _group_per_op(group, results, rows) -> list[dict]:
-    reference = results.get(("reference", REFERENCE_ACT))
+def _group_per_op(results, entries) -> list[dict]:
     out = []
-    for spec, row in zip(group, rows, strict=True):
-        out += per_op_rows(row, results[("block", spec.act)][1].nodes, reference[1].nodes if reference else None)
+    for (role, act), row in entries:
+        reference = results.get((role.replace("block", "reference"), REFERENCE_ACT))
+        out += per_op_rows(row, results[(role, act)][1].nodes, reference[1].nodes if reference else None)
     return out
 
 
@@ -368,7 +380,7 @@ def add_roofline(rows: list[dict], machine: dict | None) -> None:
         median, macs = row.get("median_ms"), row.get("macs")
         if median and macs and median > 0:
             row["achieved_gflops"] = 2.0 * macs / (median * 1e6)
-            if machine:
+            if machine and row.get("precision", "fp32") == "fp32":  # the ceiling is an fp32 MatMul
                 row["frac_peak_gflops"] = row["achieved_gflops"] / machine["peak_gflops"]
         alone, elements = row.get("act_alone_ms"), row.get("act_alone_elements")
         if alone and elements and alone > 0:
@@ -377,30 +389,44 @@ def add_roofline(rows: list[dict], machine: dict | None) -> None:
                 row["frac_bandwidth"] = row["act_alone_gbs"] / machine["bandwidth_gbs"]
 
 
-def _group_rows(group, results, baseline, settings, options, run_id) -> list[dict]:
+def _group_rows(group, results, baseline, settings, options, run_id) -> list[tuple[tuple[str, str], dict]]:
+    """The group's rows, each with the (role, act) key of the model it describes: every activation's block,
+    then, with --quantize, every activation's quantized block (ratios there are to the quantized baseline)."""
     from edgeprof.analysis import try_estimate_memory
+    from edgeprof.profile import paired_ratio_to
 
-    reference = results.get(("reference", REFERENCE_ACT))
-    reference_nodes = reference[1].nodes if reference else None
-    base_m = results[("block", baseline)][1]
-    rows = []
-    for spec in group:
-        exp, m = results[("block", spec.act)]
-        build = {**spec.as_dict(), "params": exp.params, "macs": exp.macs, "exporter": exp.exporter,
-                 "opset": exp.opset, "parity_max_abs_err": exp.parity_max_abs_err, "act_ops": exp.act_ops}
-        row = measurement_row(m, settings.as_dict(), options.rel_ci, build=build, baseline=base_m,
-                              baseline_name=baseline, reference_nodes=reference_nodes or None,
-                              run_id=run_id, static_memory=try_estimate_memory(exp.path))
-        alone = results.get(("alone", spec.act))
-        if alone is not None and alone[1].status != "failed":
-            row["act_alone_ms"] = alone[1].stats.get("median_ms")
-            row["act_alone_elements"] = int(math.prod(spec.output_shape()))
-            if reference is not None and reference[1].status != "failed" and spec.act != REFERENCE_ACT:
-                row["conv_alone_ms"] = reference[1].stats.get("median_ms")
-                row["fused_by_timing"] = fused_by_timing(row["conv_alone_ms"], row["act_alone_ms"],
-                                                         m.stats.get("median_ms"))
-        rows.append(row)
-    return rows
+    out = []
+    for prefix in ("", *sorted({k[0][: -len("block")] for k in results if k[0].endswith("-block")})):
+        precision = prefix.rstrip("-") or "fp32"
+        reference = results.get((f"{prefix}reference", REFERENCE_ACT))
+        reference_nodes = reference[1].nodes if reference else None
+        base_m = results[(f"{prefix}block", baseline)][1]
+        for spec in group:
+            key = (f"{prefix}block", spec.act)
+            built, m = results[key]
+            build = {**spec.as_dict(), "params": built.params, "macs": built.macs, "exporter": built.exporter,
+                     "opset": built.opset, "parity_max_abs_err": built.parity_max_abs_err,
+                     "act_ops": built.act_ops}
+            row = measurement_row(m, settings.as_dict(), options.rel_ci, build=build, baseline=base_m,
+                                  baseline_name=baseline, reference_nodes=reference_nodes or None,
+                                  run_id=run_id, static_memory=try_estimate_memory(built.path))
+            row["precision"] = precision
+            alone = results.get(("alone", spec.act)) if not prefix else None
+            if alone is not None and alone[1].status != "failed":
+                row["act_alone_ms"] = alone[1].stats.get("median_ms")
+                row["act_alone_elements"] = int(math.prod(spec.output_shape()))
+                if reference is not None and reference[1].status != "failed" and spec.act != REFERENCE_ACT:
+                    row["conv_alone_ms"] = reference[1].stats.get("median_ms")
+                    row["fused_by_timing"] = fused_by_timing(row["conv_alone_ms"], row["act_alone_ms"],
+                                                             m.stats.get("median_ms"))
+            if prefix:
+                fp32 = results[("block", spec.act)][1]
+                if m.status != "failed" and fp32.status != "failed" and m.stats.get("n") and fp32.stats.get("n"):
+                    row["ratio_to_fp32"] = paired_ratio_to(m, fp32)[0]
+                row["quant_max_abs_err"] = getattr(built, "quant_max_abs_err", None)
+                row["quant_rel_err"] = getattr(built, "quant_rel_err", None)
+            out.append((key, row))
+    return out
 
 
 def profile_models(

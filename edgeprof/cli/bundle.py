@@ -21,6 +21,7 @@ from edgeprof.cli.plan_options import (
     Kernel,
     Model,
     Opset,
+    Quantize,
     Roofline,
     Scale,
     Scaling,
@@ -50,6 +51,7 @@ def bundle(
     exporter: Exporter = "torchscript",
     act_alone: ActAlone = True,
     roofline: Roofline = True,
+    quantize: Quantize = None,
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -65,7 +67,7 @@ def bundle(
     from edgeprof.bundle import make_bundle
 
     plan = make_plan(acts, blocks, scale, scaling, widths, depths, imgsz, model, batch, kernel, stride, baseline,
-                     opset, exporter, act_alone, roofline, seed)
+                     opset, exporter, act_alone, roofline, seed, quantize)
     with progress_bar(not quiet) as progress:
         manifest = make_bundle(plan, out, on_progress=progress)
     files = len(list((manifest.parent / "models").glob("*.onnx")))

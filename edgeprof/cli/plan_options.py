@@ -35,13 +35,15 @@ ActAlone = Annotated[bool, typer.Option("--act-alone/--no-act-alone", help="Also
                                         "block's output tensor (act_alone_ms, fused_by_timing).")]
 Roofline = Annotated[bool, typer.Option("--roofline/--no-roofline", help="Report achieved GFLOP/s and GB/s as "
                                         "fractions of this machine's ceilings (measured once, cached).")]
+Quantize = Annotated[str | None, typer.Option("--quantize", help="Also measure quantized variants: int8 "
+                                              "(onnxruntime static QDQ, calibrated on seeded inputs).")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for weights, inputs and round order.")]
 DEFAULT_ACTS_TEXT = ",".join(DEFAULT_ACTS)
 
 
 def make_plan(acts: str, blocks: str, scale: str | None, scaling: str, widths: str, depths: str, imgsz: str | None,
               model: str | None, batch: str, kernel: int, stride: int, baseline: str, opset: int, exporter: str,
-              act_alone: bool, roofline: bool, seed: int) -> SweepPlan:
+              act_alone: bool, roofline: bool, seed: int, quantize: str | None = None) -> SweepPlan:
     if model:
         blocks, widths = model, "3"  # a whole network takes an RGB image
     return SweepPlan(
@@ -53,5 +55,5 @@ def make_plan(acts: str, blocks: str, scale: str | None, scaling: str, widths: s
         batch=tuple(parse_int_list(batch, "batch")),
         kernel=kernel, stride=stride, baseline=baseline, opset=opset, exporter=exporter, seed=seed,
         act_alone=act_alone, roofline=roofline, scaling=scaling,
-        scales=tuple(parse_name_list(scale, "scale")) if scale else (),
+        scales=tuple(parse_name_list(scale, "scale")) if scale else (), quantize=quantize,
     )

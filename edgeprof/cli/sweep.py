@@ -41,6 +41,7 @@ from edgeprof.cli.plan_options import (
     Kernel,
     Model,
     Opset,
+    Quantize,
     Roofline,
     Scale,
     Scaling,
@@ -91,6 +92,7 @@ def sweep(
     exporter: Exporter = "torchscript",
     act_alone: ActAlone = True,
     roofline: Roofline = True,
+    quantize: Quantize = None,
     per_op: Annotated[bool, typer.Option("--per-op", help="Also print where the time goes inside each block "
                                          "(onnxruntime's profiler; always saved as <csv>-ops.csv).")] = False,
     models_dir: Annotated[Path, typer.Option("--models-dir", help="Where exported models are cached.")] =
@@ -123,7 +125,7 @@ def sweep(
       edgeprof sweep --csv results/mine.csv --resume   (continue an interrupted sweep)
     """
     plan = make_plan(acts, blocks, scale, scaling, widths, depths, imgsz, model, batch, kernel, stride, baseline,
-                     opset, exporter, act_alone, roofline, seed)
+                     opset, exporter, act_alone, roofline, seed, quantize)
     settings, options = settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples,
                                              isolate, seed)
     try:

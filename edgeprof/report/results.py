@@ -15,7 +15,8 @@ from edgeprof.report.schema import COLUMNS, SCHEMA_VERSION
 _BOOL_COLUMNS = ("spinning", "arena", "ci_reached", "noisy", "fused", "fused_by_timing")
 _INT_COLUMNS = ("width", "depth", "imgsz", "batch", "kernel", "stride", "params", "macs", "threads",
                 "inter_threads", "opset", "n", "inner_loops", "act_alone_elements")
-_STR_COLUMNS = ("scaling", "scale", "act", "block", "opt_level", "provider", "exporter", "baseline", "act_ops",
+_STR_COLUMNS = ("precision", "scaling", "scale", "act", "block", "opt_level", "provider", "exporter", "baseline",
+                "act_ops",
                 "act_ops_exported", "model", "status", "error", "run_id",
                 "host_fingerprint", "cpu_model", "ort_version")
 

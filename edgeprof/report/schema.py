@@ -6,6 +6,7 @@ SCHEMA_VERSION = 1
 
 # name -> meaning; the order here is the CSV's column order.
 COLUMNS: dict[str, str] = {
+    "precision": "fp32, or int8 for a quantized variant (--quantize int8)",
     "act": "activation spec, canonical (e.g. relu, leakyrelu:0.2); empty for a model edgeprof did not build",
     "block": "YOLO-style block: conv, bottleneck, c3, c2f, sppf",
     "width": "input and output channels of the block",
@@ -44,6 +45,9 @@ COLUMNS: dict[str, str] = {
     "ratio_to_baseline": "median of per-round paired ratios median(act)/median(baseline)",
     "ratio_ci95_low": "lower bound of the ratio's 95% CI (order statistics of paired log-ratios)",
     "ratio_ci95_high": "upper bound of the ratio's 95% CI",
+    "ratio_to_fp32": "int8 rows: paired ratio of the quantized block's time to the float block's",
+    "quant_max_abs_err": "int8 rows: max abs difference of outputs from the float model on a seeded input",
+    "quant_rel_err": "int8 rows: quant_max_abs_err as a fraction of the float output's range",
     "fused": "activation fused into the Conv by onnxruntime (no separate activation node ran)",
     "act_ops": "op types the activation ran as after optimisation, joined by +; empty when fused",
     "act_ops_exported": "op types the activation was exported as, joined by +",

@@ -79,11 +79,14 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
         out.append({
             "block": row.get("block") or "",
             "size": size,
-            "act": row.get("act") or str(row.get("model", "")).rsplit("/", 1)[-1],
+            "act": (row.get("act") or str(row.get("model", "")).rsplit("/", 1)[-1])
+            + (f" ({row['precision']})" if row.get("precision") not in (None, "", "fp32") else ""),
             "median ms": _fmt_ms(row.get("median_ms")),
             "p90 ms": _fmt_ms(row.get("p90_ms")),
             "CI95": _fmt_ci(row),
             ratio_header: _fmt_ratio(row),
+            "× fp32": "—" if pd.isna(row.get("ratio_to_fp32")) else f"{row['ratio_to_fp32']:.2f}×",
+            "int8 err": "—" if pd.isna(row.get("quant_rel_err")) else f"{row['quant_rel_err'] * 100:.1f}%",
             "fused": _fmt_fused(row),
             "by timing": "—" if pd.isna(row.get("fused_by_timing")) else ("yes" if row["fused_by_timing"] else "no"),
             "act ran as": _fmt_ops(row.get("act_ops")) or ("—" if row.get("fused") is True else ""),

@@ -1,0 +1,118 @@
+"""INT8 variants of exported models through onnxruntime's own quantization tools, and their output error.
+
+Static quantization in QDQ format, calibrated on seeded random inputs of the model's shape (or your own
+inputs): activations uint8, weights int8 per channel with ``reduce_range=True``. Without AVX512-VNNI the
+u8s8 integer kernels can saturate (onnxruntime's documented limitation), and reduce_range keeps weights to
+7 bits to avoid it. Activations onnxruntime cannot run in INT8 (Softplus, Mish, ...) stay in float between
+DequantizeLinear and QuantizeLinear: the executed ops say which fell back. Needs the ``onnx`` package
+(onnxruntime.quantization imports it): a workstation step, like exporting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgeprof.errors import InputError, RuntimeFailure
+from edgeprof.spec import content_hash
+
+QUANT_VERSION = 1
+QUANT_MODES = ("int8",)
+
+
+@dataclass(frozen=True)
+class QuantizedModel:
+    """A quantized model with the fields a result row needs (the float model's size and export facts)."""
+
+    path: Path
+    params: int
+    macs: int
+    exporter: str
+    opset: int
+    parity_max_abs_err: float
+    act_ops: list[str] = field(default_factory=list)
+    quant_max_abs_err: float = float("nan")
+    quant_rel_err: float = float("nan")
+    quant_method: str = ""
+
+
+def _inputs(path: Path, count: int, seed: int) -> list[dict[str, np.ndarray]]:
+    from edgeprof.profile.session import SessionSettings, create_session, make_inputs
+
+    sess = create_session(path, SessionSettings(opt_level="disable"))
+    return [make_inputs(sess, seed=seed + i) for i in range(count)]
+
+
+def output_error(float_path: Path, quant_path: Path, seed: int = 12345) -> tuple[float, float]:
+    """Max abs difference of the quantized model's outputs from the float model's on a seeded input,
+    and that as a fraction of the float output's range."""
+    from edgeprof.profile.session import SessionSettings, create_session, run_once
+
+    feeds = _inputs(float_path, 1, seed)[0]
+    ref = run_once(create_session(float_path, SessionSettings()), feeds)
+    got = run_once(create_session(quant_path, SessionSettings()), feeds)
+    err = max(float(np.max(np.abs(a - b))) for a, b in zip(ref, got, strict=True))
+    span = max(float(np.max(a) - np.min(a)) for a in ref)
+    return err, err / span if span > 0 else float("nan")
+
+
+def quantize_model(built, mode: str = "int8", calibration: int = 16, seed: int = 0) -> QuantizedModel:
+    """Quantize an exported model (anything with ``path``, ``params``, ``macs``, ``exporter``, ``opset``,
+    ``parity_max_abs_err``, ``act_ops``); cached beside it by content."""
+    if mode not in QUANT_MODES:
+        raise InputError(f"unknown quantization {mode!r}; valid: {', '.join(QUANT_MODES)}")
+    try:
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    except ImportError as exc:
+        raise InputError(f"INT8 quantization needs onnx and onnxruntime's quantization tools ({exc.name} is "
+                         "missing): pip install 'edgeprof[build]'") from None
+    src = Path(built.path)
+    key = content_hash({"src": _sha256(src), "mode": mode, "calibration": calibration, "seed": seed,
+                        "version": QUANT_VERSION})
+    dst = src.with_name(f"{src.stem}-{mode}-{key[:8]}.onnx")
+    sidecar = dst.with_suffix(".json")
+    method = "static QDQ, u8 activations, s8 per-channel weights, reduce_range, calibrated on seeded N(0,1) inputs"
+    result = QuantizedModel(path=dst, params=built.params, macs=built.macs, exporter=built.exporter,
+                            opset=built.opset, parity_max_abs_err=built.parity_max_abs_err,
+                            act_ops=list(built.act_ops), quant_method=method)
+    if dst.exists() and sidecar.exists():
+        try:
+            meta = json.loads(sidecar.read_text())
+            return replace(result, quant_max_abs_err=meta["quant_max_abs_err"], quant_rel_err=meta["quant_rel_err"])
+        except (OSError, ValueError, KeyError):
+            pass
+    data = _inputs(src, calibration, seed)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(data)
+
+        def get_next(self):
+            return next(self._it, None)
+
+    tmp = dst.with_name(dst.name + f".tmp{os.getpid()}")
+    try:
+        quantize_static(str(src), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        reduce_range=True)
+        os.replace(tmp, dst)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {dst}: {exc.strerror or exc}") from None
+    except Exception as exc:  # the quantizer raises many types
+        raise RuntimeFailure(f"cannot quantize {src.name}: {str(exc).splitlines()[0][:200]}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    err, rel = output_error(src, dst)
+    sidecar.write_text(json.dumps({"quant_max_abs_err": err, "quant_rel_err": rel, "method": method,
+                                   "source": src.name}, indent=2) + "\n")
+    return replace(result, quant_max_abs_err=err, quant_rel_err=rel)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
