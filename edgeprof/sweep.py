@@ -471,3 +471,91 @@ def profile_models(
     if interrupted:
         raise SweepInterrupted(csv_path, len(rows))
     return to_frame(rows), csv_path
+
+
+def run_onnx_swap(
+    src: str | Path,
+    acts: list[str] | tuple[str, ...],
+    baseline: str = "relu",
+    settings: SessionSettings = SessionSettings(),
+    options: MeasureOptions = MeasureOptions(),
+    csv_path: Path | None = None,
+    models_dir: Path = Path("models"),
+    shapes: dict | None = None,
+    on_progress: ProgressFn | None = None,
+    metadata: dict | None = None,
+) -> tuple[pd.DataFrame, Path]:
+    """Profile your own ONNX model with each activation swapped in (``edgeprof.swap``), interleaved.
+
+    Needs the onnx package, not torch. The model is also swapped to ``identity`` (not a row): the ops each
+    activation runs beyond that reference are what it ran as, as for built blocks.
+    """
+    import json
+
+    from edgeprof.hostinfo import load_average, run_metadata
+    from edgeprof.profile.session import check_model_file, create_session, make_inputs
+    from edgeprof.spec import content_hash
+    from edgeprof.swap import swap_model
+    from edgeprof.swap.specs import parse_act
+
+    progress = on_progress or (lambda message, fraction: None)
+    src = check_model_file(src)
+    make_inputs(create_session(src, settings), shapes)  # unreadable models and unfed dynamic dims fail here
+    labels = list(dict.fromkeys(parse_act(a).canonical for a in acts))
+    baseline = parse_act(baseline).canonical
+    if baseline not in labels:
+        labels.insert(0, baseline)
+    csv_path = check_writable(csv_path or new_csv_path(prefix="swap"))
+    import hashlib
+
+    src_hash = hashlib.sha256(src.read_bytes()).hexdigest()
+    models_dir = Path(models_dir)
+    swapped: dict[str, Path] = {}
+    op_counts: dict[str, dict] = {}
+    for act in [*labels, REFERENCE_ACT] if REFERENCE_ACT not in labels else labels:
+        progress(f"swapping {src.name} to {act}", 0.0)
+        key = content_hash({"src": src_hash, "act": act, "swap": 1})
+        out = models_dir / f"{src.stem}-swap-{act.replace(':', '-')}-{key}.onnx"
+        info = out.with_suffix(".json")
+        if not (out.exists() and info.exists()):
+            try:
+                models_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"cannot write to models dir {models_dir}: {exc.strerror or exc}") from None
+            report = swap_model(src, act, out=out)
+            counts: dict[str, int] = {}
+            for node in report.model.graph.node:
+                if node.op_type not in ("Constant", "Identity"):
+                    counts[node.op_type] = counts.get(node.op_type, 0) + 1
+            info.write_text(json.dumps({"source": str(src), "act": act, "opset": report.opset,
+                                        "swapped": len(report.swapped), "op_counts": counts}, indent=2))
+        swapped[act] = out
+        op_counts[act] = json.loads(info.read_text())
+    run_id = uuid.uuid4().hex[:12]
+    meta = run_metadata({"run_id": run_id, "source_model": str(src), "acts": labels, "baseline": baseline,
+                         "settings": settings.as_dict(), "measure": asdict(options), **(metadata or {})})
+    write_metadata(csv_path, meta)
+    paths = [str(swapped[a]) for a in labels] + ([str(swapped[REFERENCE_ACT])] if REFERENCE_ACT not in labels
+                                                   else [])
+    try:
+        measured = measure(paths, settings, options, shapes=shapes, on_progress=progress)
+        interrupted = False
+    except MeasurementInterrupted as exc:
+        measured, interrupted = exc.partial, True
+    by_path = dict(zip(paths, measured, strict=True))
+    reference = by_path[str(swapped[REFERENCE_ACT])]
+    ref_counts = op_counts[REFERENCE_ACT]["op_counts"]
+    rows = []
+    for act in labels:
+        counts = op_counts[act]["op_counts"]
+        act_ops = [op for op, n in counts.items() if n > ref_counts.get(op, 0)]
+        build = {"act": act, "block": f"onnx:{src.stem}", "opset": op_counts[act]["opset"], "act_ops": act_ops}
+        rows.append(measurement_row(by_path[str(swapped[act])], settings.as_dict(), options.rel_ci, build=build,
+                                    baseline=by_path[str(swapped[baseline])], baseline_name=baseline,
+                                    reference_nodes=reference.nodes or None, run_id=run_id))
+    stamp_rows(rows, meta)
+    append_rows(csv_path, rows)
+    write_metadata(csv_path, {**meta, "interrupted": interrupted, "load_average_end": load_average()})
+    if interrupted:
+        raise SweepInterrupted(csv_path, len(rows))
+    return to_frame(rows), csv_path

@@ -56,6 +56,17 @@ def boundary(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             typer.echo("edgeprof: interrupted", err=True)
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug: say so in one line; EDGEPROF_DEBUG=1 shows the traceback
+            import os
+
+            if os.environ.get("EDGEPROF_DEBUG"):
+                raise
+            text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            typer.echo(f"edgeprof: internal error: {type(exc).__name__}: {text} "
+                       "(a bug in edgeprof; rerun with EDGEPROF_DEBUG=1 for the traceback)", err=True)
+            raise typer.Exit(3) from None
 
     return wrapper
 

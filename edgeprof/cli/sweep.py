@@ -95,6 +95,11 @@ def sweep(
     quantize: Quantize = None,
     per_op: Annotated[bool, typer.Option("--per-op", help="Also print where the time goes inside each block "
                                          "(onnxruntime's profiler; always saved as <csv>-ops.csv).")] = False,
+    onnx_model: Annotated[Path | None, typer.Option("--onnx", help="Your own ONNX model: profile it with each of "
+                                                    "--acts swapped in (edgeprof swap) instead of built blocks.")] =
+    None,
+    shape: Annotated[list[str] | None, typer.Option("--shape", help="With --onnx: shape for dynamic inputs, "
+                                                   "images=1x3x640x640 or N=1.")] = None,
     models_dir: Annotated[Path, typer.Option("--models-dir", help="Where exported models are cached.")] =
     Path("models"),
     csv: CsvPath = None,
@@ -118,6 +123,8 @@ def sweep(
 
       edgeprof sweep --model yolo-n --acts relu,silu,hardswish,mish --imgsz 320
 
+      edgeprof sweep --onnx my_detector.onnx --acts relu,hardswish,mish --shape images=1x3x640x640
+
       edgeprof sweep --acts relu,mish --widths 16,32,64,128 --imgsz 160 --scaling fixed-tensor
 
       edgeprof sweep --acts leakyrelu:0.2,mypkg.acts:MyAct --threads 2 --csv results/mine.csv
@@ -130,8 +137,15 @@ def sweep(
                                              isolate, seed)
     try:
         with progress_bar(not quiet) as progress:
-            df, csv_path = run_sweep(plan, settings, options, csv_path=csv, models_dir=models_dir,
-                                     on_progress=progress, resume=resume)
+            if onnx_model is not None:
+                from edgeprof.profile.session import parse_shapes
+                from edgeprof.sweep import run_onnx_swap
+
+                df, csv_path = run_onnx_swap(onnx_model, plan.acts, baseline, settings, options, csv_path=csv,
+                                             models_dir=models_dir, shapes=parse_shapes(shape), on_progress=progress)
+            else:
+                df, csv_path = run_sweep(plan, settings, options, csv_path=csv, models_dir=models_dir,
+                                         on_progress=progress, resume=resume)
     except SweepInterrupted as exc:
         exc.args = (f"{exc}; to continue: {resume_command(exc.csv_path)}",)
         raise

@@ -115,10 +115,12 @@ def render_rich(df: pd.DataFrame, console, title: str | None = None) -> None:
         table.add_column(col, justify=justify, overflow="fold")
     previous = None
     for _, row in disp.iterrows():
-        key = (row["block"], row["size"])
+        key = (row.get("block", ""), row.get("size", ""))
         cells = [str(v) for v in row.tolist()]
         if key == previous:  # block and size once per group
-            cells[0] = cells[1] = ""
+            for col in ("block", "size"):
+                if col in disp.columns:
+                    cells[list(disp.columns).index(col)] = ""
         elif previous is not None:
             table.add_section()
         previous = key
