@@ -8,6 +8,7 @@ from edgeprof.cli.acts import acts
 from edgeprof.cli.bundle import bundle
 from edgeprof.cli.machine import machine
 from edgeprof.cli.profile import profile
+from edgeprof.cli.report import report
 from edgeprof.cli.swap import swap
 from edgeprof.cli.sweep import sweep
 
@@ -25,6 +26,7 @@ app.command("acts")(acts)
 app.command("bundle")(bundle)
 app.command("machine")(machine)
 app.command("swap")(swap)
+app.command("report")(report)
 
 
 @app.callback()

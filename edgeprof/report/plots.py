@@ -1,0 +1,448 @@
+"""PNG figures for a report: latency and ratio against size, where the time goes, memory, and the activations.
+
+matplotlib (the ``plots`` extra) is imported lazily, with the Agg backend, so the rest of edgeprof runs
+without it. Every figure is drawn for one host group at a time (``edgeprof.report.scaling.label_hosts``):
+rows of different hosts or onnxruntime versions never share an axes. The functions expect rows that went
+through ``edgeprof.report.scaling.prepare``; each returns the PNG's path, or None with nothing to draw.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+
+from edgeprof.errors import InputError
+from edgeprof.report.scaling import SETTINGS_KEYS, series_label, varying_settings
+
+INSTALL_HINT = "pip install 'edgeprof[plots]'"
+DPI = 110
+_MARKERS = "osD^vP*Xh<>"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A PNG written for the report, with what it shows."""
+
+    path: Path
+    title: str
+    caption: str
+    host_group: str | None = None
+
+
+def require_matplotlib() -> ModuleType:
+    """``matplotlib.pyplot`` on the Agg backend; InputError naming the extra to install when it is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise InputError(f"plots need matplotlib, which is not installed: {INSTALL_HINT}") from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a label."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower() or "x"
+
+
+_FIXED_COLOURS = {"relu": 0, "silu": 1, "hardswish": 2, "mish": 3, "leakyrelu": 4, "gelu": 5, "relu6": 6,
+                  "elu": 7}
+"""Common activations keep one colour in every report; others take the palette's free colours in order."""
+
+
+def act_styles(acts: Iterable[str]) -> dict[str, dict]:
+    """One colour and marker per activation, the same in every figure of a report."""
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+               "#7f7f7f", "#bcbd22"]
+    acts = list(dict.fromkeys(acts))
+    taken = {_FIXED_COLOURS[a] for a in acts if a in _FIXED_COLOURS}
+    free = iter([i for i in range(len(palette)) if i not in taken] + list(range(len(palette))) * len(acts))
+    styles = {}
+    for act in acts:
+        index = _FIXED_COLOURS[act] if act in _FIXED_COLOURS else next(free)
+        styles[act] = {"color": palette[index % len(palette)], "marker": _MARKERS[index % len(_MARKERS)]}
+    return styles
+
+
+def _text(series: pd.Series) -> pd.Series:
+    return series.astype("string").fillna("")
+
+
+def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
+    status = _text(df["status"])
+    keep = status.isin(["ok", ""]) & pd.to_numeric(df["median_ms"], errors="coerce").gt(0) & (_text(df["act"]) != "")
+    return df[keep & df["size"].gt(0)]
+
+
+def _series_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(label, rows) per series of one host group, labels naming only the settings that differ."""
+    keys = ["block", *[k for k in SETTINGS_KEYS if k in df.columns]]
+    varying = varying_settings(df)
+    out = []
+    for key, grp in df.groupby(keys, sort=True, dropna=False):
+        out.append((series_label(dict(zip(keys, key, strict=True)), varying), grp))
+    return out
+
+
+def _grid(plt, n: int, width: float = 5.6, height: float = 4.2, max_cols: int = 3):
+    cols = min(n, max_cols)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(width * cols, 7.0), height * rows), squeeze=False,
+                             layout="constrained")
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def eng(value: float) -> str:
+    """A count written short: 14.7M, 1.64G, 950k."""
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= div:
+            return f"{value / div:.3g}{unit}"
+    return f"{value:.3g}"
+
+
+def _size_ticks(ax, sizes, base: float = 10) -> None:
+    """Ticks on the x axis at the measured sizes (up to 8 of them), labelled as short counts."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    sizes = sorted({float(s) for s in sizes if s > 0})
+    if len(sizes) > 8:
+        step = math.ceil(len(sizes) / 8)
+        sizes = sizes[::step]
+    ax.set_xscale("log", base=base)
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: eng(v)))
+    if len(sizes) > 5:
+        for label in ax.get_xticklabels():
+            label.set_rotation(30)
+            label.set_horizontalalignment("right")
+
+
+def _plain_log_y(ax, low: float, high: float, suffix: str = "", axis: str = "y") -> None:
+    """A log axis labelled with plain numbers (1, 2, 5, 10 ...; finer when the range is short)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    getattr(ax, f"set_{axis}scale")("log")
+    span = high / low if low > 0 else math.inf
+    subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if span < 8 else (1.0, 2.0, 5.0) if span < 3000 else (1.0,)
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(LogLocator(base=10, subs=subs))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}{suffix}"))
+    target.set_minor_formatter(NullFormatter())
+
+def _suptitle(fig, title: str) -> None:
+    """The figure's title, each line wrapped to the figure's width so nothing is cut off."""
+    import textwrap
+
+    chars = max(30, int(fig.get_figwidth() * 72 / 6.6))  # ~6.6 pt per character at 11 pt
+    lines = [wrapped for line in title.splitlines() for wrapped in textwrap.wrap(line, chars) or [""]]
+    fig.suptitle("\n".join(lines), fontsize=11)
+
+
+def _size_label(kind: str) -> str:
+    return "activation tensor elements" if kind == "elements" else "MACs per forward pass"
+
+
+def _save(fig, plt, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def _per_size(rows: pd.DataFrame, cols: Sequence[str], how: dict[str, str]) -> pd.DataFrame:
+    """One point per size: several runs at one size (same host group) become their median / envelope."""
+    return rows.groupby("size", sort=True)[list(cols)].agg(how).reset_index()
+
+
+def plot_latency(df: pd.DataFrame, path: Path, title: str, styles: dict[str, dict]) -> Path | None:
+    """Median latency against size per activation on log-log axes, the 95% CI of the median as a band."""
+    plt = require_matplotlib()
+    df = _ok_rows(df)
+    groups = _series_groups(df)
+    if not groups:
+        return None
+    fig, axes = _grid(plt, len(groups))
+    for ax, (label, grp) in zip(axes, groups, strict=True):
+        for act, rows in grp.groupby(_text(grp["act"]), sort=False):
+            pts = _per_size(rows, ["median_ms", "ci95_low_ms", "ci95_high_ms"],
+                            {"median_ms": "median", "ci95_low_ms": "min", "ci95_high_ms": "max"})
+            style = styles[act]
+            ax.plot(pts["size"], pts["median_ms"], label=act, color=style["color"], marker=style["marker"],
+                    markersize=5, linewidth=1.5)
+            band = pts.dropna(subset=["ci95_low_ms", "ci95_high_ms"])
+            if len(band):
+                ax.fill_between(band["size"], band["ci95_low_ms"], band["ci95_high_ms"], color=style["color"],
+                                alpha=0.25, linewidth=0)
+        _size_ticks(ax, grp["size"])
+        _plain_log_y(ax, grp["ci95_low_ms"].combine(grp["median_ms"], min).min(),
+                     grp["ci95_high_ms"].combine(grp["median_ms"], max).max())
+        ax.set_xlabel(_size_label(grp["size_kind"].iloc[0]) + " (log scale)")
+        ax.set_ylabel("median latency, ms (log scale)")
+        ax.set_title(label, fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8, title="activation", title_fontsize=8)
+    _suptitle(fig, title)
+    return _save(fig, plt, path)
+
+
+def plot_ratio(df: pd.DataFrame, path: Path, title: str, styles: dict[str, dict]) -> Path | None:
+    """Ratio to the baseline against size per activation: measured points with their 95% CI, the fitted
+    trend (ratio = a + b·log2 size, the verdict's fit) dashed, the verdict in the legend."""
+    from edgeprof.report.scaling import ratio_trend
+
+    plt = require_matplotlib()
+    from matplotlib.ticker import FuncFormatter
+
+    df = _ok_rows(df)
+    df = df[df["ratio"].notna()]
+    groups = _series_groups(df)
+    if not groups:
+        return None
+    fig, axes = _grid(plt, len(groups))
+    for ax, (label, grp) in zip(axes, groups, strict=True):
+        baselines = sorted(set(grp["ratio_of"]))
+        ax.axhline(1.0, color="0.4", linewidth=1, linestyle=":")
+        span = grp["ratio"].max() / max(grp["ratio"].min(), 1e-12)
+        for act, rows in grp.groupby(_text(grp["act"]), sort=False):
+            style = styles[act]
+            if set(rows["ratio_of"]) == {act}:
+                continue  # the baseline: the dotted line at 1
+            pts = _per_size(rows, ["ratio", "ratio_low", "ratio_high"],
+                            {"ratio": "median", "ratio_low": "min", "ratio_high": "max"})
+            low = (pts["ratio"] - pts["ratio_low"]).clip(lower=0).fillna(0)
+            high = (pts["ratio_high"] - pts["ratio"]).clip(lower=0).fillna(0)
+            # the same rows and rule as edgeprof.report.scaling.verdicts, so the legend matches the report
+            trend = ratio_trend(rows["size"], rows["ratio"], rows["ratio_low"], rows["ratio_high"])
+            verdict = trend.verdict
+            ax.errorbar(pts["size"], pts["ratio"], yerr=[low, high], fmt=style["marker"], color=style["color"],
+                        markersize=5, capsize=3, linewidth=1, label=f"{act}: {verdict}" if verdict else act)
+            if trend.fit is not None:
+                xs = np.geomspace(rows["size"].min(), rows["size"].max(), 50)
+                ax.plot(xs, trend.fit.predict(np.log2(xs)), color=style["color"], linestyle="--", linewidth=1.2)
+        _size_ticks(ax, grp["size"], base=2)
+        if span > 3:
+            _plain_log_y(ax, min(1.0, grp["ratio_low"].min(skipna=True) if grp["ratio_low"].notna().any() else 1.0,
+                                 grp["ratio"].min()), grp["ratio"].max(), suffix="×")
+        else:
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2f}×"))
+        ax.set_xlabel(_size_label(grp["size_kind"].iloc[0]) + " (log scale)")
+        ax.set_ylabel(f"latency ÷ {'/'.join(baselines)} latency" + (" (log scale)" if span > 3 else ""))
+        ax.set_title(label, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=8, title=f"vs {'/'.join(baselines)}: verdict", title_fontsize=8)
+    _suptitle(fig, title)
+    return _save(fig, plt, path)
+
+
+def _size_name(row: Mapping) -> str:
+    name = f"w{int(row['width'])} {int(row['imgsz'])}px" if pd.notna(row.get("width")) else "?"
+    if pd.notna(row.get("depth")) and row.get("block") in ("c3", "c2f"):
+        name += f" n{int(row['depth'])}"
+    if pd.notna(row.get("batch")) and int(row["batch"]) != 1:
+        name += f" b{int(row['batch'])}"
+    return name
+
+
+def _op_colors(op_types: Sequence[str]) -> dict[str, tuple]:
+    """Distinct colours for op types, largest first: tab10, then the lighter half of tab20."""
+    import matplotlib
+
+    strong = matplotlib.colormaps["tab10"].colors
+    light = matplotlib.colormaps["tab20"].colors[1::2]
+    palette = [*strong, *light]
+    return {op: palette[i % len(palette)] for i, op in enumerate(op_types)}
+
+
+def plot_ops(ops: pd.DataFrame, path: Path, title: str, acts_order: Sequence[str]) -> Path | None:
+    """Stacked bars of kernel time per op type, one bar per activation's block; one row of panels per block
+    (one panel per size).
+
+    Heights are the onnxruntime profiler's mean kernel time per node, summed by op type (= each op type's
+    share of the block's kernel time x that kernel time); the activation's own nodes are hatched and each
+    bar's total is written above it. Several runs of one config (same host group) are averaged per op type.
+    """
+    plt = require_matplotlib()
+    if ops.empty:
+        return None
+    ops = ops.copy()
+    ops["act"] = _text(ops["act"])
+    ops = ops[ops["act"] != ""]
+    if ops.empty:
+        return None
+    if "precision" in ops.columns:  # an int8 variant is a bar of its own
+        precision = _text(ops["precision"])
+        ops["act"] = ops["act"].where(precision.isin(["", "fp32"]), ops["act"] + " (" + precision + ")")
+    ops["is_act"] = ops["is_act"].astype("string").str.lower().isin(["true", "1"])
+    ops["mean_us"] = pd.to_numeric(ops["mean_us"], errors="coerce").fillna(0.0)
+    varying = [k for k in ("threads", "opt_level") if ops[k].astype("string").nunique(dropna=False) > 1]
+    row_keys = ["block", *varying]
+    panel_keys = ["width", "depth", "imgsz", "batch"]
+    ops["_order"] = pd.to_numeric(ops["width"], errors="coerce") * pd.to_numeric(ops["imgsz"], errors="coerce") ** 2
+    rows_of_panels = []
+    for row_key, grp in ops.groupby(row_keys, sort=True, dropna=False):
+        panels = list(grp.sort_values("_order").groupby(panel_keys, sort=False, dropna=False))
+        row = dict(zip(row_keys, row_key if isinstance(row_key, tuple) else (row_key,), strict=True))
+        rows_of_panels.append((row, panels))
+    max_cols = 5
+    layout = []  # (figure row, column, row key, panel key, rows)
+    fig_row = 0
+    for row, panels in rows_of_panels:
+        for i, (panel_key, grp) in enumerate(panels):
+            layout.append((fig_row + i // max_cols, i % max_cols, row, panel_key, grp))
+        fig_row += math.ceil(len(panels) / max_cols)
+    cols = max(c for _, c, *_ in layout) + 1
+    fig, axes = plt.subplots(fig_row, cols, figsize=(3.6 * cols + 1.8, 3.5 * fig_row), squeeze=False,
+                             layout="constrained")
+    used = {(r, c) for r, c, *_ in layout}
+    for (r, c), ax in np.ndenumerate(axes):
+        if (r, c) not in used:
+            ax.set_visible(False)
+    op_types = list(ops.groupby("op_type")["mean_us"].sum().sort_values(ascending=False).index)
+    colors = _op_colors(op_types)
+    largest = ops.groupby(["run_id", "model"], dropna=False)["mean_us"].sum().max()
+    unit, div = ("ms", 1000.0) if largest > 5000 else ("µs", 1.0)
+    for r, c, row, panel_key, grp in layout:
+        ax = axes[r][c]
+        per_run = grp.groupby(["act", "run_id", "op_type", "is_act"], sort=False)["mean_us"].sum().reset_index()
+        stack = per_run.groupby(["act", "op_type", "is_act"], sort=False)["mean_us"].mean().reset_index()
+        acts = [a for a in acts_order if a in set(stack["act"])]
+        acts += sorted(set(stack["act"]) - set(acts))
+        bottoms = np.zeros(len(acts))
+        for op in op_types:
+            for is_act in (False, True):
+                part = stack[(stack["op_type"] == op) & (stack["is_act"] == is_act)].set_index("act")["mean_us"]
+                heights = np.array([float(part.get(a, 0.0)) for a in acts]) / div
+                if not heights.any():
+                    continue
+                ax.bar(range(len(acts)), heights, bottom=bottoms, color=colors[op], width=0.7,
+                       edgecolor="0.15" if is_act else "white", linewidth=0.4, hatch="////" if is_act else None)
+                bottoms += heights
+        for i, total in enumerate(bottoms):
+            ax.annotate(_short_us(total * div), (i, total), xytext=(0, 2), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=7)
+        ax.set_ylim(0, bottoms.max() * 1.15 if bottoms.max() > 0 else 1)
+        rotate = len(acts) > 4 or max((len(a) for a in acts), default=0) > 9
+        ax.set_xticks(range(len(acts)), acts, rotation=30 if rotate else 0, ha="right" if rotate else "center",
+                      fontsize=8)
+        panel = dict(zip(panel_keys, panel_key, strict=True)) | row
+        name = ("activation alone" if row["block"] == "act" else str(row["block"])) + " " + _size_name(panel)
+        name += "".join(f" · {k}={row[k]}" for k in varying)
+        ax.set_title(name, fontsize=9)
+        if c == 0:
+            ax.set_ylabel(f"kernel time, {unit}")
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.tick_params(axis="y", labelsize=8)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=colors[op], label=op) for op in op_types]
+    handles.append(Patch(facecolor="white", edgecolor="0.15", hatch="////", label="activation's nodes"))
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, title="op type", title_fontsize=8)
+    _suptitle(fig, title)
+    return _save(fig, plt, path)
+
+
+def _short_us(us: float) -> str:
+    return f"{us / 1000:.3g} ms" if us >= 1000 else f"{us:.3g} µs"
+
+
+def plot_memory(df: pd.DataFrame, path: Path, title: str, styles: dict[str, dict]) -> Path | None:
+    """Measured peak RSS during inference against the static estimate (activation peak + weights), per
+    activation, with the line measured = estimated. RSS includes onnxruntime's own code and buffers."""
+    plt = require_matplotlib()
+    df = _ok_rows(df)
+    measured = pd.to_numeric(df["peak_rss_run_mb"], errors="coerce")
+    estimated = (pd.to_numeric(df["act_peak_mb"], errors="coerce")
+                 + pd.to_numeric(df["weights_mb"], errors="coerce"))
+    df = df.assign(measured_mb=measured, estimated_mb=estimated)
+    df = df[df["measured_mb"].gt(0) & df["estimated_mb"].gt(0)]
+    groups = _series_groups(df)
+    if not groups:
+        return None
+    fig, axes = _grid(plt, len(groups), width=5.2, height=4.4)
+    for ax, (label, grp) in zip(axes, groups, strict=True):
+        for act, rows in grp.groupby(_text(grp["act"]), sort=False):
+            style = styles[act]
+            ax.scatter(rows["estimated_mb"], rows["measured_mb"], color=style["color"], marker=style["marker"],
+                       s=30, label=act, alpha=0.85)
+        lo = min(grp["estimated_mb"].min(), grp["measured_mb"].min()) * 0.8
+        hi = max(grp["estimated_mb"].max(), grp["measured_mb"].max()) * 1.6
+        ax.plot([lo, hi], [lo, hi], color="0.5", linestyle=":", linewidth=1, label="measured = estimated")
+        offset = (grp["measured_mb"] - grp["estimated_mb"]).median()
+        _plain_log_y(ax, lo, hi)
+        _plain_log_y(ax, lo, hi, axis="x")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_xlabel("estimated: activation peak + weights, MiB (log)")
+        ax.set_ylabel("measured peak RSS during inference, MiB (log)")
+        ax.set_title(label, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=8, title=f"measured − estimated:\nmedian {offset:+.1f} MiB",
+                  title_fontsize=8)
+    _suptitle(fig, title)
+    return _save(fig, plt, path)
+
+
+def plot_activations(acts: Sequence[str], path: Path, styles: dict[str, dict]) -> tuple[Path | None, list[str]]:
+    """f(x) and f'(x) of each activation on x in [-5, 5], by torch autograd through the registry.
+
+    Returns the PNG (None when nothing could be drawn) and notes on what was skipped: every activation
+    when torch is not importable, or one whose spec no longer builds (a user module not on the path).
+    """
+    plt = require_matplotlib()
+    try:
+        import torch
+
+        from edgeprof.build.activations import create_act
+    except ImportError as exc:
+        return None, [f"activation curves skipped: torch is not importable ({exc.name or exc})"]
+    from edgeprof.errors import EdgeprofError
+
+    notes = []
+    curves = []
+    x = torch.linspace(-5.0, 5.0, 1001, requires_grad=True)
+    for act in acts:
+        try:
+            module = create_act(act).eval()
+            y = module(x)
+            (grad,) = torch.autograd.grad(y.sum(), x)
+        except (EdgeprofError, RuntimeError, TypeError, ValueError) as exc:
+            notes.append(f"activation curve of {act} skipped: {str(exc).splitlines()[0] if str(exc) else exc}")
+            continue
+        curves.append((act, y.detach().numpy(), grad.detach().numpy()))
+    if not curves:
+        return None, notes
+    xs = x.detach().numpy()
+    step = float(xs[1] - xs[0])
+    fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(11.5, 4.4), layout="constrained")
+    for act, y, grad in curves:
+        style = styles.get(act, {"color": None})
+        ax_f.plot(*_break_jumps(xs, y, step), label=act, color=style["color"], linewidth=1.6)
+        ax_d.plot(*_break_jumps(xs, grad, step), label=act, color=style["color"], linewidth=1.6)
+    for ax, what in ((ax_f, "f(x)"), (ax_d, "f′(x)  (torch autograd)")):
+        ax.axhline(0, color="0.6", linewidth=0.8)
+        ax.axvline(0, color="0.6", linewidth=0.8)
+        ax.set_xlabel("x (pre-activation value, unitless)")
+        ax.set_ylabel(what)
+        ax.set_title(what, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    _suptitle(fig, "The activations of this report: value and derivative")
+    return _save(fig, plt, path), notes
+
+
+def _break_jumps(x: np.ndarray, y: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """The curve with a gap at each discontinuity (relu' at 0, hardswish' at ±3), not a vertical line."""
+    jumps = np.flatnonzero(np.abs(np.diff(y)) > max(0.25, 25 * step))
+    return np.insert(x, jumps + 1, np.nan), np.insert(y.astype(float), jumps + 1, np.nan)

@@ -1,0 +1,427 @@
+"""The report folder: merged results, scaling fits and verdicts, plots, and a Markdown or single-file HTML summary.
+
+``write_report(csv_paths, out_dir)`` reads result CSVs (with the ``-ops.csv`` and ``.json`` beside each
+when present) and writes into ``out_dir``:
+
+- ``results.csv``: every input row, with ``source`` (its file), ``host_group``, ``size``/``size_kind`` and the
+  ratio used (``ratio``, ``ratio_of``, ``ratio_source``) added to the schema's columns;
+- ``ops.csv``: the per-op rows of every input (when there are any), with ``source`` and ``host_group``;
+- ``scaling_fits.csv`` and ``verdicts.csv`` (``edgeprof.report.scaling``);
+- the PNG figures (``edgeprof.report.plots``), one set per host group;
+- ``report.md``, or ``report.html`` with the same content and the figures embedded (``fmt="html"``).
+
+Host groups (host fingerprint x onnxruntime version) are reported apart: no table, fit or figure mixes two.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from edgeprof.errors import InputError, RuntimeFailure
+from edgeprof.report import scaling
+from edgeprof.report.results import per_op_path, read_results
+from edgeprof.report.schema import COLUMNS
+from edgeprof.report.table import display_frame
+
+FORMATS = ("md", "html")
+RUN_VERSIONS = ("onnxruntime", "torch", "onnx", "numpy", "python", "edgeprof")
+TIDY_EXTRA = ("source", "host_group", "size", "size_kind", "ratio", "ratio_low", "ratio_high", "ratio_of",
+              "ratio_source")
+
+
+@dataclass
+class Inputs:
+    """What was read: result rows, per-op rows, metadata per run_id, and one record per input file."""
+
+    results: pd.DataFrame
+    ops: pd.DataFrame
+    metadata: dict[str, dict]
+    files: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def load_inputs(csv_paths: list[str | Path]) -> Inputs:
+    """Read each result CSV, and its ``-ops.csv`` and ``.json`` when present. InputError on a bad CSV."""
+    if not csv_paths:
+        raise InputError("no result CSVs given")
+    paths = [Path(p) for p in csv_paths]
+    # `results/*.csv` also matches the per-op files; each is read beside its results CSV, so skip it here
+    per_op = [p for p in paths if p.name.endswith("-ops.csv") and p.is_file() and not _is_results_csv(p)]
+    paths = [p for p in paths if p not in per_op]
+    if not paths:
+        raise InputError(f"{per_op[0]} is a per-op file; give its results CSV "
+                         f"({per_op[0].name.removesuffix('-ops.csv')}.csv), which brings it along")
+    frames, ops_frames, files, notes = [], [], [], []
+    metadata: dict[str, dict] = {}
+    seen: set[Path] = set()
+    for path in paths:
+        if path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        if path.is_dir():
+            raise InputError(f"{path} is a folder; give result CSV files (e.g. {path}/*.csv)")
+        df = read_results(path)
+        df["source"] = str(path)
+        frames.append(df)
+        record = {"file": str(path), "rows": len(df), "metadata": None, "ops": None}
+        meta_path = path.with_suffix(".json")
+        if meta_path.is_file():
+            try:
+                meta = json.loads(meta_path.read_text())
+                if not isinstance(meta, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, OSError) as exc:
+                notes.append(f"metadata {meta_path} not read: {str(exc).splitlines()[0]}")
+            else:
+                record["metadata"] = meta
+                run_id = str(meta.get("run_id") or "")
+                if run_id:
+                    metadata[run_id] = meta
+        ops_file = per_op_path(path)
+        if ops_file.is_file():
+            try:
+                ops = pd.read_csv(ops_file, keep_default_na=False, na_values=[""])
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+                notes.append(f"per-op file {ops_file} not read: {str(exc).splitlines()[0]}")
+            else:
+                needed = {"run_id", "act", "block", "op_type", "mean_us", "is_act"}
+                if needed <= set(ops.columns):
+                    ops["source"] = str(path)
+                    ops_frames.append(ops)
+                    record["ops"] = str(ops_file)
+                else:
+                    notes.append(f"per-op file {ops_file} lacks columns {', '.join(sorted(needed - set(ops.columns)))}")
+        files.append(record)
+    results = pd.concat(frames, ignore_index=True)
+    ops = pd.concat(ops_frames, ignore_index=True) if ops_frames else pd.DataFrame()
+    return Inputs(results, ops, metadata, files, notes)
+
+
+def _is_results_csv(path: Path) -> bool:
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError):
+        return False
+    return "median_ms" in header
+
+
+# --- a small document model, rendered to Markdown or HTML -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: str  # h1, h2, h3, p, table, img, ul
+    content: object
+
+
+def _md_cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _to_md(blocks: list[Block], out_dir: Path) -> str:
+    lines: list[str] = []
+    for block in blocks:
+        if block.kind in ("h1", "h2", "h3"):
+            lines += ["#" * int(block.kind[1]) + " " + str(block.content), ""]
+        elif block.kind == "p":
+            lines += [str(block.content), ""]
+        elif block.kind == "ul":
+            lines += [f"- {item}" for item in block.content] + [""]
+        elif block.kind == "table":
+            frame: pd.DataFrame = block.content
+            lines.append("| " + " | ".join(_md_cell(c) for c in frame.columns) + " |")
+            lines.append("| " + " | ".join("---" for _ in frame.columns) + " |")
+            lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+            lines.append("")
+        elif block.kind == "img":
+            figure = block.content
+            lines += [f"![{figure.title}]({figure.path.relative_to(out_dir).as_posix()})", "",
+                      f"*{figure.caption}*", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}th{background:#f3f3f3}
+tr:nth-child(even) td{background:#fafafa}img{max-width:100%;height:auto;border:1px solid #eee}
+figure{margin:1em 0 2em}figcaption{font-size:.9em;color:#555}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
+.scroll{overflow-x:auto}"""
+
+
+def _to_html(blocks: list[Block], title: str) -> str:
+    esc = html.escape
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{esc(title)}</title>",
+             f"<style>{_CSS}</style>\n</head>\n<body>"]
+    for block in blocks:
+        if block.kind in ("h1", "h2", "h3"):
+            parts.append(f"<{block.kind}>{esc(str(block.content))}</{block.kind}>")
+        elif block.kind == "p":
+            parts.append(f"<p>{esc(str(block.content))}</p>")
+        elif block.kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{esc(str(i))}</li>" for i in block.content) + "</ul>")
+        elif block.kind == "table":
+            frame: pd.DataFrame = block.content
+            head = "".join(f"<th>{esc(str(c))}</th>" for c in frame.columns)
+            body = "".join("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>"
+                           for row in frame.itertuples(index=False))
+            parts.append(f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+                         "</div>")
+        elif block.kind == "img":
+            figure = block.content
+            data = base64.b64encode(figure.path.read_bytes()).decode("ascii")
+            parts.append(f"<figure><img alt=\"{esc(figure.title)}\" src=\"data:image/png;base64,{data}\">"
+                         f"<figcaption>{esc(figure.caption)}</figcaption></figure>")
+    parts.append("</body>\n</html>\n")
+    return "\n".join(parts)
+
+
+# --- formatting -------------------------------------------------------------------------------------------
+
+
+def _num(x, digits: int = 3) -> str:
+    if x is None or pd.isna(x):
+        return "—"
+    return f"{x:.{digits}g}"
+
+
+def _pct(x) -> str:
+    return "—" if x is None or pd.isna(x) else f"{x * 100:+.1f}%"
+
+
+def _ratio(x) -> str:
+    return "—" if x is None or pd.isna(x) else f"{x:.2f}×"
+
+
+def host_title(rows: pd.DataFrame) -> str:
+    """``host <fingerprint> (<CPU>) · onnxruntime <version>`` for one host group's rows."""
+    group = str(rows["host_group"].iloc[0])
+    cpus = sorted({c for c in rows.get("cpu_model", pd.Series(dtype=str)).astype("string").fillna("") if c})
+    fingerprint, _, rest = group.partition(" · ")
+    return f"host {fingerprint}" + (f" ({', '.join(cpus)})" if cpus else "") + (f" · {rest}" if rest else "")
+
+
+def _runs_table(inputs: Inputs, results: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for record in inputs.files:
+        rows = results[results["source"] == record["file"]]
+        run_ids = sorted({r for r in rows["run_id"] if r}) or ["—"]
+        meta = record["metadata"] or {}
+        host = meta.get("host") or {}
+        versions = meta.get("versions") or {}
+        settings = meta.get("settings") or {}
+        load = (meta.get("load_average_start") or [None])[0], (meta.get("load_average_end") or [None])[0]
+        out.append({
+            "file": Path(record["file"]).name,
+            "run": ", ".join(run_ids),
+            "rows": record["rows"],
+            "started (UTC)": meta.get("timestamp", "—"),
+            "host group": ", ".join(sorted(set(rows["host_group"]))),
+            "CPU": host.get("cpu_model") or ", ".join(sorted({c for c in rows["cpu_model"] if c})) or "—",
+            "cores": f"{host.get('usable_cores', '—')}/{host.get('cores', '—')}" if host else "—",
+            "OS": host.get("os", "—"),
+            "versions": ", ".join(f"{k} {versions[k]}" for k in RUN_VERSIONS if versions.get(k)) or "—",
+            "threads": settings.get("threads", "—"),
+            "load 1m start→end": f"{_num(load[0])}→{_num(load[1])}" if meta else "—",
+            "command": meta.get("command", "—"),
+        })
+    return pd.DataFrame(out)
+
+
+def _fits_table(fits: pd.DataFrame, varying: set[str]) -> pd.DataFrame:
+    out = []
+    for row in fits.to_dict("records"):
+        out.append({
+            "series": scaling.series_label(row, varying),
+            "act": row["act"],
+            "latency against": "tensor elements" if row["size_kind"] == "elements" else "MACs",
+            "sizes": row["sizes"],
+            "range": f"{_num(row['size_min'])}–{_num(row['size_max'])} {row['unit']}",
+            "slope": f"{_num(row['slope_ms'], 4)} ms per {row['unit']}",
+            "intercept": f"{_num(row['intercept_ms'])} ms",
+            "R²": "—" if pd.isna(row["r2"]) else f"{row['r2']:.4f}",
+        })
+    return pd.DataFrame(out)
+
+
+def _verdict_table(verds: pd.DataFrame, varying: set[str]) -> pd.DataFrame:
+    out = []
+    for row in verds.to_dict("records"):
+        ci = (f"{row['slope_per_doubling']:+.3f} [{row['slope_ci95_low']:+.3f}, {row['slope_ci95_high']:+.3f}]"
+              if pd.notna(row["slope_ci95_low"]) else "—")
+        out.append({
+            "series": scaling.series_label(row, varying),
+            "act": row["act"],
+            "× baseline": f"× {row['baseline']}",
+            "smallest → largest": f"{_ratio(row['ratio_at_min'])} → {_ratio(row['ratio_at_max'])}",
+            "range": f"{_num(row['size_min'])}–{_num(row['size_max'])} {row['unit']}",
+            "slope per doubling [95% CI]": ci,
+            "fitted change": _pct(row["change"]),
+            "verdict": row["verdict"],
+            "why": row["reason"],
+        })
+    return pd.DataFrame(out)
+
+
+VERDICT_RULE = (
+    "Verdict rule: for each activation, its ratio to the baseline is fitted by least squares against log2 of the "
+    "size (MACs; tensor elements for the activation alone), ratio = a + b·log2(size), over every measured size. "
+    f"The ratio grows (shrinks) when the fitted ratio rises (falls) by more than {scaling.GROW_THRESHOLD:.0%} from "
+    "the smallest to the largest size and either the two-sided 95% t-interval of b lies wholly above (below) 0 or "
+    "the ratio's own 95% CIs (paired rounds) at the smallest and the largest size do not overlap; otherwise it is "
+    "flat. Fewer than 3 distinct sizes: too few sizes. The 'why' column says which evidence decided."
+)
+
+
+def _figure_captions() -> dict[str, tuple[str, str]]:
+    return {
+        "latency": ("Latency against size", "Median latency against size per activation, log-log; the band is "
+                    "the 95% CI of the median (often thinner than the line)."),
+        "ratio": ("Ratio to the baseline against size", "Each activation's latency divided by the baseline's "
+                  "at each size, with the ratio's 95% CI; the dashed line is the fit the verdict uses."),
+        "ops": ("Where the time goes", "onnxruntime profiler kernel time per op type, one bar per activation's "
+                "block, one panel per block and size; hatched segments are the activation's own nodes."),
+        "memory": ("Memory: measured against estimated", "Peak resident memory of the worker during inference "
+                   "(over its pre-session baseline) against the static estimate (peak live activations + "
+                   "weights); the measured figure includes onnxruntime's own allocations."),
+    }
+
+
+def write_report(csv_paths: list[str | Path], out_dir: str | Path, fmt: str = "md", baseline: str = "relu") -> Path:
+    """Write the report folder for these result CSVs; returns the path of ``report.md`` or ``report.html``.
+
+    ``baseline`` is the activation ratios are taken against for rows that carry no ratio of their own.
+    Raises InputError for a missing or malformed CSV, an unknown format or a missing matplotlib.
+    """
+    from edgeprof.report import plots
+
+    if fmt not in FORMATS:
+        raise InputError(f"unknown report format {fmt!r}; valid: {', '.join(FORMATS)}")
+    plots.require_matplotlib()
+    inputs = load_inputs(list(csv_paths))
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create report folder {out_dir}: {exc.strerror or exc}") from None
+    if not out_dir.is_dir():
+        raise InputError(f"cannot write the report into {out_dir}: not a folder")
+
+    results = scaling.prepare(inputs.results, inputs.metadata, baseline)
+    fits = scaling.scaling_fits(results)
+    verds = scaling.verdicts(results)
+    notes = list(inputs.notes)
+    ops = inputs.ops
+    if not ops.empty:
+        hosts = results.drop_duplicates("run_id").set_index("run_id")["host_group"]
+        ops = ops.assign(run_id=ops["run_id"].astype("string").fillna(""))
+        ops["host_group"] = ops["run_id"].map(hosts).fillna("unknown · run " + ops["run_id"])
+        # the per-op rows do not say their precision; their model does (an int8 variant is another file)
+        precision = results.drop_duplicates(["run_id", "model"]).set_index(["run_id", "model"])["precision"]
+        keys = pd.MultiIndex.from_arrays([ops["run_id"], ops["model"].astype("string").fillna("")])
+        ops["precision"] = pd.Series(precision.reindex(keys).to_numpy(), index=ops.index).fillna("")
+
+    try:
+        _write_csv(results[[*COLUMNS, *TIDY_EXTRA]], out_dir / "results.csv")
+        if not ops.empty:
+            _write_csv(ops, out_dir / "ops.csv")
+        _write_csv(fits, out_dir / "scaling_fits.csv")
+        _write_csv(verds, out_dir / "verdicts.csv")
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
+
+    acts_order = list(dict.fromkeys(a for a in results["act"] if a))
+    styles = plots.act_styles(acts_order)
+    captions = _figure_captions()
+    groups = list(results.groupby("host_group", sort=True))
+    blocks: list[Block] = [Block("h1", "edgeprof report")]
+    blocks.append(Block("p", f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} from "
+                             f"{len(inputs.files)} result file(s), {len(results)} row(s), {len(groups)} host "
+                             "group(s). A host group is one host fingerprint (CPU model, ISA flags, cores, quota) "
+                             "with one onnxruntime version; rows of different host groups are never combined."))
+    blocks += [Block("h2", "Runs"), Block("table", _runs_table(inputs, results))]
+
+    blocks.append(Block("h2", "Does the cost grow with the model? Verdicts"))
+    blocks.append(Block("p", VERDICT_RULE))
+    if verds.empty:
+        blocks.append(Block("p", "No verdicts: no activation has ratios to a baseline at any size."))
+    for group, rows in groups:
+        sub = verds[verds["host_group"] == group]
+        if not sub.empty:
+            table = _verdict_table(sub, scaling.varying_settings(rows))
+            blocks += [Block("h3", host_title(rows)), Block("table", table)]
+
+    for index, (group, rows) in enumerate(groups, start=1):
+        title = host_title(rows)
+        varying = scaling.varying_settings(rows)
+        blocks.append(Block("h2", f"Host group {index}: {title}"))
+        ok = rows[rows["status"].isin(["ok", ""])]
+        blocks.append(Block("p", f"{len(rows)} row(s) ({len(rows) - len(ok)} not ok) from "
+                                 f"{', '.join(sorted({Path(s).name for s in rows['source']}))}."))
+        blocks += [Block("h3", "Comparison table"), Block("table", display_frame(rows))]
+        sub_fits = fits[fits["host_group"] == group]
+        if not sub_fits.empty:
+            blocks += [Block("h3", "Latency against size: least-squares fits"),
+                       Block("p", "median_ms = intercept + slope × size, per activation and series."),
+                       Block("table", _fits_table(sub_fits, varying))]
+        figures = _host_figures(plots, rows, ops[ops["host_group"] == group] if not ops.empty else ops,
+                                out_dir, group, title, styles, acts_order, captions, notes)
+        if figures:
+            blocks.append(Block("h3", "Figures"))
+            blocks += [Block("img", f) for f in figures]
+
+    path, act_notes = plots.plot_activations(acts_order, out_dir / "activations.png", styles)
+    notes += act_notes
+    if path is not None:
+        blocks += [Block("h2", "The activations"),
+                   Block("img", plots.Figure(path, "The activations: f(x) and f'(x)",
+                                             "Each activation of the report (registry defaults or the parameters "
+                                             "in its spec) and its derivative by torch autograd, on x in [-5, 5]."
+                                             ))]
+    if notes:
+        blocks += [Block("h2", "Notes"), Block("ul", notes)]
+    written = sorted(p.name for p in out_dir.iterdir() if p.suffix in (".csv", ".png"))
+    blocks += [Block("h2", "Files"), Block("ul", [f"{name}" for name in written])]
+
+    target = out_dir / f"report.{fmt}"
+    text = _to_md(blocks, out_dir) if fmt == "md" else _to_html(blocks, "edgeprof report")
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {target}: {exc.strerror or exc}") from None
+    return target
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_csv(path, index=False)
+
+
+def _host_figures(plots, rows: pd.DataFrame, ops: pd.DataFrame, out_dir: Path, group: str, title: str, styles: dict,
+                  acts_order: list[str], captions: dict, notes: list[str]) -> list:
+    group_slug = plots.slug(group)
+    figures = []
+    drawn = {
+        "latency": lambda p: plots.plot_latency(rows, p, f"Latency against size\n{title}", styles),
+        "ratio": lambda p: plots.plot_ratio(rows, p, f"Ratio to the baseline\n{title}", styles),
+        "ops": lambda p: plots.plot_ops(ops, p, f"Where the time goes (kernel time)\n{title}", acts_order),
+        "memory": lambda p: plots.plot_memory(rows, p, f"Memory\n{title}", styles),
+    }
+    why_not = {
+        "latency": "no ok rows with an activation and a size (rows of edgeprof profile have neither)",
+        "ratio": "no ok rows with a ratio to a baseline",
+        "ops": "no per-op data (<csv>-ops.csv) for these runs' activations",
+        "memory": "no ok rows with both peak_rss_run_mb (needs --isolate) and the static estimate",
+    }
+    for kind, draw in drawn.items():
+        path = draw(out_dir / f"{kind}-{group_slug}.png")
+        if path is None:
+            notes.append(f"{captions[kind][0]} not drawn for {title}: {why_not[kind]}")
+            continue
+        figures.append(plots.Figure(path, f"{captions[kind][0]} — {title}", captions[kind][1], group))
+    return figures
