@@ -370,7 +370,8 @@ def _group_per_op(results, entries) -> list[dict]:
     out = []
     for (role, act), row in entries:
         reference = results.get((role.replace("block", "reference"), REFERENCE_ACT))
-        out += per_op_rows(row, results[(role, act)][1].nodes, reference[1].nodes if reference else None)
+        ref_nodes = [] if row.get("block") == "act" else (reference[1].nodes if reference else None)
+        out += per_op_rows(row, results[(role, act)][1].nodes, ref_nodes)
     return out
 
 
@@ -407,9 +408,13 @@ def _group_rows(group, results, baseline, settings, options, run_id) -> list[tup
             build = {**spec.as_dict(), "params": built.params, "macs": built.macs, "exporter": built.exporter,
                      "opset": built.opset, "parity_max_abs_err": built.parity_max_abs_err,
                      "act_ops": built.act_ops}
+            # the activation alone (block "act") is nothing but the activation: all its nodes are the act's
+            ref_nodes = [] if spec.block == "act" else (reference_nodes or None)
             row = measurement_row(m, settings.as_dict(), options.rel_ci, build=build, baseline=base_m,
-                                  baseline_name=baseline, reference_nodes=reference_nodes or None,
+                                  baseline_name=baseline, reference_nodes=ref_nodes,
                                   run_id=run_id, static_memory=try_estimate_memory(built.path))
+            if spec.block == "act":
+                row["fused"] = None
             row["precision"] = precision
             alone = results.get(("alone", spec.act)) if not prefix else None
             if alone is not None and alone[1].status != "failed":

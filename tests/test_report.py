@@ -36,7 +36,7 @@ def test_append_writes_header_once_and_round_trips(tmp_path):
     append_rows(path, [_row()])
     append_rows(path, [_row(act="mish", fused=False, median_ms=2.5123456789)])
     text = path.read_text().splitlines()
-    assert text[0].startswith("act,block,width") and sum(line.startswith("act,") for line in text) == 1
+    assert text[0].startswith("precision,act,block,width") and sum(line.startswith("precision,") for line in text) == 1
     df = read_results(path)
     assert df["act"].tolist() == ["relu", "mish"]
     assert df["median_ms"].iloc[1] == 2.5123456789  # full precision: nothing rounded away

@@ -177,7 +177,8 @@ def split_act_nodes(nodes: list[dict], reference_nodes: list[dict] | None):
     return all_nodes, activation_nodes(all_nodes)
 
 
-PER_OP_KEYS = ("run_id", "act", "block", "width", "depth", "imgsz", "batch", "threads", "opt_level", "model")
+PER_OP_KEYS = ("run_id", "precision", "act", "block", "width", "depth", "imgsz", "batch", "threads", "opt_level",
+               "model")
 
 
 def per_op_rows(row: dict, nodes: list[dict], reference_nodes: list[dict] | None) -> list[dict]:
