@@ -497,11 +497,11 @@ def run_onnx_swap(
     """
     import json
 
+    from edgeprof.actspec import parse_act
     from edgeprof.hostinfo import load_average, run_metadata
     from edgeprof.profile.session import check_model_file, create_session, make_inputs
     from edgeprof.spec import content_hash
     from edgeprof.swap import swap_model
-    from edgeprof.swap.specs import parse_act
 
     progress = on_progress or (lambda message, fraction: None)
     src = check_model_file(src)

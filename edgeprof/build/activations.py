@@ -14,16 +14,14 @@ Looking up is separate from building: ``get_act`` returns a factory, ``create_ac
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib
-import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from edgeprof.actspec import SPECS, parse_act
 from edgeprof.errors import InputError
 
 FAMILIES = ("linear", "piecewise-linear", "exponential", "gated", "periodic")
@@ -196,6 +194,10 @@ def _build_tables() -> tuple[dict[str, ActInfo], dict[str, str]]:
                 raise RuntimeError(f"activation name {key!r} is registered twice or not lower-case")
             lookup[key] = info.name
         registry[info.name] = info
+    specs = {(i.name, i.aliases, i.params, i.defaults) for i in SPECS}
+    entries = {(i.name, i.aliases, i.params, i.defaults) for i in _ENTRIES}
+    if specs != entries or [i.name for i in SPECS] != list(registry):
+        raise RuntimeError("edgeprof.actspec.SPECS and the activation registry disagree; keep them the same")
     return registry, lookup
 
 
@@ -216,16 +218,6 @@ def _is_import_path(spec: str) -> bool:
     return "." in spec.split(":", 1)[0]
 
 
-def _unknown_name(name: str, spec: str) -> InputError:
-    close = difflib.get_close_matches(name, list(_LOOKUP), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ";"
-    return InputError(f"unknown activation {spec!r}{hint} valid: {', '.join(act_names())}")
-
-
-def _format_number(value: float) -> str:
-    return repr(float(value))
-
-
 @dataclass(frozen=True)
 class _Parsed:
     canonical: str
@@ -234,42 +226,14 @@ class _Parsed:
 
 
 def _parse_registered(spec: str) -> _Parsed:
-    name, _, rest = spec.partition(":")
-    name = name.strip().lower()
-    if name not in _LOOKUP:
-        raise _unknown_name(name, spec)
-    info = _REGISTRY[_LOOKUP[name]]
-    raw = [part.strip() for part in re.split(r"[:,]", rest)] if ":" in spec else []
-    if len(raw) > len(info.params):
-        takes = (
-            f"takes {len(info.params)} parameter(s) ({', '.join(info.params)})"
-            if info.params
-            else "takes no parameters"
-        )
-        raise InputError(f"activation {info.name} {takes}, got {len(raw)} in {spec!r}; usage: {info.usage}")
-    values = list(info.defaults)
-    for i, part in enumerate(raw):
-        try:
-            value = float(part)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise InputError(
-                f"activation {info.name}: parameter {info.params[i]} must be a finite number, "
-                f"got {part!r} in {spec!r}; usage: {info.usage}"
-            )
-        values[i] = value
-    # Trailing parameters equal to their defaults are dropped, so one function has one label.
-    kept = list(values)
-    while kept and kept[-1] == info.defaults[len(kept) - 1]:
-        kept.pop()
-    canonical = ":".join([info.name, *(_format_number(v) for v in kept)])
-    factory_args = tuple(values)
+    act = parse_act(spec)  # the one parser of spec strings (torch-free, shared with edgeprof.swap)
+    info = _REGISTRY[act.name]
+    factory_args = act.values
 
     def factory() -> nn.Module:
         return info._factory(*factory_args)
 
-    return _Parsed(canonical, info, factory)
+    return _Parsed(act.canonical, info, factory)
 
 
 def _parse_import_path(spec: str) -> _Parsed:

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import onnx
 
+from edgeprof.actspec import act_label
 from edgeprof.swap.graph import GraphIndex, attr
 from edgeprof.swap.modelfile import load_model
-from edgeprof.swap.specs import act_label
 
 CONV_OPS = ("Conv", "ConvTranspose")
 AFTER_CONV_OPS = ("BatchNormalization", "Add")

@@ -1,9 +1,8 @@
-"""Torch-free activation specs for swap: the registry's names, aliases and parameters, parsed the registry's way.
+"""Activation spec strings, torch-free: the registered names, aliases and parameters, and their one parser.
 
-``edgeprof.build.activations`` is the source of truth, but it imports torch, and swapping an activation in
-an ONNX file must work on a machine without it. This module repeats the registry's names, aliases,
-parameters and defaults (a test checks that they match ``act_names()`` and ``list_acts()`` so they cannot
-drift) and parses a spec string with the same grammar::
+Both the torch registry (``edgeprof.build.activations``, which adds formulas, ONNX lowerings and module
+factories and checks at import that its entries match these) and ``edgeprof.swap`` (which must work
+without torch) parse spec strings here, with this grammar::
 
     relu                  a registered name (case-insensitive; aliases such as ``swish`` work too)
     leakyrelu:0.2         parameters follow ':' separated by ':' or ',' in the order of ``params``
