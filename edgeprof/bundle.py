@@ -11,33 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.profile import MeasureOptions, SessionSettings
-from edgeprof.spec import BlockSpec
+from edgeprof.spec import BlockSpec, ModelRecord
 from edgeprof.sweep import ProgressFn, SweepPlan, labelled_groups, resolve_acts, run_groups
 
 MANIFEST = "manifest.json"
 BUNDLE_SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class BundledModel:
-    """What a bundle's manifest says of one model (the fields a result row needs)."""
-
-    path: Path
-    params: int
-    macs: int
-    exporter: str
-    opset: int
-    parity_max_abs_err: float
-    act_ops: list[str] = field(default_factory=list)
-    quant_max_abs_err: float | None = None
-    quant_rel_err: float | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -119,7 +103,7 @@ def load_bundle(bundle_dir: str | Path) -> tuple[SweepPlan, list[tuple[list[Bloc
                 if _sha256(file) != m["sha256"]:
                     raise InputError(f"bundle {bundle_dir}: {m['file']} does not match its manifest (changed or "
                                      "corrupt)")
-                models[(m["role"], m["act"])] = BundledModel(
+                models[(m["role"], m["act"])] = ModelRecord(
                     path=file, params=int(m["params"]), macs=int(m["macs"]), exporter=m["exporter"],
                     opset=int(m["opset"]), parity_max_abs_err=float(m["parity_max_abs_err"]),
                     act_ops=list(m.get("act_ops") or []), quant_max_abs_err=m.get("quant_max_abs_err"),

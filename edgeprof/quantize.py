@@ -12,32 +12,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from edgeprof.errors import InputError, RuntimeFailure
-from edgeprof.spec import content_hash
+from edgeprof.spec import ModelRecord, content_hash
 
 QUANT_VERSION = 1
 QUANT_MODES = ("int8",)
-
-
-@dataclass(frozen=True)
-class QuantizedModel:
-    """A quantized model with the fields a result row needs (the float model's size and export facts)."""
-
-    path: Path
-    params: int
-    macs: int
-    exporter: str
-    opset: int
-    parity_max_abs_err: float
-    act_ops: list[str] = field(default_factory=list)
-    quant_max_abs_err: float = float("nan")
-    quant_rel_err: float = float("nan")
-    quant_method: str = ""
 
 
 def _inputs(path: Path, count: int, seed: int) -> list[dict[str, np.ndarray]]:
@@ -60,7 +44,7 @@ def output_error(float_path: Path, quant_path: Path, seed: int = 12345) -> tuple
     return err, err / span if span > 0 else float("nan")
 
 
-def quantize_model(built, mode: str = "int8", calibration: int = 16, seed: int = 0) -> QuantizedModel:
+def quantize_model(built, mode: str = "int8", calibration: int = 16, seed: int = 0) -> ModelRecord:
     """Quantize an exported model (anything with ``path``, ``params``, ``macs``, ``exporter``, ``opset``,
     ``parity_max_abs_err``, ``act_ops``); cached beside it by content."""
     if mode not in QUANT_MODES:
@@ -76,7 +60,7 @@ def quantize_model(built, mode: str = "int8", calibration: int = 16, seed: int =
     dst = src.with_name(f"{src.stem}-{mode}-{key[:8]}.onnx")
     sidecar = dst.with_suffix(".json")
     method = "static QDQ, u8 activations, s8 per-channel weights, reduce_range, calibrated on seeded N(0,1) inputs"
-    result = QuantizedModel(path=dst, params=built.params, macs=built.macs, exporter=built.exporter,
+    result = ModelRecord(path=dst, params=built.params, macs=built.macs, exporter=built.exporter,
                             opset=built.opset, parity_max_abs_err=built.parity_max_abs_err,
                             act_ops=list(built.act_ops), quant_method=method)
     if dst.exists() and sidecar.exists():

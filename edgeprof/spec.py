@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from edgeprof.errors import InputError
 
@@ -82,6 +83,23 @@ class BlockSpec:
     def size_key(self) -> tuple:
         """Everything but the activation: configs with the same size key are compared with each other."""
         return tuple(getattr(self, f.name) for f in fields(self) if f.name != "act")
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """What a result row needs to know of a model that was built: where it is, its size, how it was exported,
+    and for a quantized variant its output error. ``ExportResult`` (build) has the same fields."""
+
+    path: Path
+    params: int
+    macs: int
+    exporter: str
+    opset: int
+    parity_max_abs_err: float
+    act_ops: list[str] = field(default_factory=list)
+    quant_max_abs_err: float | None = None
+    quant_rel_err: float | None = None
+    quant_method: str = ""
 
 
 def content_hash(payload: dict, length: int = 12) -> str:

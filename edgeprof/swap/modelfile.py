@@ -9,6 +9,7 @@ from pathlib import Path
 import onnx
 
 from edgeprof.errors import InputError
+from edgeprof.profile.session import check_model_file
 
 
 def load_model(src: Path | str | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
@@ -17,13 +18,7 @@ def load_model(src: Path | str | onnx.ModelProto) -> tuple[onnx.ModelProto, str]
         model = onnx.ModelProto()
         model.CopyFrom(src)
         return model, model.graph.name or "<model>"
-    path = Path(src)
-    if not path.exists():
-        raise InputError(f"ONNX file not found: {path}")
-    if not path.is_file():
-        raise InputError(f"not a file: {path}")
-    if path.stat().st_size == 0:
-        raise InputError(f"ONNX file is empty: {path}")
+    path = check_model_file(src)
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf and onnx raise several types for a corrupt file
