@@ -88,7 +88,7 @@ class BlockSpec:
 @dataclass(frozen=True)
 class ModelRecord:
     """What a result row needs to know of a model that was built: where it is, its size, how it was exported,
-    and for a quantized variant its output error. ``ExportResult`` (build) has the same fields."""
+    and for a quantized variant its output error. ``ExportResult`` (build) has the fields a row reads too."""
 
     path: Path
     params: int
