@@ -75,3 +75,11 @@ def test_metadata_json_beside_csv(tmp_path):
 def test_nan_is_not_invented():
     df = to_frame([_row(median_ms=math.nan)])
     assert pd.isna(df["median_ms"].iloc[0])
+
+
+def test_readme_documents_every_column():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [c for c in COLUMNS if f"| `{c}` |" not in readme]
+    assert not missing, f"README's CSV column table lacks {missing}"
