@@ -120,11 +120,23 @@ def measure(
     results = [Measurement(path=str(p)) for p in paths]
     runners: dict[int, object] = {}
     try:
+        for i, m in enumerate(results):  # start every worker first: their interpreters start side by side
+            try:
+                runners[i] = _runner(m.path, settings, shapes, options.seed, options.isolate)
+            except EdgeprofError as exc:
+                _fail(m, exc, None)
+        for i, m in enumerate(results):  # every worker is idle before any session is created and timed
+            try:
+                if i in runners and hasattr(runners[i], "ready"):
+                    runners[i].ready()
+            except EdgeprofError as exc:
+                _fail(m, exc, runners.pop(i, None))
         for i, m in enumerate(results):
+            if i not in runners:
+                continue
             progress(f"loading {_short(m.path)}", 0.0)
             try:
-                runner = _runner(m.path, settings, shapes, options.seed, options.isolate)
-                runners[i] = runner
+                runner = runners[i]
                 loaded = runner.load()
                 m.session_ms = loaded["session_ms"]
                 first = runner.first_run()

@@ -78,21 +78,40 @@ class WorkerRunner:
         self._stderr: list[str] = []
         self._drain = threading.Thread(target=self._read_stderr, daemon=True)
         self._drain.start()
-        self._call("init", path=str(path), settings=settings, shapes=shapes, seed=seed)
+        # The init request is sent now and its reply read by the first call (or ready()), so a caller can
+        # start many workers at once and let their interpreters start up side by side.
+        self._init_pending = True
+        self._send("init", path=str(path), settings=settings, shapes=shapes, seed=seed)
+
+    def ready(self) -> None:
+        """Wait until the worker has started and taken its model (raises if it could not)."""
+        if self._init_pending:
+            self._init_pending = False
+            self._receive()
 
     def _read_stderr(self) -> None:
         for line in self.proc.stderr:
             self._stderr.append(line)
             del self._stderr[:-20]
 
-    def _call(self, method: str, **kwargs):
-        if self.proc.poll() is not None:
-            raise RuntimeFailure(self._death_message())
+    def _send(self, method: str, **kwargs) -> None:
         try:
             self.proc.stdin.write(json.dumps({"method": method, "kwargs": kwargs}) + "\n")
             self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
         except (BrokenPipeError, OSError):
+            pass  # the worker is gone: the reply's absence says so
+
+    def _call(self, method: str, **kwargs):
+        self.ready()
+        if self.proc.poll() is not None:
+            raise RuntimeFailure(self._death_message())
+        self._send(method, **kwargs)
+        return self._receive()
+
+    def _receive(self):
+        try:
+            line = self.proc.stdout.readline()
+        except OSError:
             line = ""
         if not line:
             self.proc.wait(timeout=5)
