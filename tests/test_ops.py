@@ -10,6 +10,9 @@ def test_parse_recorded_trace(data_dir):
     assert all(n.total_us > 0 for n in nodes)
     later = parse_trace(data_dir / "trace_conv_mish.json", skip_runs=1)
     assert all(n.calls == 2 for n in later)
+    # onnxruntime's per-node memory figures: every node writes one 1x8x16x16 float tensor
+    assert all(n.output_bytes == 8 * 16 * 16 * 4 for n in nodes)
+    assert nodes[0].mem_in_use_delta == 8192
 
 
 def _nodes(*ops):

@@ -22,6 +22,8 @@ class NodeTime:
     op_type: str
     calls: int
     total_us: float
+    output_bytes: int | None = None
+    mem_in_use_delta: int | None = None
 
     @property
     def mean_us(self) -> float:
@@ -41,6 +43,8 @@ def parse_trace(events: list[dict] | str | Path, skip_runs: int = 0) -> list[Nod
     total: dict[str, float] = {}
     calls: Counter = Counter()
     seen: Counter = Counter()
+    out_bytes: dict[str, int | None] = {}
+    mem_delta: dict[str, int | None] = {}
     for ev in events:
         if ev.get("cat") != "Node":
             continue
@@ -48,16 +52,26 @@ def parse_trace(events: list[dict] | str | Path, skip_runs: int = 0) -> list[Nod
         if not name.endswith("_kernel_time"):
             continue
         node = name[: -len("_kernel_time")]
+        args = ev.get("args", {})
         if node not in op_of:
             order.append(node)
-            op_of[node] = ev.get("args", {}).get("op_name", "?")
+            op_of[node] = args.get("op_name", "?")
             total[node] = 0.0
+            out_bytes[node] = _int_or_none(args.get("output_size"))
+            mem_delta[node] = _int_or_none(args.get("mem_in_use_delta"))
         seen[node] += 1
         if seen[node] <= skip_runs:
             continue
         total[node] += float(ev.get("dur", 0))
         calls[node] += 1
-    return [NodeTime(n, op_of[n], calls[n], total[n]) for n in order]
+    return [NodeTime(n, op_of[n], calls[n], total[n], out_bytes[n], mem_delta[n]) for n in order]
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def ort_memory_view(events: list[dict] | str | Path) -> dict[str, float | None]:
@@ -111,4 +125,5 @@ def time_share(part: list[NodeTime], whole: list[NodeTime]) -> float:
 
 
 def nodes_from_dicts(rows: list[dict]) -> list[NodeTime]:
-    return [NodeTime(r["name"], r["op_type"], r["calls"], r["mean_us"] * r["calls"]) for r in rows]
+    return [NodeTime(r["name"], r["op_type"], r["calls"], r["mean_us"] * r["calls"], r.get("output_bytes"),
+                     r.get("mem_in_use_delta")) for r in rows]

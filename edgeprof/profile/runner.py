@@ -131,7 +131,8 @@ class ModelRunner:
         # the first run carries onnxruntime's lazy set-up: leave it out of the per-node means
         nodes = parse_trace(trace, skip_runs=1)
         return {
-            "nodes": [{"name": n.name, "op_type": n.op_type, "calls": n.calls, "mean_us": n.mean_us} for n in nodes],
+            "nodes": [{"name": n.name, "op_type": n.op_type, "calls": n.calls, "mean_us": n.mean_us,
+                       "output_bytes": n.output_bytes, "mem_in_use_delta": n.mem_in_use_delta} for n in nodes],
             **ort_memory_view(trace),
         }
 

@@ -184,14 +184,17 @@ PER_OP_KEYS = ("run_id", "precision", "act", "block", "width", "depth", "imgsz",
 def per_op_rows(row: dict, nodes: list[dict], reference_nodes: list[dict] | None) -> list[dict]:
     """One row per node onnxruntime ran (its profiler's mean kernel time), labelled with the config's row.
 
-    ``share`` is the node's fraction of the summed kernel time; ``is_act`` marks the activation's nodes.
+    ``share`` is the node's fraction of the summed kernel time; ``is_act`` marks the activation's nodes;
+    ``output_bytes`` and ``mem_in_use_delta`` are onnxruntime's per-node memory figures from its profiler (the
+    bytes the node writes, and how much the arena's bytes in use changed; the latter only with the arena on).
     """
     all_nodes, act_nodes = split_act_nodes(nodes, reference_nodes)
     act_ids = {id(n) for n in act_nodes or []}
     total = sum(n.mean_us for n in all_nodes)
     return [
         {**{k: row.get(k) for k in PER_OP_KEYS}, "node": n.name, "op_type": n.op_type, "mean_us": n.mean_us,
-         "share": n.mean_us / total if total > 0 else None, "is_act": id(n) in act_ids}
+         "share": n.mean_us / total if total > 0 else None, "is_act": id(n) in act_ids,
+         "output_bytes": n.output_bytes, "mem_in_use_delta": n.mem_in_use_delta}
         for n in all_nodes
     ]
 

@@ -38,6 +38,12 @@ def _fmt_fused(row) -> str:
     return "yes" if bool(fused) else "no"
 
 
+def _sum_or_none(*values):
+    if any(v is None or pd.isna(v) for v in values):
+        return None
+    return float(sum(values))
+
+
 def _fmt_ops(ops: str) -> str:
     """``Softplus+Tanh+Mul`` as is; a long repetitive list as counts (``Softplus×8, Tanh×8, Mul×8``)."""
     parts = [p for p in (ops or "").split("+") if p]
@@ -95,6 +101,7 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
             "act alone ms": _fmt_ms(row.get("act_alone_ms")),
             "% peak": "—" if pd.isna(row.get("frac_peak_gflops")) else f"{row['frac_peak_gflops'] * 100:.0f}%",
             "peak MiB": _fmt_ms(row.get("peak_rss_run_mb")),
+            "est MiB": _fmt_ms(_sum_or_none(row.get("act_peak_mb"), row.get("weights_mb"))),
             "notes": "; ".join(notes),
         })
     disp = pd.DataFrame(out)
@@ -111,7 +118,7 @@ def render_rich(df: pd.DataFrame, console, title: str | None = None) -> None:
     table = Table(title=title, show_lines=False, header_style="bold")
     for col in disp.columns:
         justify = "right" if col in ("median ms", "p90 ms", "CI95", "params", "MACs", "peak MiB", "act alone ms",
-                                     "% peak") else "left"
+                                     "% peak", "est MiB") else "left"
         table.add_column(col, justify=justify, overflow="fold")
     previous = None
     for _, row in disp.iterrows():
