@@ -26,9 +26,11 @@ import pandas as pd
 
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.report import scaling
+from edgeprof.report.compare import block_vs_model
 from edgeprof.report.results import per_op_path, read_results
 from edgeprof.report.schema import COLUMNS
 from edgeprof.report.table import display_frame
+from edgeprof.spec import MODEL_NAMES
 
 FORMATS = ("md", "html")
 RUN_VERSIONS = ("onnxruntime", "torch", "onnx", "numpy", "python", "edgeprof")
@@ -365,6 +367,14 @@ def write_report(csv_paths: list[str | Path], out_dir: str | Path, fmt: str = "m
         blocks.append(Block("p", f"{len(rows)} row(s) ({len(rows) - len(ok)} not ok) from "
                                  f"{', '.join(sorted({Path(s).name for s in rows['source']}))}."))
         blocks += [Block("h3", "Comparison table"), Block("table", display_frame(rows))]
+        if rows["block"].isin(MODEL_NAMES).any() and (~rows["block"].isin(MODEL_NAMES)).any():
+            versus = block_vs_model(rows)
+            if not versus.empty:
+                cells = versus.map(lambda v: "—" if pd.isna(v) else f"{v:.2f}×").reset_index()
+                blocks += [Block("h3", "Did the block study predict the whole model?"),
+                           Block("p", "Ratio to the baseline of each activation in every block size measured, "
+                                      "then in the whole networks (the last columns)."),
+                           Block("table", cells)]
         sub_fits = fits[fits["host_group"] == group]
         if not sub_fits.empty:
             blocks += [Block("h3", "Latency against size: least-squares fits"),
