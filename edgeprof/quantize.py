@@ -1,7 +1,10 @@
 """INT8 variants of exported models through onnxruntime's own quantization tools, and their output error.
 
-Static quantization in QDQ format, calibrated on seeded random inputs of the model's shape (or your own
-inputs): activations uint8, weights int8 per channel with ``reduce_range=True``. Without AVX512-VNNI the
+``int8``: static quantization in QDQ format, calibrated on seeded random inputs of the model's shape or on
+your own (``calib``: an .npy of samples, or an .npz keyed by input name): activations uint8, weights int8
+per channel with ``reduce_range=True``. ``int8-dynamic``: dynamic quantization where it applies (Conv and
+MatMul weights to uint8, activations quantized at run time by DynamicQuantizeLinear; the activation
+functions themselves stay float). Without AVX512-VNNI the
 u8s8 integer kernels can saturate (onnxruntime's documented limitation), and reduce_range keeps weights to
 7 bits to avoid it. Activations onnxruntime cannot run in INT8 (Softplus, Mish, ...) stay in float between
 DequantizeLinear and QuantizeLinear: the executed ops say which fell back. Needs the ``onnx`` package
@@ -21,7 +24,7 @@ from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.spec import ModelRecord, content_hash
 
 QUANT_VERSION = 1
-QUANT_MODES = ("int8",)
+QUANT_MODES = ("int8", "int8-dynamic")
 
 
 def _inputs(path: Path, count: int, seed: int) -> list[dict[str, np.ndarray]]:
@@ -44,22 +47,62 @@ def output_error(float_path: Path, quant_path: Path, seed: int = 12345) -> tuple
     return err, err / span if span > 0 else float("nan")
 
 
-def quantize_model(built, mode: str = "int8", calibration: int = 16, seed: int = 0) -> ModelRecord:
+def calibration_inputs(path: Path, count: int, seed: int, calib: str | Path | None) -> list[dict[str, np.ndarray]]:
+    """Calibration feeds: ``count`` seeded N(0, 1) inputs, or the samples in ``calib`` (an .npy whose first axis
+    counts samples, for a one-input model, or an .npz with one such array per input name; samples are fed
+    as many at a time as the model's batch)."""
+    if calib is None:
+        return _inputs(path, count, seed)
+    from edgeprof.profile.session import SessionSettings, create_session
+
+    calib = Path(calib)
+    names = [i.name for i in create_session(path, SessionSettings(opt_level="disable")).get_inputs()]
+    try:
+        loaded = np.load(calib, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read calibration data {calib}: {exc}") from None
+    arrays = {names[0]: loaded} if isinstance(loaded, np.ndarray) else {k: loaded[k] for k in loaded.files}
+    if set(arrays) != set(names):
+        raise InputError(f"calibration data {calib} has inputs {sorted(arrays)}; the model takes {names}")
+    counts = {len(a) for a in arrays.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise InputError(f"calibration data {calib}: every input needs the same, non-zero number of samples")
+    inputs = create_session(path, SessionSettings(opt_level="disable")).get_inputs()
+    batch = inputs[0].shape[0] if isinstance(inputs[0].shape[0], int) else 1
+    total = counts.pop()
+    if total < batch:
+        raise InputError(f"calibration data {calib} has {total} samples; the model's batch is {batch}")
+    return [{k: np.ascontiguousarray(a[i:i + batch], dtype=np.float32) for k, a in arrays.items()}
+            for i in range(0, total - batch + 1, batch)]
+
+
+def quantize_model(built, mode: str = "int8", calibration: int = 16, seed: int = 0,
+                   calib: str | Path | None = None) -> ModelRecord:
     """Quantize an exported model (anything with ``path``, ``params``, ``macs``, ``exporter``, ``opset``,
     ``parity_max_abs_err``, ``act_ops``); cached beside it by content."""
     if mode not in QUANT_MODES:
         raise InputError(f"unknown quantization {mode!r}; valid: {', '.join(QUANT_MODES)}")
     try:
-        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
     except ImportError as exc:
         raise InputError(f"INT8 quantization needs onnx and onnxruntime's quantization tools ({exc.name} is "
                          "missing): pip install 'edgeprof[build]'") from None
     src = Path(built.path)
     key = content_hash({"src": _sha256(src), "mode": mode, "calibration": calibration, "seed": seed,
-                        "version": QUANT_VERSION})
+                        "calib": _sha256(Path(calib)) if calib else None, "version": QUANT_VERSION})
     dst = src.with_name(f"{src.stem}-{mode}-{key[:8]}.onnx")
     sidecar = dst.with_suffix(".json")
-    method = "static QDQ, u8 activations, s8 per-channel weights, reduce_range, calibrated on seeded N(0,1) inputs"
+    if mode == "int8-dynamic":
+        method = "dynamic: u8 weights (Conv/MatMul), activations quantized at run time"
+    else:
+        method = ("static QDQ, u8 activations, s8 per-channel weights, reduce_range, calibrated on "
+                  + (f"{Path(calib).name}" if calib else f"{calibration} seeded N(0,1) inputs"))
     result = ModelRecord(path=dst, params=built.params, macs=built.macs, exporter=built.exporter,
                             opset=built.opset, parity_max_abs_err=built.parity_max_abs_err,
                             act_ops=list(built.act_ops), quant_method=method)
@@ -69,7 +112,7 @@ def quantize_model(built, mode: str = "int8", calibration: int = 16, seed: int =
             return replace(result, quant_max_abs_err=meta["quant_max_abs_err"], quant_rel_err=meta["quant_rel_err"])
         except (OSError, ValueError, KeyError):
             pass
-    data = _inputs(src, calibration, seed)
+    data = calibration_inputs(src, calibration, seed, calib) if mode == "int8" else []
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -80,9 +123,12 @@ def quantize_model(built, mode: str = "int8", calibration: int = 16, seed: int =
 
     tmp = dst.with_name(dst.name + f".tmp{os.getpid()}")
     try:
-        quantize_static(str(src), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        reduce_range=True)
+        if mode == "int8-dynamic":
+            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8)
+        else:
+            quantize_static(str(src), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                            reduce_range=True)
         os.replace(tmp, dst)
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {dst}: {exc.strerror or exc}") from None

@@ -69,6 +69,7 @@ class SweepPlan:
     scales: tuple[str, ...] = ()
     scaling: str = "auto"
     quantize: str | None = None
+    calib: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -259,7 +260,8 @@ def build_group_models(group: list[BlockSpec], plan: SweepPlan, models_dir: Path
         for (role, act), model in list(built.items()):
             if role in ("block", "reference"):
                 stage(f"quantizing {act} ({plan.quantize})", 0.0)
-                built[(f"{plan.quantize}-{role}", act)] = quantize_model(model, plan.quantize, seed=plan.seed)
+                built[(f"{plan.quantize}-{role}", act)] = quantize_model(model, plan.quantize, seed=plan.seed,
+                                                                               calib=plan.calib)
     return built
 
 

@@ -46,3 +46,21 @@ def test_sweep_with_int8_rows(tmp_path: Path):
     assert (int8["ratio_to_fp32"] > 0).all() and (int8["quant_rel_err"] < 0.05).all()
     assert int8.loc["relu", "ratio_to_baseline"] == 1.0  # int8 rows compare with the int8 baseline
     assert (df[df["precision"] == "int8"]["status"] == "ok").all()
+
+
+def test_dynamic_and_user_calibration(tmp_path):
+    exp = export_block(BlockSpec(block="conv", act="hardswish", width=8, imgsz=16), models_dir=tmp_path)
+    dyn = quantize_model(exp, mode="int8-dynamic")
+    ops = [n.op_type for n in onnx.load(str(dyn.path)).graph.node]
+    assert "ConvInteger" in ops and "DynamicQuantizeLinear" in ops and "HardSwish" in ops
+    assert dyn.quant_rel_err < 0.05
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(3).standard_normal((4, 1, 8, 16, 16)).astype(np.float32)[:, 0])
+    user = quantize_model(exp, calib=calib)
+    assert user.path != quantize_model(exp).path and "calib.npy" in user.quant_method
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, wrong=np.zeros((2, 8, 16, 16), np.float32))
+    from edgeprof.errors import InputError
+
+    with pytest.raises(InputError, match="the model takes"):
+        quantize_model(exp, calib=bad)

@@ -15,6 +15,7 @@ from edgeprof.cli.plan_options import (
     Baseline,
     Batch,
     Blocks,
+    Calib,
     Depths,
     Exporter,
     Imgsz,
@@ -52,6 +53,7 @@ def bundle(
     act_alone: ActAlone = True,
     roofline: Roofline = True,
     quantize: Quantize = None,
+    calib: Calib = None,
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -67,7 +69,7 @@ def bundle(
     from edgeprof.bundle import make_bundle
 
     plan = make_plan(acts, blocks, scale, scaling, widths, depths, imgsz, model, batch, kernel, stride, baseline,
-                     opset, exporter, act_alone, roofline, seed, quantize)
+                     opset, exporter, act_alone, roofline, seed, quantize, calib)
     with progress_bar(not quiet) as progress:
         manifest = make_bundle(plan, out, on_progress=progress)
     files = len(list((manifest.parent / "models").glob("*.onnx")))

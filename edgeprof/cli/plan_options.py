@@ -36,14 +36,18 @@ ActAlone = Annotated[bool, typer.Option("--act-alone/--no-act-alone", help="Also
 Roofline = Annotated[bool, typer.Option("--roofline/--no-roofline", help="Report achieved GFLOP/s and GB/s as "
                                         "fractions of this machine's ceilings (measured once, cached).")]
 Quantize = Annotated[str | None, typer.Option("--quantize", help="Also measure quantized variants: int8 "
-                                              "(onnxruntime static QDQ, calibrated on seeded inputs).")]
+                                              "(onnxruntime static QDQ, calibrated on seeded inputs or --calib) "
+                                              "or int8-dynamic.")]
+Calib = Annotated[str | None, typer.Option("--calib", help="With --quantize int8: calibration samples, an .npy "
+                                           "(first axis = samples) or an .npz keyed by input name.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for weights, inputs and round order.")]
 DEFAULT_ACTS_TEXT = ",".join(DEFAULT_ACTS)
 
 
 def make_plan(acts: str, blocks: str, scale: str | None, scaling: str, widths: str, depths: str, imgsz: str | None,
               model: str | None, batch: str, kernel: int, stride: int, baseline: str, opset: int, exporter: str,
-              act_alone: bool, roofline: bool, seed: int, quantize: str | None = None) -> SweepPlan:
+              act_alone: bool, roofline: bool, seed: int, quantize: str | None = None,
+              calib: str | None = None) -> SweepPlan:
     if model:
         blocks, widths = model, "3"  # a whole network takes an RGB image
     return SweepPlan(
@@ -56,4 +60,5 @@ def make_plan(acts: str, blocks: str, scale: str | None, scaling: str, widths: s
         kernel=kernel, stride=stride, baseline=baseline, opset=opset, exporter=exporter, seed=seed,
         act_alone=act_alone, roofline=roofline, scaling=scaling,
         scales=tuple(parse_name_list(scale, "scale")) if scale else (), quantize=quantize,
+        calib=calib,
     )

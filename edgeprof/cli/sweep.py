@@ -35,6 +35,7 @@ from edgeprof.cli.plan_options import (
     Baseline,
     Batch,
     Blocks,
+    Calib,
     Depths,
     Exporter,
     Imgsz,
@@ -93,6 +94,7 @@ def sweep(
     act_alone: ActAlone = True,
     roofline: Roofline = True,
     quantize: Quantize = None,
+    calib: Calib = None,
     per_op: Annotated[bool, typer.Option("--per-op", help="Also print where the time goes inside each block "
                                          "(onnxruntime's profiler; always saved as <csv>-ops.csv).")] = False,
     onnx_model: Annotated[Path | None, typer.Option("--onnx", help="Your own ONNX model: profile it with each of "
@@ -132,7 +134,7 @@ def sweep(
       edgeprof sweep --csv results/mine.csv --resume   (continue an interrupted sweep)
     """
     plan = make_plan(acts, blocks, scale, scaling, widths, depths, imgsz, model, batch, kernel, stride, baseline,
-                     opset, exporter, act_alone, roofline, seed, quantize)
+                     opset, exporter, act_alone, roofline, seed, quantize, calib)
     settings, options = settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples,
                                              isolate, seed)
     try:
