@@ -6,6 +6,7 @@ import typer
 
 from edgeprof.cli.acts import acts
 from edgeprof.cli.bundle import bundle
+from edgeprof.cli.gate import baseline_app, check
 from edgeprof.cli.machine import machine
 from edgeprof.cli.profile import profile
 from edgeprof.cli.report import report
@@ -25,6 +26,8 @@ app.command("profile")(profile)
 app.command("acts")(acts)
 app.command("bundle")(bundle)
 app.command("machine")(machine)
+app.add_typer(baseline_app, name="baseline")
+app.command("check")(check)
 app.command("swap")(swap)
 app.command("report")(report)
 

@@ -1,4 +1,4 @@
-"""Writes the two tiny ONNX models `edgeprof machine` times (needs onnx; run once, the files are shipped).
+"""Writes the tiny ONNX models edgeprof ships: the two `edgeprof machine` times and the gate's stored-mode reference.
 
     python -m edgeprof.data.make_models
 """
@@ -33,9 +33,28 @@ def copy_model():
     return model
 
 
+def gate_reference_model():
+    """The reference `edgeprof check --mode stored` times next to each model: Conv3x3 16->16 + Relu on 64x64."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(16, np.float32), "b")
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 16, 64, 64])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 16, 64, 64])
+    nodes = [helper.make_node("Conv", ["images", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="/conv/Conv"),
+             helper.make_node("Relu", ["c"], ["output"], name="/act/Relu")]
+    graph = helper.make_graph(nodes, "gate_reference", [x], [y], initializer=[w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgeprof")
+    model.ir_version = 8
+    return model
+
+
 def main() -> None:
     (HERE / "matmul.onnx").write_bytes(matmul_model().SerializeToString())
     (HERE / "copy.onnx").write_bytes(copy_model().SerializeToString())
+    (HERE / "gate_ref.onnx").write_bytes(gate_reference_model().SerializeToString())
 
 
 if __name__ == "__main__":

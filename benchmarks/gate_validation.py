@@ -1,0 +1,394 @@
+"""How good the regression gate is on this machine, measured: false alarms, detection, stored mode, wall time.
+
+Runs the gate (``edgeprof.gate.run_check``, relative mode, default options) for real and prints one table:
+
+- A/A: three small conv models checked against a baseline of themselves; a false alarm is a check that
+  would exit 1. Real checks, then checks resampled from the sessions the real ones recorded (drawn
+  with replacement and run through the same sequential decision) up to the total;
+- the same while a CPU hog started by this script (one busy process, killed when done and bounded by
+  a deadline in any case) keeps one of the two cores busy;
+- injected slowdowns of about 5/10/15/20/50% on one of the three models: an extra Conv on the first
+  rows of the input, added to the graph as a second output, whose row count is calibrated and whose
+  true cost is then measured separately (interleaved A/B, 64 paired blocks);
+- stored mode against a baseline whose host fingerprint is another host's (must be inconclusive), and
+  a few stored-mode A/A checks on this host;
+- the wall time of ``edgeprof check`` (the whole command, as CI runs it) on the default sweep's 15 blocks.
+
+    .venv/bin/python benchmarks/gate_validation.py --quick    # a few minutes: small numbers, a smoke test
+    .venv/bin/python benchmarks/gate_validation.py            # the full run (about 30-45 min on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from edgeprof.gate import DecisionRule, GateOptions, PairData, from_files, run_check, save_baseline
+from edgeprof.gate.decide import REGRESSED, judge_sequentially
+from edgeprof.gate.measure import Arm, Group, Interleaver
+from edgeprof.hostinfo import cpu_model, load_average
+from edgeprof.profile.session import SessionSettings
+from edgeprof.profile.stats import median_ci
+
+TRIAL_MODELS = {"conv32_relu": (32, 80, "relu"), "conv16_mish": (16, 96, "mish"), "conv48_silu": (48, 48, "silu")}
+TARGET = "conv32_relu"  # the model slowdowns are injected into
+LEVELS = (0.05, 0.10, 0.15, 0.20, 0.50)
+
+
+# -- models -----------------------------------------------------------------------------------------
+
+
+def conv_model(path: Path, channels: int, size: int, act: str, extra_rows: int = 0) -> Path:
+    """Conv3x3 (pad 1) + activation; with ``extra_rows``, a second output: the same Conv on the input's
+    first ``extra_rows`` rows (the injected cost, roughly proportional to the rows)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(channels)
+    inits = [numpy_helper.from_array((rng.standard_normal((channels, channels, 3, 3)) * 0.1).astype(np.float32), "w"),
+             numpy_helper.from_array(np.zeros(channels, np.float32), "b")]
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, channels, size, size])
+    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)]
+    nodes = [helper.make_node("Conv", ["images", "w", "b"], ["c"], pads=[1, 1, 1, 1])]
+    if act == "relu":
+        nodes.append(helper.make_node("Relu", ["c"], ["output"]))
+    elif act == "mish":
+        nodes += [helper.make_node("Softplus", ["c"], ["sp"]), helper.make_node("Tanh", ["sp"], ["t"]),
+                  helper.make_node("Mul", ["c", "t"], ["output"])]
+    else:
+        nodes += [helper.make_node("Sigmoid", ["c"], ["s"]), helper.make_node("Mul", ["c", "s"], ["output"])]
+    if extra_rows:
+        inits += [numpy_helper.from_array(np.array([0], np.int64), "start"),
+                  numpy_helper.from_array(np.array([extra_rows], np.int64), "end"),
+                  numpy_helper.from_array(np.array([2], np.int64), "axis")]
+        nodes += [helper.make_node("Slice", ["images", "start", "end", "axis"], ["rows"]),
+                  helper.make_node("Conv", ["rows", "w", "b"], ["extra"], pads=[1, 1, 1, 1])]
+        outputs.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, None))
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], outputs, inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def true_ratio(base: Path, other: Path, neighbours: list[Path], seed: int) -> tuple[float, float, float]:
+    """other/base measured apart from the gate, in the same company as in a check (the other trial models
+    interleaved too): 8 sessions of fresh processes x 8 rounds = 64 paired blocks; the median paired
+    ratio with its 95% order-statistic CI."""
+    options = GateOptions(rounds=8, seed=seed)
+    arms = [Arm("b", str(base), "base"), Arm("o", str(other), "injected")]
+    groups = [Group(("b", "o"), (("r", "o", "b"),))]
+    for i, path in enumerate(neighbours):
+        arms += [Arm(f"n{i}", str(path), path.stem), Arm(f"m{i}", str(path), path.stem)]
+        groups.append(Group((f"n{i}", f"m{i}"), ()))
+    inter = Interleaver(arms, SessionSettings(), options)
+    logs: list[float] = []
+    for _ in range(8):
+        logs += inter.session(groups)["r"]
+    lo, hi = median_ci(logs)
+    return math.exp(float(np.median(logs))), math.exp(lo), math.exp(hi)
+
+
+def inject(work: Path, seed: int) -> dict[float, dict]:
+    """For each level, a slowed-down copy of the target with its true cost; rows calibrated from one probe."""
+    channels, size, act = TRIAL_MODELS[TARGET]
+    base = work / "models" / f"{TARGET}.onnx"
+    neighbours = [work / "models" / f"{name}.onnx" for name in TRIAL_MODELS if name != TARGET]
+    probe_rows = size // 2
+    probe = conv_model(work / "probe" / f"{TARGET}.onnx", channels, size, act, probe_rows)
+    ratio, _, _ = true_ratio(base, probe, neighbours, seed)
+    per_row = max((ratio - 1.0) / probe_rows, 1e-4)
+    _log(f"calibration: {probe_rows} extra rows cost {100 * (ratio - 1):+.1f}%, {100 * per_row:.2f}% per row")
+    out = {}
+    for i, level in enumerate(LEVELS):
+        rows = int(min(size, max(1, round(level / per_row))))
+        path = conv_model(work / f"inject-{round(level * 100):02d}" / f"{TARGET}.onnx", channels, size, act, rows)
+        r, lo, hi = true_ratio(base, path, neighbours, seed + 1 + i)
+        out[level] = {"path": path, "rows": rows, "true": r, "true_lo": lo, "true_hi": hi}
+        _log(f"injected ~{level:.0%}: {rows} rows, true slowdown {100 * (r - 1):+.1f}% "
+             f"[{100 * (lo - 1):+.1f}, {100 * (hi - 1):+.1f}]")
+    return out
+
+
+# -- checks ------------------------------------------------------------------------------------------
+
+
+class Trial:
+    """Real and resampled checks of one condition; ``pools`` keep every real session per model."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.real: list[dict] = []
+        self.resampled: list[dict] = []
+        self.pools: dict[str, list[list[float]]] = {}
+        self.loads: list[float] = []
+        self.wall: list[float] = []
+
+    def add_real(self, report) -> None:
+        verdicts = {r.name: r.verdict for r in report.results}
+        self.real.append({"exit": report.outcome()[0], "verdicts": verdicts,
+                          "change": {r.name: r.decision.change_pct for r in report.results}})
+        self.wall.append(report.wall_s)
+        self.loads.append((load_average() or [math.nan])[0])
+
+    def all(self) -> list[dict]:
+        return self.real + self.resampled
+
+
+def real_check(baseline: Path, current: list[Path], trial: Trial, rule: DecisionRule) -> None:
+    """One real check; the sessions it measured go to the trial's pools (for resampling)."""
+    report = run_check(baseline, from_files(current), rule=rule)
+    trial.add_real(report)
+    for r in report.results:
+        trial.pools.setdefault(r.name, []).extend(r.sessions)
+
+
+def resample(trial: Trial, total: int, rule: DecisionRule, rng: np.random.Generator) -> None:
+    """Checks made of sessions drawn with replacement from the real ones, judged by the same sequential rule."""
+    options = GateOptions()
+    names = sorted(trial.pools)
+    while len(trial.all()) < total:
+        pairs = [PairData(n) for n in names]
+
+        def fetch(active):
+            return {n: trial.pools[n][rng.integers(len(trial.pools[n]))] for n in active}
+
+        decisions, _ = judge_sequentially(pairs, fetch, rule, options.first_sessions, options.step_sessions,
+                                          options.max_sessions)
+        verdicts = {d.name: d.verdict for d in decisions}
+        trial.resampled.append({"exit": int(REGRESSED in verdicts.values()), "verdicts": verdicts,
+                                "change": {d.name: d.change_pct for d in decisions}})
+
+
+def run_trial(name: str, baseline: Path, current: list[Path], n_real: int, total: int, rule: DecisionRule,
+              rng: np.random.Generator) -> Trial:
+    trial = Trial(name)
+    t0 = time.perf_counter()
+    for i in range(n_real):
+        real_check(baseline, current, trial, rule)
+        last = trial.real[-1]
+        _log(f"{name}: real check {i + 1}/{n_real} exit {last['exit']} "
+             f"{dict(Counter(last['verdicts'].values()))} ({trial.wall[-1]:.0f} s, load {trial.loads[-1]:.1f})")
+    resample(trial, total, rule, rng)
+    _log(f"{name}: {n_real} real + {len(trial.resampled)} resampled checks in {time.perf_counter() - t0:.0f} s")
+    return trial
+
+
+class Hog:
+    """One busy process keeping one core busy; killed on exit, and it stops itself after ``limit_s`` anyway."""
+
+    def __init__(self, limit_s: float):
+        code = f"import time\nend = time.monotonic() + {limit_s}\nwhile time.monotonic() < end:\n    pass\n"
+        self.proc = subprocess.Popen([sys.executable, "-c", code])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+# -- figures ----------------------------------------------------------------------------------------
+
+
+def upper_95(k: int, n: int) -> float:
+    """One-sided 95% upper bound of a binomial proportion (Clopper-Pearson), by bisection on the exact CDF."""
+    if n == 0:
+        return math.nan
+    if k >= n:
+        return 1.0
+
+    def cdf(p: float) -> float:
+        return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+    lo, hi = k / n, 1.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if cdf(mid) > 0.05:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def rate(checks: list[dict], hit) -> tuple[int, int]:
+    return sum(1 for c in checks if hit(c)), len(checks)
+
+
+def fmt_rate(k: int, n: int) -> str:
+    return f"{k}/{n} = {100 * k / n:.1f}%" if n else "—"
+
+
+def verdict_mix(checks: list[dict], names=None) -> str:
+    counts = Counter(v for c in checks for n, v in c["verdicts"].items() if names is None or n in names)
+    total = sum(counts.values())
+    return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in counts.most_common()) if total else "—"
+
+
+def wall_time(work: Path, checks: int) -> list[float]:
+    """`edgeprof check` (the whole command) on the default sweep's 15 blocks against their own baseline."""
+    exe = Path(sys.executable).with_name("edgeprof")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "edgeprof.cli"]
+    baseline, models = work / "default-baseline", work / "default-models"
+    _log("default set: exporting the default sweep's blocks and saving their baseline")
+    subprocess.run([*cmd, "baseline", "save", "-o", str(baseline), "--models-dir", str(models), "-q"], check=True,
+                   capture_output=True)
+    times = []
+    for i in range(checks):
+        t0 = time.perf_counter()
+        proc = subprocess.run([*cmd, "check", "--baseline", str(baseline), "--models-dir", str(models), "--json",
+                               "-q"], capture_output=True, text=True)
+        times.append(time.perf_counter() - t0)
+        verdicts = Counter(r["verdict"] for r in json.loads(proc.stdout)["results"]) if proc.stdout else {}
+        _log(f"default set: check {i + 1}/{checks} took {times[-1]:.0f} s, exit {proc.returncode}, {dict(verdicts)}")
+    return times
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small numbers: a smoke test of a few minutes")
+    ap.add_argument("--aa-real", type=int, help="real A/A checks (full: 100)")
+    ap.add_argument("--aa-total", type=int, help="A/A checks with the resampled ones (full: 300)")
+    ap.add_argument("--hog-real", type=int, help="real A/A checks with the CPU hog (full: 30)")
+    ap.add_argument("--hog-total", type=int, help="hog checks with the resampled ones (full: 300)")
+    ap.add_argument("--inject-real", type=int, help="real checks per injected level (full: 20)")
+    ap.add_argument("--inject-total", type=int, help="checks per level with the resampled ones (full: 100)")
+    ap.add_argument("--stored-real", type=int, help="real stored-mode A/A checks on this host (full: 10)")
+    ap.add_argument("--wall-checks", type=int, help="timed checks of the default 15-block set (full: 3)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the resampling")
+    ap.add_argument("--json", type=Path, help="also write every check's verdicts here")
+    args = ap.parse_args()
+    full = dict(aa_real=100, aa_total=300, hog_real=30, hog_total=300, inject_real=20, inject_total=100,
+                stored_real=10, wall_checks=3)
+    quick = dict(aa_real=6, aa_total=30, hog_real=4, hog_total=20, inject_real=3, inject_total=10, stored_real=2,
+                 wall_checks=1)
+    n = {k: getattr(args, k) if getattr(args, k) is not None else (quick if args.quick else full)[k] for k in full}
+    rule = DecisionRule()
+    rng = np.random.default_rng(args.seed)
+    started = time.perf_counter()
+    load_start = load_average()
+
+    with tempfile.TemporaryDirectory(prefix="edgeprof-gate-validation-") as tmp:
+        work = Path(tmp)
+        models = [conv_model(work / "models" / f"{name}.onnx", *spec) for name, spec in TRIAL_MODELS.items()]
+        baseline = work / "baseline"
+        _log("saving the trial baseline")
+        save_baseline(from_files(models), baseline)
+
+        aa = run_trial("A/A", baseline, models, n["aa_real"], n["aa_total"], rule, rng)
+        with Hog(limit_s=3600):
+            hog = run_trial("A/A + CPU hog", baseline, models, n["hog_real"], n["hog_total"], rule, rng)
+
+        injected = inject(work, seed=args.seed + 100)
+        inj_trials = {}
+        for level, info in injected.items():
+            current = [info["path"] if m.stem == TARGET else m for m in models]
+            inj_trials[level] = run_trial(f"injected ~{level:.0%}", baseline, current, n["inject_real"],
+                                          n["inject_total"], rule, rng)
+
+        # stored mode: a copy of the baseline whose host is another one, then real stored checks on this host
+        other = work / "other-host"
+        subprocess.run(["cp", "-r", str(baseline), str(other)], check=True)
+        manifest = json.loads((other / "manifest.json").read_text())
+        manifest["host_fingerprint"] = "0" * 10
+        manifest["host"]["cpu_model"] = "another CPU"
+        (other / "manifest.json").write_text(json.dumps(manifest))
+        slow = [injected[0.50]["path"] if m.stem == TARGET else m for m in models]
+        other_report = run_check(other, from_files(slow), mode="stored", rule=rule)
+        other_verdicts = [r.verdict for r in other_report.results]
+        stored = Trial("stored A/A")
+        for i in range(n["stored_real"]):
+            stored.add_real(run_check(baseline, from_files(models), mode="stored", rule=rule))
+            _log(f"stored A/A: check {i + 1}/{n['stored_real']} {stored.real[-1]['verdicts']}")
+
+        walls = wall_time(work, n["wall_checks"]) if n["wall_checks"] else []
+
+    # -- the table ------------------------------------------------------------------------------------
+    def fa(trial: Trial) -> tuple[str, str, str]:
+        k_real, n_real = rate(trial.real, lambda c: c["exit"] == 1)
+        k_all, n_all = rate(trial.all(), lambda c: c["exit"] == 1)
+        return fmt_rate(k_real, n_real), fmt_rate(k_all, n_all), f"{100 * upper_95(k_all, n_all):.1f}%"
+
+    rows = []
+    r_real, r_all, up = fa(aa)
+    k_all, n_all = rate(aa.all(), lambda c: c["exit"] == 1)
+    rows.append(("A/A false alarms", len(aa.real), len(aa.resampled), f"{r_all} (real {r_real}; 95% upper {up})",
+                 "≤ 1%", k_all / max(1, n_all) <= 0.01))
+    r_real, r_all, up = fa(hog)
+    k_all, n_all = rate(hog.all(), lambda c: c["exit"] == 1)
+    rows.append(("A/A false alarms, CPU hog on 1 of 2 cores", len(hog.real), len(hog.resampled),
+                 f"{r_all} (real {r_real}; 95% upper {up})", "≤ 2%", k_all / max(1, n_all) <= 0.02))
+    targets = {0.05: ("0% regressed", lambda x: x == 0), 0.15: ("≥ 80%", lambda x: x >= 0.80),
+               0.20: ("≥ 95%", lambda x: x >= 0.95)}
+    for level, trial in inj_trials.items():
+        info = injected[level]
+        hit = lambda c: c["verdicts"].get(TARGET) == REGRESSED  # noqa: E731
+        k_real, n_real = rate(trial.real, hit)
+        k_all, n_all = rate(trial.all(), hit)
+        target, ok = targets.get(level, ("—", None))
+        rows.append((f"injected ~{level:.0%} (true {100 * (info['true'] - 1):+.1f}% "
+                     f"[{100 * (info['true_lo'] - 1):+.1f}, {100 * (info['true_hi'] - 1):+.1f}])",
+                     len(trial.real), len(trial.resampled),
+                     f"regressed {fmt_rate(k_all, n_all)} (real {fmt_rate(k_real, n_real)})", target,
+                     ok(k_all / max(1, n_all)) if ok else None))
+    rows.append(("stored mode, baseline from another host (50% slower model)", 1, 0,
+                 f"{', '.join(other_verdicts)}; exit {other_report.outcome()[0]}", "all inconclusive",
+                 all(v == "inconclusive" for v in other_verdicts)))
+    if stored.real:
+        k, m = rate(stored.real, lambda c: c["exit"] == 1)
+        rows.append(("stored mode A/A, same host", len(stored.real), 0,
+                     f"false alarms {fmt_rate(k, m)}; {verdict_mix(stored.real)}", "—", None))
+    if walls:
+        rows.append(("wall time of `edgeprof check`, default 15-block set", len(walls), 0,
+                     f"median {np.median(walls):.0f} s, max {max(walls):.0f} s", "≤ 60 s", max(walls) <= 60))
+
+    print(f"\nedgeprof gate validation on {cpu_model()}, {os.cpu_count()} cores; load average at start "
+          f"{load_start}, at end {load_average()}; {(time.perf_counter() - started) / 60:.0f} min in all\n")
+    print("| trial | real checks | resampled | result | target | met |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, real, res, result, target, ok in rows:
+        met = "—" if ok is None else ("yes" if ok else "**no**")
+        print(f"| {name} | {real} | {res} | {result} | {target} | {met} |")
+    print("\nVerdicts of every model in every check (real + resampled):\n")
+    print("| trial | verdicts | mean wall s per real check | load average (1 min) during real checks |")
+    print("| --- | --- | --- | --- |")
+    for trial in [aa, hog, *inj_trials.values(), stored]:
+        load = f"{np.mean(trial.loads):.1f} (max {max(trial.loads):.1f})" if trial.loads else "—"
+        wall = f"{np.mean(trial.wall):.1f}" if trial.wall else "—"
+        print(f"| {trial.name} | {verdict_mix(trial.all())} | {wall} | {load} |")
+    for level, trial in inj_trials.items():
+        changes = [c["change"][TARGET] for c in trial.real]
+        print(f"\ninjected ~{level:.0%}: the gate's estimate of the slowdown in real checks: median "
+              f"{np.median(changes):+.1f}%, range {min(changes):+.1f} to {max(changes):+.1f}%", end="")
+    print()
+    if args.json:
+        args.json.write_text(json.dumps({
+            "counts": n, "trials": {t.name: {"real": t.real, "resampled": t.resampled, "loads": t.loads,
+                                             "wall": t.wall} for t in [aa, hog, *inj_trials.values(), stored]},
+            "injected": {str(k): {kk: (str(vv) if kk == "path" else vv) for kk, vv in v.items()}
+                         for k, v in injected.items()},
+            "other_host": other_verdicts, "wall_times": walls,
+        }, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""`edgeprof baseline save` and `edgeprof check`: the CI latency regression gate (parse, call edgeprof.gate, render)."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeprof.cli.common import (
+    Arena,
+    OptLevel,
+    OptLevelOpt,
+    Quiet,
+    Spinning,
+    Threads,
+    boundary,
+    err_console,
+    out_console,
+    progress_bar,
+)
+from edgeprof.errors import InputError, RegressionError
+
+
+class Mode(StrEnum):
+    relative = "relative"
+    stored = "stored"
+
+
+class Clock(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    wall = "wall"
+
+
+Models = Annotated[list[Path] | None, typer.Argument(
+    help="ONNX files, named by their file stem; or nothing, and sweep options to build blocks.", show_default=False)]
+Acts = Annotated[str | None, typer.Option("--acts", "-a", help="Build blocks with these activations "
+                                          "(comma-separated; see `edgeprof acts`). Default: the sweep's.")]
+Blocks = Annotated[str | None, typer.Option("--blocks", "-b", help="Blocks to build: conv, bottleneck, c3, c2f, sppf.")]
+Widths = Annotated[str | None, typer.Option("--widths", "-w", help="Channel widths, comma-separated.")]
+Depths = Annotated[str | None, typer.Option("--depths", help="Bottlenecks in c3/c2f, comma-separated.")]
+Imgsz = Annotated[str | None, typer.Option("--imgsz", help="Input sizes in pixels, comma-separated.")]
+Batch = Annotated[str | None, typer.Option("--batch", help="Batch sizes, comma-separated.")]
+Kernel = Annotated[int | None, typer.Option("--kernel", help="Kernel size of the conv block.")]
+Stride = Annotated[int | None, typer.Option("--stride", help="Stride of the conv block.")]
+Opset = Annotated[int, typer.Option("--opset", help="ONNX opset to export built blocks at.")]
+Exporter = Annotated[str, typer.Option("--exporter", help="torchscript (default) or dynamo.")]
+ModelsDir = Annotated[Path, typer.Option("--models-dir", help="Where built blocks are cached.")]
+Shape = Annotated[list[str] | None, typer.Option("--shape", help="Shape for dynamic inputs: images=1x3x640x640, "
+                                                 "1x3x640x640 (only input) or N=1.")]
+ClockOpt = Annotated[Clock, typer.Option("--clock", help="What a block's time is: cpu (on-CPU time of the worker, "
+                                         "waiting for a core left out), wall, or auto (cpu when single-threaded).")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Seed of the random measuring order (default: fresh; "
+                                          "the one used is recorded).")]
+
+
+def _models(models, acts, blocks, widths, depths, imgsz, batch, kernel, stride, opset, exporter, models_dir,
+            progress):
+    from edgeprof.gate.models import BuildOptions, from_files, from_options
+
+    build = BuildOptions(acts=acts, blocks=blocks, widths=widths, depths=depths, imgsz=imgsz, batch=batch,
+                         kernel=kernel, stride=stride)
+    if models and build.given():
+        raise InputError("give either ONNX files or sweep options (--acts, --widths, ...), not both")
+    if models:
+        return from_files(models)
+    if build.given():
+        return from_options(build, models_dir, opset=opset, exporter=exporter, on_progress=progress)
+    return None
+
+
+def _shapes(shape: list[str] | None) -> dict | None:
+    from edgeprof.profile.session import parse_shapes
+
+    return parse_shapes(shape) if shape else None
+
+
+@boundary
+def save(
+    models: Models = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Baseline folder to write (new, empty, or an earlier "
+                                      "baseline, which is replaced).", show_default=False)] = ...,
+    acts: Acts = None,
+    blocks: Blocks = None,
+    widths: Widths = None,
+    depths: Depths = None,
+    imgsz: Imgsz = None,
+    batch: Batch = None,
+    kernel: Kernel = None,
+    stride: Stride = None,
+    opset: Opset = 17,
+    exporter: Exporter = "torchscript",
+    models_dir: ModelsDir = Path("models"),
+    shape: Shape = None,
+    threads: Threads = 1,
+    opt_level: OptLevelOpt = OptLevel.all,
+    spinning: Spinning = False,
+    arena: Arena = True,
+    clock: ClockOpt = Clock.auto,
+    seed: Seed = None,
+    quiet: Quiet = False,
+) -> None:
+    """Save a baseline: the models themselves (by content hash), their raw timings, this host and its A/A noise.
+
+    With neither files nor sweep options, the default sweep's blocks are built (5 activations x widths
+    16,32,64 at 160 px). Names: ONNX file stem, or the block's slug.
+
+    Examples:
+
+      edgeprof baseline save -o baseline/
+
+      edgeprof baseline save --acts relu,silu --widths 32,64 -o baseline/
+
+      edgeprof baseline save models/detector.onnx models/backbone.onnx -o baseline/
+    """
+    from edgeprof.gate.check import save_baseline
+    from edgeprof.gate.models import BuildOptions, from_options
+    from edgeprof.profile.session import SessionSettings
+
+    settings = SessionSettings(threads=threads, opt_level=opt_level.value, spinning=spinning, arena=arena)
+    shapes = _shapes(shape)
+    with progress_bar(not quiet) as progress:
+        chosen = _models(models, acts, blocks, widths, depths, imgsz, batch, kernel, stride, opset, exporter,
+                         models_dir, progress)
+        if chosen is None:
+            chosen = from_options(BuildOptions(acts=",".join(_default_acts())), models_dir, opset=opset,
+                                  exporter=exporter, on_progress=progress)
+        path, manifest = save_baseline(chosen, out, settings, _options(seed=seed, clock=clock.value), shapes=shapes,
+                                       on_progress=progress)
+    console = err_console()
+    for m in manifest["models"]:
+        aa = m["aa"]
+        if aa.get("verdict") != "same":
+            console.print(f"warning: {m['name']} against a copy of itself: {aa.get('verdict')} "
+                          f"({(aa.get('ratio') or 1) * 100 - 100:+.1f}%); this host looks noisy", highlight=False)
+    typer.echo(f"baseline: {len(manifest['models'])} model(s) saved to {path.parent} "
+               f"(host {manifest['host_fingerprint']}, {manifest['gate']['wall_s']:.0f} s)")
+
+
+def _default_acts() -> tuple[str, ...]:
+    from edgeprof.sweep import DEFAULT_ACTS
+
+    return DEFAULT_ACTS
+
+
+@boundary
+def check(
+    models: Models = None,
+    baseline: Annotated[Path, typer.Option("--baseline", help="Baseline folder from `edgeprof baseline save`.",
+                                           show_default=False)] = ...,
+    mode: Annotated[Mode, typer.Option("--mode", help="relative: re-measure the baseline's models next to the "
+                                       "current ones; stored: compare ratios to a reference with the stored ones "
+                                       "(same host only).")] = Mode.relative,
+    threshold: Annotated[float, typer.Option("--threshold", help="Slowdown that fails the gate when significant "
+                                             "(0.10 = 10%).")] = 0.10,
+    alpha: Annotated[float, typer.Option("--alpha", help="One-sided significance level, split over the models "
+                                         "(Bonferroni).")] = 0.01,
+    strict: Annotated[bool, typer.Option("--strict", help="Also fail (exit 1) when a model is inconclusive or "
+                                         "noisy.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    max_time: Annotated[float, typer.Option("--max-time", help="Stop measuring more sessions after this many "
+                                            "seconds; undecided models are then inconclusive.")] = 300.0,
+    acts: Acts = None,
+    blocks: Blocks = None,
+    widths: Widths = None,
+    depths: Depths = None,
+    imgsz: Imgsz = None,
+    batch: Batch = None,
+    kernel: Kernel = None,
+    stride: Stride = None,
+    opset: Opset = 17,
+    exporter: Exporter = "torchscript",
+    models_dir: ModelsDir = Path("models"),
+    shape: Shape = None,
+    clock: ClockOpt = Clock.auto,
+    seed: Seed = None,
+    quiet: Quiet = False,
+) -> None:
+    """Check current models against a baseline: exit 0 if none regressed, 1 if one did, 2 on a usage error.
+
+    Models are matched to the baseline's by name (ONNX file stem, or block slug). With neither files
+    nor sweep options, the baseline's blocks are rebuilt with the code installed now. Settings
+    (threads, opt level, spinning, arena) are the baseline's; stored mode also uses its clock. A
+    Markdown summary is appended to $GITHUB_STEP_SUMMARY when it is set. Details: docs/gate.md.
+
+    Examples:
+
+      edgeprof check --baseline baseline/
+
+      edgeprof check --baseline baseline/ --acts relu,silu --widths 32,64
+
+      edgeprof check --baseline baseline/ models/detector.onnx --threshold 0.05 --json
+    """
+    from edgeprof.gate import baseline as bl
+    from edgeprof.gate.check import current_from_baseline, run_check
+    from edgeprof.gate.decide import DecisionRule
+    from edgeprof.gate.render import markdown, to_json
+
+    rule = DecisionRule(threshold=threshold, alpha=alpha)
+    options = _options(max_time=max_time, seed=seed, clock=clock.value)
+    shapes = _shapes(shape)
+    base = bl.load(baseline)
+    with progress_bar(not quiet) as progress:
+        current = _models(models, acts, blocks, widths, depths, imgsz, batch, kernel, stride, opset, exporter,
+                          models_dir, progress)
+        if current is None:
+            current = current_from_baseline(base, models_dir, on_progress=progress)
+        report = run_check(base, current, mode=mode.value, rule=rule, options=options, shapes=shapes,
+                           on_progress=progress)
+    code, message = report.outcome(strict)
+    if json_out:
+        typer.echo(to_json(report, strict))
+    else:
+        _print_table(report)
+    console = err_console()
+    for w in report.warnings:
+        console.print(f"warning: {w}", highlight=False, soft_wrap=True)
+    _append_summary(markdown(report, strict))
+    if code:
+        raise RegressionError(message)
+    if not json_out:
+        typer.echo(message)
+
+
+def _print_table(report) -> None:
+    from rich.table import Table
+
+    from edgeprof.gate.render import COLUMNS, caption, rows
+
+    table = Table(title="edgeprof check", caption=caption(report), caption_justify="left")
+    styles = {"regressed": "bold red", "inconclusive": "yellow", "noisy": "yellow", "faster": "green",
+              "same": "green", "slower-within-threshold": "cyan"}
+    for col in COLUMNS:
+        table.add_column(col, justify="right" if col.endswith(("ms", "change")) else "left")
+    for row in rows(report):
+        style = styles.get(row[5], "")
+        table.add_row(*row[:5], f"[{style}]{row[5]}[/]" if style else row[5], row[6])
+    out_console().print(table)
+
+
+def _append_summary(text: str) -> None:
+    """Append to $GITHUB_STEP_SUMMARY when it is set; a failure to write is a warning, not an error."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    except OSError as exc:
+        typer.echo(f"warning: cannot append to GITHUB_STEP_SUMMARY {path}: {exc.strerror or exc}", err=True)
+
+
+# What the gate's measuring options are; tests may replace it with quicker ones.
+DEFAULT_OPTIONS = None
+
+
+def _options(**overrides):
+    from edgeprof.gate.measure import GateOptions
+
+    base = DEFAULT_OPTIONS if DEFAULT_OPTIONS is not None else GateOptions()
+    return GateOptions(**{**base.as_dict(), **overrides})
+
+
+baseline_app = typer.Typer(help="Save a baseline that `edgeprof check` compares with.", no_args_is_help=True)
+baseline_app.command("save")(save)

@@ -1,0 +1,292 @@
+"""Paired, interleaved timing for the gate: blocks of runs from fresh worker processes, in random order.
+
+Every model ("arm") runs in its own ``python -m edgeprof.profile.worker`` process (onnxruntime and numpy
+only, never torch). Arms that are compared sit in a *group*: in each round the groups are visited in a
+fresh random order and a group's arms time one block each, back to back and in random order, so the
+two blocks of a pair are taken within milliseconds of each other and machine drift touches both. A
+block is ``count`` calibrated samples (each sample at least ``min_sample_ms``, the block about
+``block_ms``).
+
+What a block's value is depends on the clock. ``cpu`` (the default whenever onnxruntime runs on one
+thread): the worker's on-CPU time per run over the block, read by the parent from the kernel's
+per-thread ``/proc/<pid>/task/*/schedstat`` before and after the block, minus the measured CPU cost
+of one request to the worker. Time spent waiting for a core behind other processes is left out: on
+the shared 2-core development machine, at a load average of 4, the worker waited for a core 10-40%
+of each block, and the IQR of A/A paired block ratios was 2-26% by wall time against 0.6-3% by CPU
+time. ``wall``: the median of the block's wall-clock samples (what the worker reports). Both are kept.
+
+A *session* is one fresh worker process per arm: a new process and onnxruntime session, a discarded
+first run and warm-up (run for all arms in parallel on the usable cores, since none of it is timed),
+calibration, then ``rounds`` rounds of timed blocks, one block at a time. Every session has new
+processes because a process carries an offset of its own: on the development machine, re-creating the
+onnxruntime session inside the same process left a per-process component of 0.5-0.8% in A/A ratios
+(the spread of per-process means was 1.2-2x what the spread of sessions within a process predicted),
+so sessions sharing a process are not independent and the decision's test, whose unit is the session,
+would be over-confident. Workers are closed at the end of every session, and killed on Ctrl-C or an error.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgeprof.errors import EdgeprofError, InputError, RuntimeFailure
+from edgeprof.profile.session import SessionSettings
+
+ProgressFn = Callable[[str, float], None]
+CLOCKS = ("auto", "cpu", "wall")
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """How long and how the gate measures. Defaults: 4 sessions (fresh processes) of 6 rounds of ~20 ms blocks
+    per model and side before the first look, then 2 more sessions at a time for undecided models, up to 10."""
+
+    block_ms: float = 20.0
+    rounds: int = 6
+    first_sessions: int = 4
+    step_sessions: int = 2
+    max_sessions: int = 10
+    save_sessions: int = 6
+    warmup_s: float = 0.05
+    min_sample_ms: float = 1.0
+    max_time: float = 300.0
+    parallel_setup: int = 0  # threads for untimed set-up; 0 = the usable cores
+    clock: str = "auto"  # cpu, wall, or auto (cpu when onnxruntime runs on one thread and schedstat is readable)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.block_ms > 0):
+            raise InputError(f"block length must be positive milliseconds, got {self.block_ms}")
+        if min(self.rounds, self.first_sessions, self.step_sessions, self.save_sessions) < 1:
+            raise InputError("rounds and session counts must be at least 1")
+        if self.max_sessions < self.first_sessions:
+            raise InputError(f"max sessions ({self.max_sessions}) is below the first look ({self.first_sessions})")
+        if not (self.max_time > 0):
+            raise InputError(f"--max-time must be positive seconds, got {self.max_time}")
+        if self.clock not in CLOCKS:
+            raise InputError(f"unknown --clock {self.clock!r}; valid: {', '.join(CLOCKS)}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _task_times(pid: int) -> tuple[int, int] | None:
+    """Nanoseconds the process's threads have run on a CPU and waited for one (kernel schedstat)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    run = wait = 0
+    seen = False
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as handle:
+                fields = handle.read().split()
+            run += int(fields[0])
+            wait += int(fields[1])
+            seen = True
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that just ended
+    return (run, wait) if seen else None
+
+
+def cpu_clock_available() -> bool:
+    return _task_times(os.getpid()) is not None
+
+
+def resolve_clock(clock: str, settings: SessionSettings) -> str:
+    """``auto`` -> ``cpu`` when onnxruntime runs on one thread (its on-CPU time is then its latency
+    without the wait for a core) and the kernel exposes schedstat; else ``wall``."""
+    if clock not in CLOCKS:
+        raise InputError(f"unknown --clock {clock!r}; valid: {', '.join(CLOCKS)}")
+    if clock == "cpu" and not cpu_clock_available():
+        raise InputError("--clock cpu needs /proc/<pid>/task/*/schedstat (Linux with schedstats); use --clock wall")
+    if clock != "auto":
+        return clock
+    single = settings.threads == 1 and settings.inter_threads == 1
+    return "cpu" if single and cpu_clock_available() else "wall"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One model file to time; ``label`` names it in errors (``current model conv_relu``)."""
+
+    key: str
+    path: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Group:
+    """Arms timed back to back; ``pairs`` are (pair key, numerator arm, denominator arm)."""
+
+    arms: tuple[str, ...]
+    pairs: tuple[tuple[str, str, str], ...]
+
+
+@dataclass
+class Block:
+    """One block of one arm: its wall-clock samples (per-run ms), its on-CPU ms per run and the ms its
+    threads waited for a core; ``value`` is what the decision uses (per-run ms by the gate's clock)."""
+
+    session: int
+    round: int
+    samples_ms: list[float] = field(default_factory=list)
+    cpu_ms: float | None = None
+    wait_ms: float | None = None
+    value: float = math.nan
+
+
+class Interleaver:
+    """Times arms in sessions of fresh worker processes; keeps every block's raw samples in ``blocks``."""
+
+    def __init__(
+        self,
+        arms: list[Arm],
+        settings: SessionSettings,
+        options: GateOptions = GateOptions(),
+        shapes: dict | None = None,
+        rng: np.random.Generator | None = None,
+        on_progress: ProgressFn | None = None,
+    ):
+        self.arms = {a.key: a for a in arms}
+        self.settings = settings
+        self.options = options
+        self.clock = resolve_clock(options.clock, settings)
+        self.shapes = shapes
+        self.rng = rng if rng is not None else np.random.default_rng(options.seed)
+        self.progress = on_progress or (lambda message, fraction: None)
+        self.blocks: dict[str, list[Block]] = {a.key: [] for a in arms}
+        self.inner_loops: dict[str, int] = {}
+        self.sessions = 0
+        self._overhead_ns: dict[str, float] = {}
+        self._planned_sessions = options.first_sessions
+
+    def median_ms(self, key: str) -> float:
+        """Median block value of an arm (per-run ms by the gate's clock)."""
+        values = [b.value for b in self.blocks.get(key, [])]
+        return float(np.median(values)) if values else math.nan
+
+    def plan_more(self, sessions: int) -> None:
+        """Tell the progress estimate that ``sessions`` more sessions are coming."""
+        self._planned_sessions = max(self._planned_sessions, self.sessions + sessions)
+
+    def session(self, groups: list[Group]) -> dict[str, list[float]]:
+        """One session: a fresh process per arm of ``groups``; returns per pair the session's block log-ratios."""
+        opts = self.options
+        keys = list(dict.fromkeys(a for g in groups for a in g.arms))
+        logs: dict[str, list[float]] = {pk: [] for g in groups for pk, _, _ in g.pairs}
+        self.progress(f"session {self.sessions + 1}: starting {len(keys)} worker processes", self._fraction())
+        runners: dict[str, object] = {}
+        try:
+            per_sample = self._parallel(keys, runners)
+            counts = {k: max(1, round(opts.block_ms / max(per_sample[k], 1e-6))) for k in keys}
+            self.progress(f"session {self.sessions + 1}: timing", self._fraction())
+            for r in range(opts.rounds):
+                for gi in self.rng.permutation(len(groups)):
+                    group = groups[gi]
+                    values = {}
+                    for ai in self.rng.permutation(len(group.arms)):
+                        key = group.arms[ai]
+                        block = self._block(runners[key], key, counts[key], r)
+                        self.blocks[key].append(block)
+                        values[key] = block.value
+                    for pk, num, den in group.pairs:
+                        logs[pk].append(math.log(values[num] / values[den]))
+        finally:
+            self._close_all(runners)
+        self.sessions += 1
+        return logs
+
+    # -- internals --------------------------------------------------------------------------------
+    def _fraction(self) -> float:
+        return min(1.0, self.sessions / max(1, self._planned_sessions))
+
+    def _block(self, runner, key: str, count: int, round_no: int) -> Block:
+        pid = runner.proc.pid
+        before = _task_times(pid) if self.clock == "cpu" else None
+        try:
+            samples = runner.sample(count=count)
+        except EdgeprofError as exc:
+            raise RuntimeFailure(f"{self.arms[key].label} failed while being timed: {exc}") from None
+        after = _task_times(pid) if before is not None else None
+        if not samples or not all(x > 0 and math.isfinite(x) for x in samples):
+            raise RuntimeFailure(f"{self.arms[key].label} returned unusable timings: {samples[:3]}")
+        block = Block(session=self.sessions, round=round_no, samples_ms=samples)
+        block.value = float(np.median(samples))
+        if before is not None and after is not None:
+            runs = len(samples) * self.inner_loops.get(key, 1)
+            cpu_ns = after[0] - before[0] - self._overhead_ns.get(key, 0.0)
+            block.wait_ms = (after[1] - before[1]) / 1e6
+            if cpu_ns > 0:
+                block.cpu_ms = cpu_ns / 1e6 / runs
+                block.value = block.cpu_ms
+        return block
+
+    def _prepare(self, key: str, runners: dict) -> float:
+        """Untimed set-up of one arm: new process and session, first run, warm-up, calibration; the
+        per-sample time."""
+        from edgeprof.profile.worker import WorkerRunner
+
+        arm = self.arms[key]
+        try:
+            runners[key] = runner = WorkerRunner(arm.path, self.settings.as_dict(), self.shapes, seed=0)
+            runner.load()
+            runner.first_run()
+            est_ms = float(runner.warmup(seconds=self.options.warmup_s)["est_ms"])
+            loops = 1
+            if est_ms < self.options.min_sample_ms:  # slower models keep one run per sample: no calibration
+                cal = runner.calibrate(min_sample_ms=self.options.min_sample_ms)
+                loops, est_ms = int(cal["inner_loops"]), float(cal["est_ms"])
+            self.inner_loops[key] = loops
+            if self.clock == "cpu":
+                self._overhead_ns[key] = _request_overhead_ns(runner)
+            return est_ms * loops
+        except InputError as exc:
+            raise InputError(f"{arm.label}: {exc}") from None
+        except EdgeprofError as exc:
+            raise RuntimeFailure(f"{arm.label} failed to load or run: {exc}") from None
+
+    def _parallel(self, keys: list[str], runners: dict) -> dict[str, float]:
+        threads = self.options.parallel_setup or _usable_cores()
+        pool = ThreadPoolExecutor(max_workers=max(1, min(threads, len(keys))))
+        try:
+            futures = {k: pool.submit(self._prepare, k, runners) for k in keys}
+            return {k: f.result() for k, f in futures.items()}
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _close_all(runners: dict) -> None:
+        for runner in list(runners.values()):
+            try:
+                runner.close()
+            except Exception:
+                try:
+                    runner.kill()
+                except Exception:
+                    pass
+
+
+def _request_overhead_ns(runner, calls: int = 7) -> float:
+    """The worker's on-CPU cost of one request that times nothing (``sample(count=0)``), median of ``calls``."""
+    costs = []
+    for _ in range(calls):
+        before = _task_times(runner.proc.pid)
+        runner.sample(count=0)
+        after = _task_times(runner.proc.pid)
+        if before is not None and after is not None:
+            costs.append(after[0] - before[0])
+    return float(np.median(costs)) if costs else 0.0
+
+
+def _usable_cores() -> int:
+    from edgeprof.hostinfo import usable_cores
+
+    return usable_cores()

@@ -1,0 +1,166 @@
+"""The gate's decision rule on synthetic paired log-ratios with fixed seeds: every verdict, and its corner cases."""
+
+import math
+
+import numpy as np
+import pytest
+
+from edgeprof.gate.decide import (
+    FASTER,
+    INCONCLUSIVE,
+    NOISY,
+    REGRESSED,
+    SAME,
+    SLOWER,
+    UNDECIDED,
+    DecisionRule,
+    PairData,
+    decide,
+    decide_all,
+    judge_sequentially,
+    t_ppf,
+    t_sf,
+)
+
+
+def sessions(ratio: float, seed: int, n_sessions: int = 6, blocks: int = 4, block_sd: float = 0.01,
+             session_sd: float = 0.005) -> list[list[float]]:
+    """Log-ratios of ``n_sessions`` sessions: a true ratio, a per-session offset and per-block noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_sessions):
+        offset = rng.normal(0, session_sd)
+        out.append(list(math.log(ratio) + offset + rng.normal(0, block_sd, blocks)))
+    return out
+
+
+def test_student_t_matches_tables():
+    assert t_ppf(0.99, 5) == pytest.approx(3.364930, abs=1e-5)
+    assert t_ppf(0.975, 10) == pytest.approx(2.228139, abs=1e-5)
+    assert t_ppf(0.9995, 3) == pytest.approx(12.92398, abs=1e-4)
+    assert t_ppf(0.025, 10) == pytest.approx(-2.228139, abs=1e-5)
+    assert t_sf(2.0, 30) == pytest.approx(0.027312, abs=1e-5)
+    assert t_sf(0.0, 7) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_change_is_same(seed):
+    d = decide(PairData("m", sessions(1.0, seed)))
+    assert d.verdict == SAME, d
+    assert d.lo < 1.0 < d.hi < 1.10
+    assert abs(d.change_pct) < 2
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_clear_slowdown_regresses(seed):
+    d = decide(PairData("m", sessions(1.30, seed)))
+    assert d.verdict == REGRESSED, d
+    assert d.ratio == pytest.approx(1.30, rel=0.02)
+    assert d.lo > 1.0 and d.p_slower < 0.01
+
+
+def test_speed_up_is_faster():
+    d = decide(PairData("m", sessions(0.80, 1)))
+    assert d.verdict == FASTER and d.hi < 1.0 and d.p_faster < 0.01
+
+
+def test_significant_change_under_the_threshold_is_slower_within_threshold():
+    d = decide(PairData("m", sessions(1.05, 2)))
+    assert d.verdict == SLOWER, d
+    assert 1.0 < d.lo and d.hi < 1.10
+
+
+def test_a_large_noisy_slowdown_is_noisy_not_failed():
+    data = PairData("m", sessions(1.50, 3, block_sd=0.25))
+    d = decide(data)
+    assert d.verdict == NOISY and d.iqr_frac > 0.10
+    assert decide(data, final=False).verdict == UNDECIDED  # measured more before giving up
+
+
+def test_too_few_samples():
+    data = PairData("m", sessions(1.50, 4, n_sessions=2))
+    assert decide(data).verdict == INCONCLUSIVE
+    assert "too few" in decide(data).reason
+    assert decide(data, final=False).verdict == UNDECIDED
+    assert decide(PairData("empty")).verdict == INCONCLUSIVE
+
+
+def test_over_the_threshold_but_not_significant_is_inconclusive():
+    rule = DecisionRule(noisy_iqr=1.0)  # only the test's view, not the noise flag, is looked at here
+    d = decide(PairData("m", sessions(1.15, 5, n_sessions=3, session_sd=0.15)), rule)
+    assert d.verdict == INCONCLUSIVE and d.ratio > 1.10 and d.lo <= 1.0
+
+
+def test_significant_but_straddling_the_threshold_is_inconclusive():
+    d = decide(PairData("m", sessions(1.08, 6, session_sd=0.02, block_sd=0.005)))
+    assert d.verdict == INCONCLUSIVE and d.lo > 1.0 and d.hi >= 1.10
+
+
+def test_bonferroni_widens_the_interval_with_more_models():
+    data = PairData("m", sessions(1.15, 4, session_sd=0.04))
+    alone, among_many = decide(data, n_models=1), decide(data, n_models=200)
+    assert alone.verdict == REGRESSED
+    assert among_many.alpha_corrected == pytest.approx(0.01 / 200)
+    assert among_many.lo < alone.lo and among_many.hi > alone.hi
+    assert among_many.verdict == INCONCLUSIVE
+
+
+def test_decide_all_corrects_for_the_number_of_models():
+    ds = decide_all([PairData(str(i), sessions(1.0, i)) for i in range(4)])
+    assert {d.alpha_corrected for d in ds} == {0.0025}
+    assert abs(ds[0].confidence - 0.995) < 1e-12
+
+
+def test_threshold_is_configurable():
+    data = PairData("m", sessions(1.05, 2))
+    assert decide(data, DecisionRule(threshold=0.03)).verdict == REGRESSED
+    assert decide(data, DecisionRule(threshold=0.10)).verdict == SLOWER
+
+
+def test_identical_sessions_do_not_divide_by_zero():
+    assert decide(PairData("m", [[0.0] * 4] * 6)).verdict == SAME
+    assert decide(PairData("m", [[math.log(1.2)] * 4] * 6)).verdict == REGRESSED
+
+
+def test_stored_mode_compares_with_the_stored_sessions():
+    stored = sessions(1.0, 10)
+    assert decide(PairData("m", sessions(1.0, 11), stored=stored)).verdict == SAME
+    regressed = decide(PairData("m", sessions(1.30, 12), stored=stored))
+    assert regressed.verdict == REGRESSED and regressed.ratio == pytest.approx(1.30, rel=0.03)
+    assert decide(PairData("m", sessions(1.0, 13), stored=stored[:1])).verdict == INCONCLUSIVE
+
+
+@pytest.mark.parametrize("bad", [dict(threshold=0), dict(threshold=-0.1), dict(alpha=0), dict(alpha=0.7),
+                                 dict(min_sessions=1)])
+def test_rule_rejects_nonsense(bad):
+    from edgeprof.errors import InputError
+
+    with pytest.raises(InputError):
+        DecisionRule(**bad)
+
+
+def test_sequential_stops_once_decided_and_only_remeasures_the_undecided():
+    truth = {"same": 1.0, "slow": 1.30, "hard": 1.10}
+    spread = {"same": 0.005, "slow": 0.005, "hard": 0.05}
+    rng = np.random.default_rng(0)
+    calls = []
+
+    def fetch(names):
+        calls.append(sorted(names))
+        return {n: list(math.log(truth[n]) + rng.normal(0, spread[n]) + rng.normal(0, 0.01, 6)) for n in names}
+
+    pairs = [PairData(n) for n in truth]
+    decisions, sessions = judge_sequentially(pairs, fetch, first=4, step=2, most=10)
+    verdicts = {d.name: d.verdict for d in decisions}
+    assert verdicts["same"] == SAME and verdicts["slow"] == REGRESSED
+    assert verdicts["hard"] in (INCONCLUSIVE, NOISY, REGRESSED, SLOWER)
+    assert calls[:4] == [sorted(truth)] * 4  # the first look comes after four sessions
+    assert all(c == ["hard"] for c in calls[4:])  # only the undecided one goes on
+    assert sessions == len(calls) <= 10 and (sessions - 4) % 2 == 0
+    assert {len(p.sessions) for p in pairs if p.name != "hard"} == {4}
+
+
+def test_sequential_stops_when_out_of_time():
+    decisions, sessions = judge_sequentially([PairData("x")], lambda names: {"x": [0.1, -0.1, 0.2]}, first=4,
+                                             most=50, out_of_time=lambda: True)
+    assert sessions == 4 and decisions[0].verdict in (INCONCLUSIVE, NOISY)
