@@ -80,3 +80,15 @@ def test_options_are_validated():
         MeasureOptions(min_samples=3)
     with pytest.raises(InputError):
         SessionSettings(opt_level="fast")
+
+
+def test_hung_worker_is_killed_after_its_timeout(tiny_models):
+    from edgeprof.profile.worker import WorkerRunner
+
+    runner = WorkerRunner(str(tiny_models["relu"]), SessionSettings().as_dict(), timeout=1.0)
+    runner.load()
+    os.kill(runner.proc.pid, signal.SIGSTOP)  # alive but never answers
+    with pytest.raises(RuntimeFailure, match="did not answer within 1 s"):
+        runner.sample(count=1)
+    assert runner.proc.poll() is not None
+    runner.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -110,6 +111,12 @@ class WorkerRunner:
 
     def _receive(self):
         try:
+            # one request, one reply line: nothing is left buffered between replies, so select() on the
+            # pipe tells whether the reply has come; a worker that hangs is killed after ``timeout``
+            ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+            if not ready:
+                self.kill()
+                raise RuntimeFailure(f"worker process did not answer within {self.timeout:g} s; killed")
             line = self.proc.stdout.readline()
         except OSError:
             line = ""
