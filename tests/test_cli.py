@@ -129,3 +129,26 @@ def test_ctrl_c_keeps_finished_rows(tmp_path):
 def test_resume_needs_csv():
     result = runner.invoke(app, ["sweep", "--resume", *SWEEP_FAST])
     assert "--resume needs --csv" in _one_line_error(result)
+
+
+def test_hard_kill_then_resume(tmp_path):
+    """SIGKILL (no chance to clean up) once the first size is in the CSV; --resume completes it exactly once."""
+    csv = tmp_path / "killed.csv"
+    cmd = [sys.executable, "-m", "edgeprof.cli", "sweep", "--acts", "relu,mish", "--widths", "8,16,24",
+           "--imgsz", "32", "--max-time", "2", "--rel-ci", "0.0001", "--csv", str(csv),
+           "--models-dir", str(tmp_path / "models"), "--quiet", "--no-roofline", "--no-act-alone"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (csv.exists() and len(csv.read_text().splitlines()) >= 3):
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait(timeout=30)
+    kept = pd.read_csv(csv)
+    assert len(kept) >= 2 and (kept["status"] == "ok").all()
+    fast = [*cmd[:cmd.index("--max-time")], "--max-time", "0.3", "--csv", str(csv),
+            "--models-dir", str(tmp_path / "models"), "--quiet", "--no-roofline", "--no-act-alone", "--resume"]
+    done = subprocess.run(fast, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    df = pd.read_csv(csv)
+    keys = sorted(zip(df["act"], df["width"], strict=True))
+    assert keys == sorted((a, w) for a in ("relu", "mish") for w in (8, 16, 24))
