@@ -9,7 +9,6 @@ the same interleaved sweep, writing the same CSV, which ``edgeprof report`` merg
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,19 +16,11 @@ import pandas as pd
 
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.profile import MeasureOptions, SessionSettings
-from edgeprof.spec import BlockSpec, ModelRecord
+from edgeprof.spec import BlockSpec, ModelRecord, file_sha256
 from edgeprof.sweep import ProgressFn, SweepPlan, labelled_groups, resolve_acts, run_groups
 
 MANIFEST = "manifest.json"
 BUNDLE_SCHEMA_VERSION = 1
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None = None) -> Path:
@@ -55,7 +46,7 @@ def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None =
                                                                            g / len(groups)))
         for (role, act), model in built.items():
             jobs.append({"role": role, "act": act, "file": str(Path(model.path).relative_to(out_dir)),
-                         "sha256": _sha256(Path(model.path)), "params": model.params, "macs": model.macs,
+                         "sha256": file_sha256(Path(model.path)), "params": model.params, "macs": model.macs,
                          "exporter": model.exporter, "opset": model.opset,
                          "parity_max_abs_err": model.parity_max_abs_err, "act_ops": model.act_ops,
                          "quant_max_abs_err": getattr(model, "quant_max_abs_err", None),
@@ -100,7 +91,7 @@ def load_bundle(bundle_dir: str | Path) -> tuple[SweepPlan, list[tuple[list[Bloc
                 file = bundle_dir / m["file"]
                 if not file.is_file():
                     raise InputError(f"bundle {bundle_dir} is incomplete: {m['file']} is missing")
-                if _sha256(file) != m["sha256"]:
+                if file_sha256(file) != m["sha256"]:
                     raise InputError(f"bundle {bundle_dir}: {m['file']} does not match its manifest (changed or "
                                      "corrupt)")
                 models[(m["role"], m["act"])] = ModelRecord(

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeprof.errors import InputError, RuntimeFailure
-from edgeprof.spec import ModelRecord, content_hash
+from edgeprof.spec import ModelRecord, content_hash, file_sha256
 
 QUANT_VERSION = 1
 QUANT_MODES = ("int8", "int8-dynamic")
@@ -94,8 +94,8 @@ def quantize_model(built, mode: str = "int8", calibration: int = 16, seed: int =
         raise InputError(f"INT8 quantization needs onnx and onnxruntime's quantization tools ({exc.name} is "
                          "missing): pip install 'edgeprof[build]'") from None
     src = Path(built.path)
-    key = content_hash({"src": _sha256(src), "mode": mode, "calibration": calibration, "seed": seed,
-                        "calib": _sha256(Path(calib)) if calib else None, "version": QUANT_VERSION})
+    key = content_hash({"src": file_sha256(src), "mode": mode, "calibration": calibration, "seed": seed,
+                        "calib": file_sha256(Path(calib)) if calib else None, "version": QUANT_VERSION})
     dst = src.with_name(f"{src.stem}-{mode}-{key[:8]}.onnx")
     sidecar = dst.with_suffix(".json")
     if mode == "int8-dynamic":
@@ -141,8 +141,3 @@ def quantize_model(built, mode: str = "int8", calibration: int = 16, seed: int =
                                    "source": src.name}, indent=2) + "\n")
     return replace(result, quant_max_abs_err=err, quant_rel_err=rel)
 
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -108,6 +108,15 @@ def content_hash(payload: dict, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def parse_int_list(text: str, name: str) -> list[int]:
     """Parse ``"16,32,64"`` into ints, with an error that names the option."""
     values = []

@@ -502,7 +502,7 @@ def run_onnx_swap(
     from edgeprof.actspec import parse_act
     from edgeprof.hostinfo import load_average, run_metadata
     from edgeprof.profile.session import check_model_file, create_session, make_inputs
-    from edgeprof.spec import content_hash
+    from edgeprof.spec import content_hash, file_sha256
     from edgeprof.swap import swap_model
 
     progress = on_progress or (lambda message, fraction: None)
@@ -513,9 +513,7 @@ def run_onnx_swap(
     if baseline not in labels:
         labels.insert(0, baseline)
     csv_path = check_writable(csv_path or new_csv_path(prefix="swap"))
-    import hashlib
-
-    src_hash = hashlib.sha256(src.read_bytes()).hexdigest()
+    src_hash = file_sha256(src)
     models_dir = Path(models_dir)
     swapped: dict[str, Path] = {}
     op_counts: dict[str, dict] = {}

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from edgeprof.cli import app
 from edgeprof.gate import check as gate_check
 from edgeprof.gate.measure import Block
-from edgeprof.gate.models import sha256_file
+from edgeprof.spec import file_sha256
 
 runner = CliRunner()
 
@@ -33,7 +33,7 @@ class FakeInterleaver:
         self.blocks = {a.key: [] for a in arms}
         self.inner_loops = {a.key: 1 for a in arms}
         self.sessions = 0
-        self._sha = {a.key: sha256_file(Path(a.path)) for a in arms}
+        self._sha = {a.key: file_sha256(Path(a.path)) for a in arms}
 
     def median_ms(self, key):
         return float(np.median([b.value for b in self.blocks[key]])) if self.blocks[key] else math.nan
@@ -112,7 +112,7 @@ def test_save_writes_models_by_hash_and_a_versioned_manifest(saved, models):
     assert [m["name"] for m in manifest["models"]] == ["relu", "mish"]
     for m in manifest["models"]:
         assert m["file"] == f"models/{m['sha256']}.onnx"
-        assert sha256_file(saved / m["file"]) == sha256_file(models[m["name"]]) == m["sha256"]
+        assert file_sha256(saved / m["file"]) == file_sha256(models[m["name"]]) == m["sha256"]
         assert m["source"] == "onnx" and m["spec"] is None
         assert len(m["stored_sessions"]) == 6 and all(len(s) == 6 for s in m["stored_sessions"])
         assert len(m["blocks"]["a"]) == 36 and m["blocks"]["a"][0]["samples_ms"]
@@ -121,7 +121,7 @@ def test_save_writes_models_by_hash_and_a_versioned_manifest(saved, models):
     assert manifest["host_fingerprint"] and manifest["versions"]["onnxruntime"]
     assert manifest["settings"] == {"threads": 1, "inter_threads": 1, "opt_level": "all", "spinning": False,
                                     "arena": True, "provider": "CPUExecutionProvider", "execution_mode": "sequential"}
-    assert manifest["reference"]["sha256"] == sha256_file(gate_check.REFERENCE_PATH)
+    assert manifest["reference"]["sha256"] == file_sha256(gate_check.REFERENCE_PATH)
     assert (saved / manifest["reference"]["file"]).is_file()
 
 
@@ -159,7 +159,7 @@ def test_unchanged_models_pass(saved, models):
 
 
 def test_a_real_slowdown_fails_with_exit_1(fake, saved, models, tmp_path):
-    fake.SPEED_MS[sha256_file(models["mish"])] = 1.30
+    fake.SPEED_MS[file_sha256(models["mish"])] = 1.30
     slower = _as_current(tmp_path, "relu", models["mish"])  # "relu" now has mish's (slower) graph
     result = _check(saved, slower, models["mish"])
     assert result.exit_code == 1, result.output
@@ -168,7 +168,7 @@ def test_a_real_slowdown_fails_with_exit_1(fake, saved, models, tmp_path):
 
 
 def test_json_report(fake, saved, models, tmp_path):
-    fake.SPEED_MS[sha256_file(models["mish"])] = 0.80
+    fake.SPEED_MS[file_sha256(models["mish"])] = 0.80
     faster = _as_current(tmp_path, "relu", models["mish"])
     result = runner.invoke(app, ["check", "--baseline", str(saved), str(faster), "--json", "-q"])
     assert result.exit_code == 0, result.output
@@ -183,7 +183,7 @@ def test_json_report(fake, saved, models, tmp_path):
 
 
 def test_noisy_and_inconclusive_warn_but_pass_unless_strict(fake, saved, models, tmp_path):
-    fake.NOISE[sha256_file(models["relu"])] = 0.30
+    fake.NOISE[file_sha256(models["relu"])] = 0.30
     result = _check(saved, models["relu"])
     assert result.exit_code == 0, result.output
     assert "noisy" in result.output
@@ -213,7 +213,7 @@ def test_stored_mode_on_another_host_is_inconclusive(fake, saved, models, tmp_pa
     manifest["host_fingerprint"] = "0000000000"
     manifest["host"]["cpu_model"] = "Some Other CPU"
     (saved / "manifest.json").write_text(json.dumps(manifest))
-    fake.SPEED_MS[sha256_file(models["mish"])] = 2.0
+    fake.SPEED_MS[file_sha256(models["mish"])] = 2.0
     slower = _as_current(tmp_path, "relu", models["mish"])
     result = runner.invoke(app, ["check", "--baseline", str(saved), str(slower), "--mode", "stored", "--json", "-q"])
     assert result.exit_code == 0, result.output  # never pass or fail: inconclusive, even for a 2x slowdown

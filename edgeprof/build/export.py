@@ -42,7 +42,7 @@ import edgeprof
 from edgeprof.build.activations import act_info, canonical_act
 from edgeprof.build.blocks import build_block, count_macs, count_params
 from edgeprof.errors import InputError, RuntimeFailure
-from edgeprof.spec import BlockSpec, content_hash
+from edgeprof.spec import BlockSpec, content_hash, file_sha256
 
 # Bump whenever block code, weight initialisation or export settings change what a file contains.
 BUILD_VERSION = 1
@@ -180,14 +180,6 @@ def export_module(
         ) from None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _default_opset(model_proto: onnx.ModelProto) -> int:
     for entry in model_proto.opset_import:
         if entry.domain in ("", "ai.onnx"):
@@ -264,7 +256,7 @@ def _load_cached(onnx_path: Path, sidecar: Path, spec: BlockSpec) -> tuple[Expor
         data = json.loads(sidecar.read_text())
         if data.get("schema_version") != SIDECAR_SCHEMA_VERSION or data.get("path") != onnx_path.name:
             return None
-        if data["spec"] != spec.as_dict() or _sha256(onnx_path) != data["onnx_sha256"]:
+        if data["spec"] != spec.as_dict() or file_sha256(onnx_path) != data["onnx_sha256"]:
             return None
         result = ExportResult(
             path=onnx_path,
@@ -398,7 +390,7 @@ def export_block(
             export_s=export_s,
             cached=False,
             act_ops=act_ops,
-            onnx_sha256=_sha256(tmp_path),
+            onnx_sha256=file_sha256(tmp_path),
             torch_version=torch.__version__,
         )
         os.replace(tmp_path, onnx_path)

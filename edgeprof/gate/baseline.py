@@ -77,13 +77,13 @@ class Baseline:
 
     def file(self, entry: dict, what: str) -> Path:
         """The stored file of a model or the reference, checked against its sha256."""
-        from edgeprof.gate.models import sha256_file
+        from edgeprof.spec import file_sha256
 
         path = self.path / entry["file"]
         if not path.is_file():
             raise InputError(f"{what} {entry['name']!r} is missing its file {entry['file']} in {self.path} "
                              f"(deleted, or the folder was only partly restored from a cache); re-save the baseline")
-        if sha256_file(path) != entry["sha256"]:
+        if file_sha256(path) != entry["sha256"]:
             raise InputError(f"{what} file {path} does not match its sha256 in the manifest (changed on disk); "
                              f"re-save the baseline")
         return path

@@ -121,12 +121,12 @@ def _seed(options: GateOptions) -> int:
 
 
 def reference_model() -> GateModel:
-    from edgeprof.gate.models import sha256_file
+    from edgeprof.spec import file_sha256
 
     if not REFERENCE_PATH.is_file():
         raise InputError(f"the gate's reference model {REFERENCE_PATH} is missing from this edgeprof install; "
                          f"run `python -m edgeprof.data.make_models`")
-    return GateModel(name=REFERENCE_NAME, path=REFERENCE_PATH, sha256=sha256_file(REFERENCE_PATH), source="onnx")
+    return GateModel(name=REFERENCE_NAME, path=REFERENCE_PATH, sha256=file_sha256(REFERENCE_PATH), source="onnx")
 
 
 # -- save -----------------------------------------------------------------------------------------

@@ -8,11 +8,11 @@ happens only when sweep options are given, so checking ONNX files works without 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeprof.errors import InputError
+from edgeprof.spec import file_sha256
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,7 @@ class BuildOptions:
                                            self.batch, self.kernel, self.stride))
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+
 
 
 def from_files(paths: list[Path]) -> list[GateModel]:
@@ -70,7 +65,7 @@ def from_files(paths: list[Path]) -> list[GateModel]:
             raise InputError(f"two models are named {name!r} ({seen[name]} and {path}); models are matched to the "
                              f"baseline by file stem, so give them distinct file names")
         seen[name] = path
-        models.append(GateModel(name=name, path=path, sha256=sha256_file(path), source="onnx"))
+        models.append(GateModel(name=name, path=path, sha256=file_sha256(path), source="onnx"))
     return models
 
 
