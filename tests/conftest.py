@@ -39,6 +39,15 @@ def conv_act_model(path: Path, act: str = "relu", channels: int = 8, size: int =
     return path
 
 
+def one_line_error(result, code: int = 2) -> str:
+    """Assert a CLI result failed with ``code``, one line ``edgeprof: error: ...`` and no traceback; return it."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("edgeprof: error:"), result.output
+    return lines[0]
+
+
 @pytest.fixture
 def tiny_models(tmp_path) -> dict[str, Path]:
     return {act: conv_act_model(tmp_path / f"tiny_{act}.onnx", act) for act in ("relu", "mish", "none")}

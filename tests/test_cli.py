@@ -8,6 +8,7 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import one_line_error as _one_line_error
 from typer.testing import CliRunner
 
 from edgeprof.cli import app
@@ -18,12 +19,6 @@ FAST = ["--max-time", "0.4", "--min-samples", "10", "--quiet"]
 SWEEP_FAST = [*FAST, "--no-roofline"]
 
 
-def _one_line_error(result, code=2):
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("edgeprof: error:"), result.output
-    return lines[0]
 
 
 def test_help_has_examples():

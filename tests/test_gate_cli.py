@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import one_line_error as _one_line_error
 from typer.testing import CliRunner
 
 from edgeprof.cli import app
@@ -84,12 +85,6 @@ def saved(fake, models, tmp_path):
     return out
 
 
-def _one_line_error(result, code=2):
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("edgeprof: error:"), result.output
-    return lines[0]
 
 
 def _check(baseline, *args, env=None):

@@ -7,6 +7,7 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import one_line_error as _one_line_error
 from typer.testing import CliRunner
 
 from edgeprof.cli import app
@@ -129,11 +130,6 @@ def test_cli_writes_a_self_contained_html_report(result_csvs, tmp_path):
     assert "<table>" in html and "host aaaaaaaaaa" in html
 
 
-def _one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("edgeprof: error:"), result.output
-    return lines[0]
 
 
 def test_missing_csv_is_one_line(tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import one_line_error as _one_line_error
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
@@ -465,12 +466,6 @@ def test_identity_wires_the_conv_to_the_output(models_dir):
 
 
 # ---------------------------------------------------------------------------------------------- command
-def _one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("edgeprof: error:"), result.output
-    return lines[0]
 
 
 @pytest.fixture
