@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgeprof.errors import InputError
@@ -80,9 +80,6 @@ class BlockSpec:
         batch, width, side, _ = self.output_shape()
         return BlockSpec(block="act", act=self.act, width=width, imgsz=side, batch=batch, kernel=1, stride=1)
 
-    def size_key(self) -> tuple:
-        """Everything but the activation: configs with the same size key are compared with each other."""
-        return tuple(getattr(self, f.name) for f in fields(self) if f.name != "act")
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,3 @@ def reset_peak() -> bool:
     except OSError:
         return False
     return True
-
-
-def available() -> bool:
-    return peak_rss_mib() is not None

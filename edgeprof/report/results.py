@@ -100,10 +100,6 @@ def write_metadata(csv_path: str | Path, metadata: dict) -> Path:
     return path
 
 
-def none_if_nan(x):
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
-
-
 def measurement_row(
     measurement,
     settings: dict,

@@ -78,5 +78,3 @@ COLUMNS: dict[str, str] = {
     "ort_version": "onnxruntime version",
     "load_1m": "1-minute load average of the machine when the row's group finished measuring",
 }
-
-FIGURE_COLUMNS = [c for c in COLUMNS if c.endswith(("_ms", "_mb")) or c.startswith("ratio")]
