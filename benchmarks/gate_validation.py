@@ -36,9 +36,9 @@ import numpy as np
 from edgeprof.gate import DecisionRule, GateOptions, PairData, from_files, run_check, save_baseline
 from edgeprof.gate.decide import REGRESSED, judge_sequentially
 from edgeprof.gate.measure import Arm, Group, Interleaver
-from edgeprof.hostinfo import cpu_model, load_average
-from edgeprof.profile.session import SessionSettings
-from edgeprof.profile.stats import median_ci
+from edgeprof.measure.host import cpu_model, load_average
+from edgeprof.measure.stats import median_ci
+from edgeprof.runtime.onnxruntime.session import SessionSettings
 
 TRIAL_MODELS = {"conv32_relu": (32, 80, "relu"), "conv16_mish": (16, 96, "mish"), "conv48_silu": (48, 48, "silu")}
 TARGET = "conv32_relu"  # the model slowdowns are injected into

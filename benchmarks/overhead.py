@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _models import conv_relu  # noqa: E402
 
-from edgeprof.profile.runner import ModelRunner  # noqa: E402
-from edgeprof.profile.session import SessionSettings  # noqa: E402
+from edgeprof.runtime.onnxruntime.runner import ModelRunner  # noqa: E402
+from edgeprof.runtime.onnxruntime.session import SessionSettings  # noqa: E402
 
 
 def bare_iobinding(runner: ModelRunner, calls: int) -> list[float]:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from edgeprof.profile import MeasureOptions, SessionSettings
-from edgeprof.sweep import SweepPlan, run_sweep
+from edgeprof.measure import MeasureOptions, SessionSettings
+from edgeprof.pipeline import SweepPlan, run_sweep
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from edgeprof.errors import InputError, RuntimeFailure
-from edgeprof.profile import MeasureOptions, SessionSettings
+from edgeprof.measure import MeasureOptions, SessionSettings
+from edgeprof.pipeline import ProgressFn, SweepPlan, labelled_groups, resolve_acts, run_groups
 from edgeprof.spec import BlockSpec, ModelRecord, file_sha256
-from edgeprof.sweep import ProgressFn, SweepPlan, labelled_groups, resolve_acts, run_groups
 
 MANIFEST = "manifest.json"
 BUNDLE_SCHEMA_VERSION = 1
@@ -25,8 +25,8 @@ BUNDLE_SCHEMA_VERSION = 1
 
 def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None = None) -> Path:
     """Export the plan's models into ``out_dir`` and write its manifest; return the manifest's path."""
-    from edgeprof.hostinfo import run_metadata
-    from edgeprof.sweep import build_group_models
+    from edgeprof.measure.host import run_metadata
+    from edgeprof.pipeline import build_group_models
 
     progress = on_progress or (lambda message, fraction: None)
     acts, baseline = resolve_acts(plan.acts, plan.baseline)

@@ -28,7 +28,7 @@ QUANT_MODES = ("int8", "int8-dynamic")
 
 
 def _inputs(path: Path, count: int, seed: int) -> list[dict[str, np.ndarray]]:
-    from edgeprof.profile.session import SessionSettings, create_session, make_inputs
+    from edgeprof.runtime.onnxruntime.session import SessionSettings, create_session, make_inputs
 
     sess = create_session(path, SessionSettings(opt_level="disable"))
     return [make_inputs(sess, seed=seed + i) for i in range(count)]
@@ -37,7 +37,7 @@ def _inputs(path: Path, count: int, seed: int) -> list[dict[str, np.ndarray]]:
 def output_error(float_path: Path, quant_path: Path, seed: int = 12345) -> tuple[float, float]:
     """Max abs difference of the quantized model's outputs from the float model's on a seeded input,
     and that as a fraction of the float output's range."""
-    from edgeprof.profile.session import SessionSettings, create_session, run_once
+    from edgeprof.runtime.onnxruntime.session import SessionSettings, create_session, run_once
 
     feeds = _inputs(float_path, 1, seed)[0]
     ref = run_once(create_session(float_path, SessionSettings()), feeds)
@@ -53,7 +53,7 @@ def calibration_inputs(path: Path, count: int, seed: int, calib: str | Path | No
     as many at a time as the model's batch)."""
     if calib is None:
         return _inputs(path, count, seed)
-    from edgeprof.profile.session import SessionSettings, create_session
+    from edgeprof.runtime.onnxruntime.session import SessionSettings, create_session
 
     calib = Path(calib)
     names = [i.name for i in create_session(path, SessionSettings(opt_level="disable")).get_inputs()]

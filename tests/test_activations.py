@@ -9,18 +9,18 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprof.build import (
+from edgeprof.blocks import (
     ActInfo,
     Conv,
     act_info,
     act_names,
     canonical_act,
     create_act,
-    export_block,
     get_act,
     list_acts,
 )
-from edgeprof.build.activations import FAMILIES, Sine
+from edgeprof.blocks.activations import FAMILIES, Sine
+from edgeprof.convert.onnx_export import export_block
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.spec import BlockSpec
 

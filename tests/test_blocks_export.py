@@ -12,22 +12,20 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprof.build import (
+from edgeprof.blocks import (
     C3,
     SPPF,
     Bottleneck,
     C2f,
     Conv,
-    ExportResult,
     act_info,
     build_block,
     count_macs,
     count_params,
-    export_block,
 )
-from edgeprof.build import export as export_mod
-from edgeprof.build.blocks import autopad
-from edgeprof.build.export import export_module
+from edgeprof.blocks.yolo import autopad
+from edgeprof.convert import onnx_export as export_mod
+from edgeprof.convert.onnx_export import ExportResult, export_block, export_module
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.spec import BLOCK_NAMES, BlockSpec
 
@@ -319,7 +317,7 @@ def test_export_module_writes_named_io(tmp_path: Path) -> None:
 
 def test_yolo_n_detector_matches_yolov8n_size(tmp_path):
     """The built-in whole network: YOLOv8n's parameter count and 4.4 GMACs at 640 (1.09 G at 320)."""
-    from edgeprof.build.export import export_block as _export
+    from edgeprof.convert.onnx_export import export_block as _export
     from edgeprof.spec import BlockSpec as _Spec
 
     result = _export(_Spec(block="yolo-n", act="silu", width=3, imgsz=320), models_dir=tmp_path)

@@ -12,7 +12,7 @@ from conftest import one_line_error as _one_line_error
 from typer.testing import CliRunner
 
 from edgeprof.cli import app
-from edgeprof.report.schema import COLUMNS
+from edgeprof.results.schema import COLUMNS
 
 runner = CliRunner()
 FAST = ["--max-time", "0.4", "--min-samples", "10", "--quiet"]

@@ -1,7 +1,7 @@
 """Block-level ratios beside whole-model ratios."""
 
 from edgeprof.report.compare import block_vs_model, block_vs_model_markdown
-from edgeprof.report.results import to_frame
+from edgeprof.results.rows import to_frame
 
 
 def _row(block, act, ratio, width=3, imgsz=320, macs=1):

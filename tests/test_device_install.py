@@ -10,7 +10,7 @@ import pytest
 
 from edgeprof.bundle import load_bundle, make_bundle
 from edgeprof.errors import InputError
-from edgeprof.sweep import SweepPlan
+from edgeprof.pipeline import SweepPlan
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,8 +6,8 @@ import signal
 import pytest
 
 from edgeprof.errors import InputError, RuntimeFailure
-from edgeprof.profile import MeasureOptions, SessionSettings, measure, paired_ratio_to
-from edgeprof.profile.session import parse_shapes
+from edgeprof.measure import MeasureOptions, SessionSettings, measure, paired_ratio_to
+from edgeprof.runtime.onnxruntime.session import parse_shapes
 
 FAST = MeasureOptions(max_time=0.4, min_samples=10, min_rounds=6, warmup_s=0.02)
 
@@ -42,7 +42,7 @@ def test_broken_model_is_a_failed_row_and_the_rest_goes_on(tiny_models, tmp_path
 
 
 def test_worker_crash_is_reported_not_raised(tiny_models):
-    from edgeprof.profile.worker import WorkerRunner
+    from edgeprof.runtime.worker import WorkerRunner
 
     runner = WorkerRunner(str(tiny_models["relu"]), SessionSettings().as_dict())
     runner.load()
@@ -83,7 +83,7 @@ def test_options_are_validated():
 
 
 def test_hung_worker_is_killed_after_its_timeout(tiny_models):
-    from edgeprof.profile.worker import WorkerRunner
+    from edgeprof.runtime.worker import WorkerRunner
 
     runner = WorkerRunner(str(tiny_models["relu"]), SessionSettings().as_dict(), timeout=1.0)
     runner.load()

@@ -1,6 +1,13 @@
 """The profiler-trace parser and the what-did-the-activation-run-as logic."""
 
-from edgeprof.profile.ops import NodeTime, activation_nodes, extra_nodes, ort_memory_view, parse_trace, time_share
+from edgeprof.runtime.onnxruntime.ops import (
+    NodeTime,
+    activation_nodes,
+    extra_nodes,
+    ort_memory_view,
+    parse_trace,
+    time_share,
+)
 
 
 def test_parse_recorded_trace(data_dir):

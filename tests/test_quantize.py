@@ -6,11 +6,11 @@ import numpy as np
 import onnx
 import pytest
 
-from edgeprof.build.export import export_block
-from edgeprof.profile import MeasureOptions, SessionSettings
+from edgeprof.convert.onnx_export import export_block
+from edgeprof.measure import MeasureOptions, SessionSettings
+from edgeprof.pipeline import SweepPlan, run_sweep
 from edgeprof.quantize import quantize_model
 from edgeprof.spec import BlockSpec
-from edgeprof.sweep import SweepPlan, run_sweep
 
 
 @pytest.mark.parametrize("act", ["relu", "hardswish"])

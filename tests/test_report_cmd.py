@@ -11,7 +11,7 @@ from conftest import one_line_error as _one_line_error
 from typer.testing import CliRunner
 
 from edgeprof.cli import app
-from edgeprof.report.results import append_per_op, append_rows, per_op_path, write_metadata
+from edgeprof.results.rows import append_per_op, append_rows, per_op_path, write_metadata
 
 pytest.importorskip("matplotlib")
 

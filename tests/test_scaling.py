@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from edgeprof.report import scaling
-from edgeprof.report.results import append_rows, read_results, to_frame
+from edgeprof.results.rows import append_rows, read_results, to_frame
 
 WIDTHS = (16, 32, 64, 128)
 IMGSZ = 80

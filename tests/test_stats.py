@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edgeprof.profile.stats import median_ci, median_ci_ranks, paired_ratio, summarize
+from edgeprof.measure.stats import median_ci, median_ci_ranks, paired_ratio, summarize
 
 
 @pytest.mark.parametrize(

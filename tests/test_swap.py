@@ -16,9 +16,9 @@ from conftest import one_line_error as _one_line_error
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from edgeprof.build.activations import act_names, canonical_act, list_acts
-from edgeprof.build.export import export_block
+from edgeprof.blocks.activations import act_names, canonical_act, list_acts
 from edgeprof.cli import app
+from edgeprof.convert.onnx_export import export_block
 from edgeprof.errors import InputError
 from edgeprof.spec import BlockSpec
 from edgeprof.swap import SPECS, find_activations, parse_act, swap_model

@@ -3,8 +3,8 @@
 import pandas as pd
 from typer.testing import CliRunner
 
-from edgeprof.build.export import export_block
 from edgeprof.cli import app
+from edgeprof.convert.onnx_export import export_block
 from edgeprof.spec import BlockSpec
 
 

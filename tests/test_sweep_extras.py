@@ -3,10 +3,10 @@
 import pandas as pd
 import pytest
 
-from edgeprof.profile import MeasureOptions, SessionSettings
-from edgeprof.report.results import per_op_path
+from edgeprof.measure import MeasureOptions, SessionSettings
+from edgeprof.pipeline import SweepPlan, add_roofline, fused_by_timing, run_sweep
+from edgeprof.results.rows import per_op_path
 from edgeprof.spec import BlockSpec
-from edgeprof.sweep import SweepPlan, add_roofline, fused_by_timing, run_sweep
 
 
 def test_fused_by_timing_rule():
@@ -49,7 +49,7 @@ def test_sweep_rows_have_timing_fusion_and_per_op(tmp_path):
 
 
 def test_machine_ceilings_measured_and_cached(tmp_path, monkeypatch):
-    from edgeprof.profile import machine
+    from edgeprof.measure import machine
 
     monkeypatch.setenv("EDGEPROF_CACHE", str(tmp_path))
     calls = []
@@ -69,7 +69,7 @@ def test_machine_ceilings_measured_and_cached(tmp_path, monkeypatch):
 
 def test_shipped_machine_models_match_their_generator():
     from edgeprof.data.make_models import copy_model, matmul_model
-    from edgeprof.profile.machine import COPY_MODEL, MATMUL_MODEL
+    from edgeprof.measure.machine import COPY_MODEL, MATMUL_MODEL
 
     assert MATMUL_MODEL.read_bytes() == matmul_model().SerializeToString()
     assert COPY_MODEL.read_bytes() == copy_model().SerializeToString()

@@ -12,7 +12,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_profile_package_imports_without_torch():
-    proc = _run("import edgeprof.profile, edgeprof.report.results, edgeprof.sweep, edgeprof.cli\nprint('ok')")
+    proc = _run("import edgeprof.measure, edgeprof.results.rows, edgeprof.pipeline, edgeprof.cli\nprint('ok')")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
 

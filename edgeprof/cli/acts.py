@@ -15,7 +15,7 @@ def acts(fmt: FormatOpt = Format.table) -> None:
     """
     import pandas as pd
 
-    from edgeprof.build.activations import list_acts
+    from edgeprof.blocks.activations import list_acts
 
     df = pd.DataFrame([
         {

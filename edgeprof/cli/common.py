@@ -129,7 +129,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
 def settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples, isolate, seed=0):
-    from edgeprof.profile import MeasureOptions, SessionSettings
+    from edgeprof.measure import MeasureOptions, SessionSettings
 
     settings = SessionSettings(threads=threads, opt_level=opt_level.value, spinning=spinning, arena=arena)
     options = MeasureOptions(rel_ci=rel_ci, max_time=max_time, min_samples=min_samples, isolate=isolate, seed=seed)
@@ -140,8 +140,8 @@ def render_per_op(csv_path: Path, df) -> None:
     """The per-op summary of this run, read back from the per-op CSV the run wrote."""
     import pandas as pd
 
-    from edgeprof.report.results import per_op_path
     from edgeprof.report.table import per_op_summary, render_frame
+    from edgeprof.results.rows import per_op_path
 
     path = per_op_path(csv_path)
     if not path.exists():

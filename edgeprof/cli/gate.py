@@ -73,7 +73,7 @@ def _models(models, acts, blocks, widths, depths, imgsz, batch, kernel, stride, 
 
 
 def _shapes(shape: list[str] | None) -> dict | None:
-    from edgeprof.profile.session import parse_shapes
+    from edgeprof.runtime.onnxruntime.session import parse_shapes
 
     return parse_shapes(shape) if shape else None
 
@@ -118,7 +118,7 @@ def save(
     """
     from edgeprof.gate.check import save_baseline
     from edgeprof.gate.models import BuildOptions, from_options
-    from edgeprof.profile.session import SessionSettings
+    from edgeprof.runtime.onnxruntime.session import SessionSettings
 
     settings = SessionSettings(threads=threads, opt_level=opt_level.value, spinning=spinning, arena=arena)
     shapes = _shapes(shape)
@@ -141,7 +141,7 @@ def save(
 
 
 def _default_acts() -> tuple[str, ...]:
-    from edgeprof.sweep import DEFAULT_ACTS
+    from edgeprof.pipeline import DEFAULT_ACTS
 
     return DEFAULT_ACTS
 

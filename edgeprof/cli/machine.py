@@ -18,7 +18,7 @@ def machine(
 
     Sweeps use them for the roofline columns. Example: edgeprof machine --threads 2 --refresh
     """
-    from edgeprof.profile.machine import cache_path, machine_ceilings
+    from edgeprof.measure.machine import cache_path, machine_ceilings
 
     entry = machine_ceilings(threads, refresh=refresh)
     typer.echo(f"host {entry['host_fingerprint']} ({entry['cpu_model']}), onnxruntime {entry['onnxruntime']}, "

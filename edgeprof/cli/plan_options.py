@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from edgeprof.pipeline import DEFAULT_ACTS, SweepPlan
 from edgeprof.spec import parse_int_list, parse_name_list
-from edgeprof.sweep import DEFAULT_ACTS, SweepPlan
 
 Acts = Annotated[str, typer.Option("--acts", "-a", help="Activations, comma-separated; see `edgeprof acts`. "
                                    "Parameters after ':' (leakyrelu:0.2); your own as module:Class.")]

@@ -62,8 +62,8 @@ def profile(
     """
     from edgeprof.bundle import is_bundle, run_bundle
     from edgeprof.errors import InputError
-    from edgeprof.profile.session import parse_shapes
-    from edgeprof.sweep import profile_models
+    from edgeprof.pipeline import profile_models
+    from edgeprof.runtime.onnxruntime.session import parse_shapes
 
     settings, options = settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples,
                                              isolate)

@@ -51,7 +51,7 @@ from edgeprof.cli.plan_options import (
     Widths,
     make_plan,
 )
-from edgeprof.sweep import SweepInterrupted, run_sweep
+from edgeprof.pipeline import SweepInterrupted, run_sweep
 
 
 def resume_command(csv_path: Path) -> str:
@@ -140,8 +140,8 @@ def sweep(
     try:
         with progress_bar(not quiet) as progress:
             if onnx_model is not None:
-                from edgeprof.profile.session import parse_shapes
-                from edgeprof.sweep import run_onnx_swap
+                from edgeprof.pipeline import run_onnx_swap
+                from edgeprof.runtime.onnxruntime.session import parse_shapes
 
                 df, csv_path = run_onnx_swap(onnx_model, plan.acts, baseline, settings, options, csv_path=csv,
                                              models_dir=models_dir, shapes=parse_shapes(shape), on_progress=progress)

@@ -60,7 +60,7 @@ class Baseline:
         return self.manifest["host_fingerprint"]
 
     def settings(self):
-        from edgeprof.profile.session import SessionSettings
+        from edgeprof.runtime.onnxruntime.session import SessionSettings
 
         known = {"threads", "inter_threads", "opt_level", "spinning", "arena", "provider"}
         return SessionSettings(**{k: v for k, v in self.manifest["settings"].items() if k in known})

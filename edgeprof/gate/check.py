@@ -38,7 +38,7 @@ from edgeprof.gate.decide import (
 )
 from edgeprof.gate.measure import Arm, GateOptions, Group, Interleaver, ProgressFn, resolve_clock
 from edgeprof.gate.models import GateModel
-from edgeprof.profile.session import SessionSettings
+from edgeprof.runtime.onnxruntime.session import SessionSettings
 
 MODES = ("relative", "stored")
 REFERENCE_NAME = "gate_ref"
@@ -142,7 +142,7 @@ def save_baseline(
 ) -> tuple[Path, dict]:
     """Measure ``models`` (each against a copy of itself and against the reference) and write the baseline."""
     import edgeprof
-    from edgeprof.hostinfo import host_info, load_average, run_metadata
+    from edgeprof.measure.host import host_info, load_average, run_metadata
 
     if not models:
         raise InputError("no models to save; give ONNX files or sweep options (--acts, --widths, ...)")
@@ -238,7 +238,7 @@ def run_check(
     on_progress: ProgressFn | None = None,
 ) -> CheckReport:
     """Judge each current model against the baseline model of the same name."""
-    from edgeprof.hostinfo import fingerprint, host_info, versions
+    from edgeprof.measure.host import fingerprint, host_info, versions
 
     t0 = time.perf_counter()
     base = baseline if isinstance(baseline, bl.Baseline) else bl.load(baseline)

@@ -1,6 +1,6 @@
 """Paired, interleaved timing for the gate: blocks of runs from fresh worker processes, in random order.
 
-Every model ("arm") runs in its own ``python -m edgeprof.profile.worker`` process (onnxruntime and numpy
+Every model ("arm") runs in its own ``python -m edgeprof.runtime.worker`` process (onnxruntime and numpy
 only, never torch). Arms that are compared sit in a *group*: in each round the groups are visited in a
 fresh random order and a group's arms time one block each, back to back and in random order, so the
 two blocks of a pair are taken within milliseconds of each other and machine drift touches both. A
@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgeprof.errors import EdgeprofError, InputError, RuntimeFailure
-from edgeprof.profile.session import SessionSettings
+from edgeprof.runtime.onnxruntime.session import SessionSettings
 
 ProgressFn = Callable[[str, float], None]
 CLOCKS = ("auto", "cpu", "wall")
@@ -232,7 +232,7 @@ class Interleaver:
     def _prepare(self, key: str, runners: dict) -> float:
         """Untimed set-up of one arm: new process and session, first run, warm-up, calibration; the
         per-sample time."""
-        from edgeprof.profile.worker import WorkerRunner
+        from edgeprof.runtime.worker import WorkerRunner
 
         arm = self.arms[key]
         try:
@@ -287,6 +287,6 @@ def _request_overhead_ns(runner, calls: int = 7) -> float:
 
 
 def _usable_cores() -> int:
-    from edgeprof.hostinfo import usable_cores
+    from edgeprof.measure.host import usable_cores
 
     return usable_cores()

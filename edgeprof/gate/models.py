@@ -52,7 +52,7 @@ class BuildOptions:
 
 def from_files(paths: list[Path]) -> list[GateModel]:
     """ONNX files named by their stem; the names must be unique."""
-    from edgeprof.profile.session import check_model_file
+    from edgeprof.runtime.onnxruntime.session import check_model_file
 
     models: list[GateModel] = []
     seen: dict[str, Path] = {}
@@ -71,8 +71,8 @@ def from_files(paths: list[Path]) -> list[GateModel]:
 
 def plan_from_options(opts: BuildOptions):
     """A SweepPlan from the options given, with the sweep's defaults for the rest."""
+    from edgeprof.pipeline import SweepPlan
     from edgeprof.spec import parse_int_list, parse_name_list
-    from edgeprof.sweep import SweepPlan
 
     base = SweepPlan()
     return SweepPlan(
@@ -89,9 +89,9 @@ def plan_from_options(opts: BuildOptions):
 
 def specs_from_options(opts: BuildOptions) -> list:
     """The BlockSpecs the options describe (the sweep's groups, flattened), activations canonical."""
-    from edgeprof.build.activations import canonical_act
+    from edgeprof.blocks.activations import canonical_act
+    from edgeprof.pipeline import plan_groups
     from edgeprof.spec import BlockSpec
-    from edgeprof.sweep import plan_groups
 
     plan = plan_from_options(opts)
     specs = [BlockSpec(**{**spec.as_dict(), "act": canonical_act(spec.act)}) for group in plan_groups(plan)
@@ -102,7 +102,7 @@ def specs_from_options(opts: BuildOptions) -> list:
 def build(specs: list, models_dir: Path, opset: int = 17, exporter: str = "torchscript", seed: int = 0,
           on_progress=None) -> list[GateModel]:
     """Export (or reuse from the cache) each block; names are their slugs."""
-    from edgeprof.build.export import export_block
+    from edgeprof.convert.onnx_export import export_block
 
     progress = on_progress or (lambda message, fraction: None)
     models: list[GateModel] = []

@@ -404,7 +404,7 @@ def plot_activations(acts: Sequence[str], path: Path, styles: dict[str, dict]) -
     try:
         import torch
 
-        from edgeprof.build.activations import create_act
+        from edgeprof.blocks.activations import create_act
     except ImportError as exc:
         return None, [f"activation curves skipped: torch is not importable ({exc.name or exc})"]
     from edgeprof.errors import EdgeprofError

@@ -1,6 +1,6 @@
 """Scaling studies over result rows: latency fits against size, ratios to the baseline and a verdict per activation.
 
-Everything here works on the tidy result frame (``edgeprof.report.results.read_results``) with pandas and
+Everything here works on the tidy result frame (``edgeprof.results.rows.read_results``) with pandas and
 numpy only. Rows are first split by host: ``(host_fingerprint, ort_version)`` is the host group, and no fit,
 ratio or verdict ever combines rows of two host groups. A row that does not say its host or its onnxruntime
 version gets it from its run's metadata (keyed by ``run_id``) where there is some; where nothing says, it is

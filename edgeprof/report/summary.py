@@ -27,9 +27,9 @@ import pandas as pd
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.report import scaling
 from edgeprof.report.compare import block_vs_model
-from edgeprof.report.results import per_op_path, read_results
-from edgeprof.report.schema import COLUMNS
 from edgeprof.report.table import display_frame
+from edgeprof.results.rows import per_op_path, read_results
+from edgeprof.results.schema import COLUMNS
 from edgeprof.spec import MODEL_NAMES
 
 FORMATS = ("md", "html")

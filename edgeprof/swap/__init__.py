@@ -9,7 +9,7 @@ Uses the ``onnx`` package and numpy only (never torch), so it runs where the pro
         print(row.pattern, row.act, row.found, row.swapped, row.skipped)
 """
 
-from edgeprof.actspec import SPECS, Act, parse_act, spec_names
+from edgeprof.spec.acts import SPECS, Act, parse_act, spec_names
 from edgeprof.swap.detect import Found, find_activations
 from edgeprof.swap.rewrite import PatternCount, SwapReport, swap_model
 

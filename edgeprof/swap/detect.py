@@ -26,7 +26,7 @@ from pathlib import Path
 
 import onnx
 
-from edgeprof.actspec import act_label
+from edgeprof.spec.acts import act_label
 from edgeprof.swap.graph import GraphIndex, attr
 from edgeprof.swap.modelfile import load_model
 

@@ -17,8 +17,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgeprof.actspec import Act
 from edgeprof.errors import InputError
+from edgeprof.spec.acts import Act
 
 MIN_OPSET = 13
 

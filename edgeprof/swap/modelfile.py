@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 
 from edgeprof.errors import InputError
-from edgeprof.profile.session import check_model_file
+from edgeprof.runtime.onnxruntime.session import check_model_file
 
 
 def load_model(src: Path | str | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:

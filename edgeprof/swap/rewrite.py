@@ -16,8 +16,8 @@ from pathlib import Path
 
 import onnx
 
-from edgeprof.actspec import Act, parse_act
 from edgeprof.errors import InputError, RuntimeFailure
+from edgeprof.spec.acts import Act, parse_act
 from edgeprof.swap.detect import ALREADY_TARGET, Found, Match, match_activations
 from edgeprof.swap.graph import GraphIndex, default_opset, names_read_in_subgraphs, subgraphs
 from edgeprof.swap.lower import MIN_OPSET, ConstPool, Namer, lower

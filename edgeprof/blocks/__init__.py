@@ -1,7 +1,7 @@
-"""Build and export blocks: the only layer that imports torch.
+"""Blocks and networks in torch: the only layer that imports torch.
 
-``activations`` is the registry of activation functions, ``blocks`` the YOLO-style blocks and their
-size counters, ``export`` the checked, cached ONNX export.
+``activations`` holds the torch factories of the activation table, ``yolo`` the YOLO-style blocks and their
+size counters, ``networks`` whole detectors. ``edgeprof.convert`` exports them.
 """
 
 from edgeprof.errors import InputError as _InputError
@@ -16,7 +16,7 @@ except ImportError as _exc:
         "bundle: edgeprof profile DIR"
     ) from None
 
-from edgeprof.build.activations import (  # noqa: E402
+from edgeprof.blocks.activations import (  # noqa: E402
     ActInfo,
     act_info,
     act_names,
@@ -25,8 +25,7 @@ from edgeprof.build.activations import (  # noqa: E402
     get_act,
     list_acts,
 )
-from edgeprof.build.blocks import C3, SPPF, Bottleneck, C2f, Conv, build_block, count_macs, count_params  # noqa: E402
-from edgeprof.build.export import ExportResult, export_block, export_module  # noqa: E402
+from edgeprof.blocks.yolo import C3, SPPF, Bottleneck, C2f, Conv, build_block, count_macs, count_params  # noqa: E402
 
 __all__ = [
     "C3",
@@ -35,7 +34,6 @@ __all__ = [
     "Bottleneck",
     "C2f",
     "Conv",
-    "ExportResult",
     "act_info",
     "act_names",
     "build_block",
@@ -43,8 +41,6 @@ __all__ = [
     "count_macs",
     "count_params",
     "create_act",
-    "export_block",
-    "export_module",
     "get_act",
     "list_acts",
 ]

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from edgeprof.errors import RuntimeFailure
-from edgeprof.profile.runner import ModelRunner
-from edgeprof.profile.session import SessionSettings
+from edgeprof.runtime.onnxruntime.runner import ModelRunner
+from edgeprof.runtime.onnxruntime.session import SessionSettings
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 MATMUL_MODEL = DATA / "matmul.onnx"
@@ -48,7 +48,7 @@ def _time_model(path: Path, shapes: dict, threads: int, seconds: float) -> tuple
 def measure_machine(threads: int = 1, seconds: float = 1.5, matmul_sizes: tuple[int, ...] = (768, 1024, 1536),
                     copy_mib: int = 64) -> dict:
     """Peak GFLOP/s (the best of a few MatMul sizes) and bandwidth GB/s at ``threads`` intra-op threads."""
-    from edgeprof.hostinfo import fingerprint, host_info, versions
+    from edgeprof.measure.host import fingerprint, host_info, versions
 
     if not MATMUL_MODEL.exists() or not COPY_MODEL.exists():
         raise RuntimeFailure(f"edgeprof's machine models are missing from {DATA}")
@@ -79,7 +79,7 @@ def measure_machine(threads: int = 1, seconds: float = 1.5, matmul_sizes: tuple[
 
 
 def load_cached(threads: int) -> dict | None:
-    from edgeprof.hostinfo import fingerprint
+    from edgeprof.measure.host import fingerprint
 
     try:
         data = json.loads(cache_path().read_text())

@@ -1,6 +1,6 @@
 """A fresh worker process hosting one ModelRunner, driven over JSON lines; and its parent-side proxy.
 
-Run as ``python -m edgeprof.profile.worker``: it reads one JSON request a line on stdin
+Run as ``python -m edgeprof.runtime.worker``: it reads one JSON request a line on stdin
 (``{"method": "sample", "kwargs": {"count": 5}}``) and answers one JSON line on its original stdout
 (``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``). Anything onnxruntime prints
 goes to stderr. The worker never imports torch, so its peak-memory figures are its own.
@@ -21,7 +21,7 @@ _ALLOWED = {"load", "first_run", "warmup", "calibrate", "sample", "peak_run_mb",
 
 
 def serve(inp, out) -> None:
-    from edgeprof.profile.runner import ModelRunner
+    from edgeprof.runtime.onnxruntime.runner import ModelRunner
 
     runner = None
     for line in inp:
@@ -61,14 +61,14 @@ def main() -> None:
 
 
 class WorkerRunner:
-    """Drives a ModelRunner in a fresh ``python -m edgeprof.profile.worker`` process; same methods."""
+    """Drives a ModelRunner in a fresh ``python -m edgeprof.runtime.worker`` process; same methods."""
 
     def __init__(self, path: str, settings: dict, shapes: dict | None = None, seed: int = 0, timeout: float = 600):
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", "1")
         self.timeout = timeout
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edgeprof.profile.worker"],
+            [sys.executable, "-m", "edgeprof.runtime.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -1,6 +1,6 @@
 """One model's session, fed and timed: load, first run, warm-up, calibrated samples, memory, executed ops.
 
-A ``ModelRunner`` works in the current process; ``edgeprof.profile.worker`` hosts one in a fresh
+A ``ModelRunner`` works in the current process; ``edgeprof.runtime.worker`` hosts one in a fresh
 worker process and ``WorkerRunner`` drives it with the same methods, so one model's allocator and
 thread-pool state cannot leak into another's figures and a crash costs one row, not the sweep.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeprof.errors import RuntimeFailure
-from edgeprof.profile import memory
-from edgeprof.profile.ops import ort_memory_view, parse_trace
-from edgeprof.profile.session import SessionSettings, create_session, make_inputs, run_once
+from edgeprof.measure import memory
+from edgeprof.runtime.onnxruntime.ops import ort_memory_view, parse_trace
+from edgeprof.runtime.onnxruntime.session import SessionSettings, create_session, make_inputs, run_once
 
 
 class ModelRunner:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from edgeprof.build.activations import create_act
+from edgeprof.blocks.activations import create_act
 from edgeprof.errors import InputError
 from edgeprof.spec import BlockSpec
 
@@ -196,7 +196,7 @@ def build_block(spec: BlockSpec, seed: int = 0) -> nn.Module:
         elif spec.block == "act":
             model = ActAlone(act)
         elif spec.block.startswith("yolo-"):
-            from edgeprof.build.models import YoloDetector
+            from edgeprof.blocks.networks import YoloDetector
 
             model = YoloDetector(spec.block.split("-", 1)[1], act=act)
         else:  # BlockSpec validates the name; this guards against the two lists drifting apart

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from edgeprof.actspec import SPECS, parse_act
 from edgeprof.errors import InputError
+from edgeprof.spec.acts import SPECS, parse_act
 
 FAMILIES = ("linear", "piecewise-linear", "exponential", "gated", "periodic")
 
@@ -197,7 +197,7 @@ def _build_tables() -> tuple[dict[str, ActInfo], dict[str, str]]:
     specs = {(i.name, i.aliases, i.params, i.defaults) for i in SPECS}
     entries = {(i.name, i.aliases, i.params, i.defaults) for i in _ENTRIES}
     if specs != entries or [i.name for i in SPECS] != list(registry):
-        raise RuntimeError("edgeprof.actspec.SPECS and the activation registry disagree; keep them the same")
+        raise RuntimeError("edgeprof.spec.acts.SPECS and the activation registry disagree; keep them the same")
     return registry, lookup
 
 

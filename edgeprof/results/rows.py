@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from edgeprof.errors import InputError, RuntimeFailure
-from edgeprof.report.schema import COLUMNS, SCHEMA_VERSION
+from edgeprof.results.schema import COLUMNS, SCHEMA_VERSION
 
 _BOOL_COLUMNS = ("spinning", "arena", "ci_reached", "noisy", "fused", "fused_by_timing")
 _INT_COLUMNS = ("width", "depth", "imgsz", "batch", "kernel", "stride", "params", "macs", "threads",
@@ -111,7 +111,7 @@ def measurement_row(
     run_id: str = "",
     static_memory: dict | None = None,
 ) -> dict:
-    """One CSV row from a Measurement (edgeprof.profile), the session settings, and what was built.
+    """One CSV row from a Measurement (edgeprof.measure), the session settings, and what was built.
 
     ``build`` holds the spec fields, params, macs, exporter, opset, parity and the exported act ops.
     ``baseline`` is the Measurement of the baseline activation in the same interleaved group.
@@ -119,8 +119,8 @@ def measurement_row(
     activation ran as are the difference, and it was fused when that difference is empty.
     ``static_memory`` is the graph's static estimate (edgeprof.analysis).
     """
-    from edgeprof.profile import paired_ratio_to
-    from edgeprof.profile.ops import time_share
+    from edgeprof.measure import paired_ratio_to
+    from edgeprof.runtime.onnxruntime.ops import time_share
 
     build = build or {}
     stats = measurement.stats
@@ -163,7 +163,7 @@ def measurement_row(
 
 def split_act_nodes(nodes: list[dict], reference_nodes: list[dict] | None):
     """(all nodes, the activation's nodes): beyond the reference block's where there is one, else by op type."""
-    from edgeprof.profile.ops import activation_nodes, extra_nodes, nodes_from_dicts
+    from edgeprof.runtime.onnxruntime.ops import activation_nodes, extra_nodes, nodes_from_dicts
 
     all_nodes = nodes_from_dicts(nodes)
     if not all_nodes:

@@ -39,8 +39,8 @@ import torch
 from torch import nn
 
 import edgeprof
-from edgeprof.build.activations import act_info, canonical_act
-from edgeprof.build.blocks import build_block, count_macs, count_params
+from edgeprof.blocks.activations import act_info, canonical_act
+from edgeprof.blocks.yolo import build_block, count_macs, count_params
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.spec import BlockSpec, content_hash, file_sha256
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from edgeprof.errors import EdgeprofError, InputError
-from edgeprof.profile import MeasurementInterrupted, MeasureOptions, SessionSettings, measure
-from edgeprof.report.results import (
+from edgeprof.measure import MeasurementInterrupted, MeasureOptions, SessionSettings, measure
+from edgeprof.results.rows import (
     append_per_op,
     append_rows,
     check_writable,
@@ -88,7 +88,7 @@ class SweepInterrupted(EdgeprofError):
 
 def resolve_acts(acts: list[str] | tuple[str, ...], baseline: str) -> tuple[list[str], str]:
     """Canonical activation specs (validated) with the baseline first if it was not asked for."""
-    from edgeprof.build.activations import canonical_act
+    from edgeprof.blocks.activations import canonical_act
 
     canon = []
     for a in acts:
@@ -171,8 +171,8 @@ def done_configs(csv_path: Path) -> tuple[set[tuple], int]:
     Rows left ``interrupted`` are dropped from the file (atomically), so they are measured again rather
     than duplicated. Returns the keys and how many interrupted rows were dropped.
     """
-    from edgeprof.report.results import read_results, to_frame
-    from edgeprof.report.schema import COLUMNS
+    from edgeprof.results.rows import read_results, to_frame
+    from edgeprof.results.schema import COLUMNS
 
     if not csv_path.exists() or csv_path.stat().st_size == 0:
         return set(), 0
@@ -248,7 +248,7 @@ def run_sweep(
 
 def build_group_models(group: list[BlockSpec], plan: SweepPlan, models_dir: Path, stage: ProgressFn) -> dict:
     """Export (and with ``plan.quantize``, quantize) the models of one size group, keyed (role, act)."""
-    from edgeprof.build.export import export_block
+    from edgeprof.convert.onnx_export import export_block
 
     built = {}
     for key, spec in _group_jobs(group, plan).items():
@@ -278,7 +278,7 @@ def run_groups(
 ) -> tuple[pd.DataFrame, Path]:
     """Measure size groups one after the other: ``get_models(group, stage)`` gives each group's models keyed
     (role, act), as exported (``run_sweep``) or read from a bundle (``run_bundle``, no torch)."""
-    from edgeprof.hostinfo import load_average, run_metadata
+    from edgeprof.measure.host import load_average, run_metadata
 
     progress = on_progress or (lambda message, fraction: None)
     if resume and csv_path is None:
@@ -290,7 +290,7 @@ def run_groups(
                          "measure": asdict(options), **(metadata or {})})
     machine = None
     if plan.roofline:
-        from edgeprof.profile.machine import machine_ceilings
+        from edgeprof.measure.machine import machine_ceilings
 
         progress("measuring this machine's ceilings (cached after the first time)", 0.0)
         machine = machine_ceilings(settings.threads)
@@ -396,7 +396,7 @@ def _group_rows(group, results, baseline, settings, options, run_id) -> list[tup
     """The group's rows, each with the (role, act) key of the model it describes: every activation's block,
     then, with --quantize, every activation's quantized block (ratios there are to the quantized baseline)."""
     from edgeprof.analysis import try_estimate_memory
-    from edgeprof.profile import paired_ratio_to
+    from edgeprof.measure import paired_ratio_to
 
     out = []
     for prefix in ("", *sorted({k[0][: -len("block")] for k in results if k[0].endswith("-block")})):
@@ -446,8 +446,8 @@ def profile_models(
     metadata: dict | None = None,
 ) -> tuple[pd.DataFrame, Path]:
     """Measure existing ONNX files interleaved (no torch); ratios are to the first file."""
-    from edgeprof.hostinfo import load_average, run_metadata
-    from edgeprof.profile.session import create_session, make_inputs
+    from edgeprof.measure.host import load_average, run_metadata
+    from edgeprof.runtime.onnxruntime.session import create_session, make_inputs
 
     if not paths:
         raise InputError("no ONNX files given")
@@ -499,10 +499,10 @@ def run_onnx_swap(
     """
     import json
 
-    from edgeprof.actspec import parse_act
-    from edgeprof.hostinfo import load_average, run_metadata
-    from edgeprof.profile.session import check_model_file, create_session, make_inputs
+    from edgeprof.measure.host import load_average, run_metadata
+    from edgeprof.runtime.onnxruntime.session import check_model_file, create_session, make_inputs
     from edgeprof.spec import content_hash, file_sha256
+    from edgeprof.spec.acts import parse_act
     from edgeprof.swap import swap_model
 
     progress = on_progress or (lambda message, fraction: None)

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgeprof.errors import EdgeprofError, InputError
-from edgeprof.profile.session import SessionSettings
-from edgeprof.profile.stats import paired_ratio, summarize
+from edgeprof.measure.stats import paired_ratio, summarize
+from edgeprof.runtime.onnxruntime.session import SessionSettings
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,10 @@ def paired_ratio_to(current: Measurement, baseline: Measurement) -> tuple[float,
 
 def _runner(path: str, settings: SessionSettings, shapes: dict | None, seed: int, isolate: bool):
     if isolate:
-        from edgeprof.profile.worker import WorkerRunner
+        from edgeprof.runtime.worker import WorkerRunner
 
         return WorkerRunner(path, settings.as_dict(), shapes, seed)
-    from edgeprof.profile.runner import ModelRunner
+    from edgeprof.runtime.onnxruntime.runner import ModelRunner
 
     return ModelRunner(path, settings, shapes, seed)
 

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from edgeprof.build.blocks import SPPF, C2f, Conv
+from edgeprof.blocks.yolo import SPPF, C2f, Conv
 
 # name -> (depth multiple, width multiple, max channels), as YOLOv8's model files define them
 YOLO_SCALES: dict[str, tuple[float, float, int]] = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024)}

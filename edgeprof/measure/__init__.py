@@ -1,13 +1,13 @@
 """Profiling with onnxruntime and numpy only: runs on an edge device where torch is not installed."""
 
-from edgeprof.profile.measure import (
+from edgeprof.measure.interleave import (
     Measurement,
     MeasurementInterrupted,
     MeasureOptions,
     measure,
     paired_ratio_to,
 )
-from edgeprof.profile.session import OPT_LEVELS, SessionSettings, create_session, make_inputs, parse_shapes
+from edgeprof.runtime.onnxruntime.session import OPT_LEVELS, SessionSettings, create_session, make_inputs, parse_shapes
 
 __all__ = [
     "OPT_LEVELS",

@@ -1,6 +1,6 @@
 """Activation spec strings, torch-free: the registered names, aliases and parameters, and their one parser.
 
-Both the torch registry (``edgeprof.build.activations``, which adds formulas, ONNX lowerings and module
+Both the torch registry (``edgeprof.blocks.activations``, which adds formulas, ONNX lowerings and module
 factories and checks at import that its entries match these) and ``edgeprof.swap`` (which must work
 without torch) parse spec strings here, with this grammar::
 
@@ -34,7 +34,7 @@ class SpecInfo:
         return self.name + "".join(f"[:{p}]" for p in self.params)
 
 
-# Same order, names, aliases, params and defaults as edgeprof.build.activations._ENTRIES (tested).
+# Same order, names, aliases, params and defaults as edgeprof.blocks.activations._ENTRIES (tested).
 SPECS: tuple[SpecInfo, ...] = (
     SpecInfo("identity", ("none", "linear")),
     SpecInfo("relu"),

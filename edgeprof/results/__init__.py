@@ -1,0 +1,1 @@
+"""Result rows: the column schema and the rows, CSV and metadata a run writes."""

@@ -1,0 +1,1 @@
+"""onnxruntime: sessions and their settings, the io-binding runner, the profiler trace reader."""
