@@ -19,7 +19,7 @@ from edgeprof.blocks import (
     get_act,
     list_acts,
 )
-from edgeprof.blocks.activations import FAMILIES, Sine
+from edgeprof.blocks.activations import Sine
 from edgeprof.convert.onnx_export import export_block
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.spec import BlockSpec
@@ -56,19 +56,12 @@ def user_acts(monkeypatch: pytest.MonkeyPatch) -> str:
     return USER
 
 
-def test_registry_has_the_required_activations_in_order() -> None:
-    names = act_names()
-    assert set(REQUIRED) <= set(names)
-    assert names == [info.name for info in list_acts()]
-    assert len(names) == len(set(names))
+def test_table_has_the_required_activations() -> None:
+    assert set(REQUIRED) <= set(act_names())
 
 
 @pytest.mark.parametrize("info", list_acts(), ids=lambda info: info.name)
-def test_registry_metadata_is_well_formed(info: ActInfo) -> None:
-    assert info.family in FAMILIES
-    assert info.formula
-    assert len(info.params) == len(info.defaults)
-    assert info.name == info.name.lower()
+def test_every_entry_builds_its_torch_module_by_name(info: ActInfo) -> None:
     assert isinstance(create_act(info.name), nn.Module)
 
 
@@ -255,7 +248,7 @@ def test_user_activation_by_import_path(user_acts: str, tmp_path: Path) -> None:
     [
         ("NotAModule", "NotAModule is a class but not a torch.nn.Module"),
         ("returns_a_number", "returns_a_number() returned float, not a torch.nn.Module"),
-        ("NOT_CALLABLE", "expected an nn.Module subclass or a zero-argument callable"),
+        ("NOT_CALLABLE", "expected an nn.Module subclass, a zero-argument callable"),
         ("Missing", "has no attribute 'Missing'"),
     ],
 )

@@ -39,10 +39,11 @@ import torch
 from torch import nn
 
 import edgeprof
-from edgeprof.blocks.activations import act_info, canonical_act
+from edgeprof.blocks.activations import canonical_act
 from edgeprof.blocks.yolo import build_block, count_macs, count_params
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.spec import BlockSpec, content_hash, file_sha256
+from edgeprof.spec.imports import is_import_path
 
 # Bump whenever block code, weight initialisation or export settings change what a file contains.
 BUILD_VERSION = 1
@@ -235,17 +236,18 @@ def _enforce_tolerance(name: str, err: float, ref: float, tol: float) -> None:
 
 
 def _act_fingerprint(act: str) -> str | None:
-    """For a user activation, a hash of its module's source (so edits invalidate the cache).
+    """For a user activation or block kind (an import path), a hash of its module's source (so edits invalidate
+    the cache).
 
-    Returns ``""`` for registered activations (their code is covered by BUILD_VERSION) and ``None``
-    when a user module's source can't be read, which turns caching off for that activation.
+    Returns ``""`` for built-in ones (their code is covered by BUILD_VERSION) and ``None`` when a user
+    module's source can't be read, which turns caching off for that activation.
     """
-    if act_info(act) is not None:
+    if not is_import_path(act):
         return ""
     module_name = act.split(":", 1)[0].strip()
     try:
         source = inspect.getsource(importlib.import_module(module_name))
-    except (OSError, TypeError):
+    except (OSError, TypeError, ImportError):
         return None
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
@@ -319,6 +321,9 @@ def export_block(
     exporter = _check_exporter(exporter, opset)
     spec = replace(spec, act=canonical_act(spec.act))
     fingerprint = _act_fingerprint(spec.act)
+    block_source = _act_fingerprint(spec.block)
+    if block_source is None:
+        fingerprint = None
     key = content_hash(
         {
             "spec": spec.as_dict(),
@@ -329,6 +334,7 @@ def export_block(
             "edgeprof": edgeprof.__version__,
             "build_version": BUILD_VERSION,
             "act_source": fingerprint,
+            **({"block_source": block_source} if block_source else {}),
         }
     )
     models_dir = Path(models_dir)

@@ -9,12 +9,12 @@ Uses the ``onnx`` package and numpy only (never torch), so it runs where the pro
         print(row.pattern, row.act, row.found, row.swapped, row.skipped)
 """
 
-from edgeprof.spec.acts import SPECS, Act, parse_act, spec_names
+from edgeprof.spec.acts import ACTS, Act, parse_act, spec_names
 from edgeprof.swap.detect import Found, find_activations
 from edgeprof.swap.rewrite import PatternCount, SwapReport, swap_model
 
 __all__ = [
-    "SPECS",
+    "ACTS",
     "Act",
     "Found",
     "PatternCount",

@@ -1,7 +1,8 @@
 """Find the activations in an ONNX graph: single ops and the multi-op patterns exporters write, after convs only.
 
-An activation is recognised in two steps. First by its form: a single op (Relu, LeakyRelu, Clip(0, 6), PRelu,
-Sigmoid, Tanh, HardSwish, HardSigmoid, Elu, Selu, Celu, Softplus, Mish, Gelu) or a multi-op pattern:
+An activation is recognised in two steps. First by its form, as the activation table (``edgeprof.spec.acts``)
+lists them: a single op (an entry's ``single``, e.g. Relu, LeakyRelu, Mish, plus the rules below for Clip(0, 6),
+PRelu, HardSigmoid, Selu and Gelu, whose attributes decide) or an entry's multi-op ``forms``:
 
 - ``x*Sigmoid(x)`` (silu), ``x*Tanh(Softplus(x))`` (mish), ``x*HardSigmoid(x)`` and ``x*Clip(x+3,0,6)/6``
   (hardswish), ``Min(Relu(x),6)`` (relu6, as the dynamo exporter writes it);
@@ -20,13 +21,12 @@ always holds, since a pattern whose insides are used elsewhere cannot be replace
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 
-from edgeprof.spec.acts import act_label
+from edgeprof.spec.acts import Form, act_label, entries
 from edgeprof.swap.graph import GraphIndex, attr
 from edgeprof.swap.modelfile import load_model
 
@@ -43,7 +43,6 @@ ALREADY_TARGET = "already the target"
 
 _ARITH = ("Mul", "Add", "Sub", "Div", "Neg", "Pow", "Identity")
 _REL_TOL = 1e-4
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
 @dataclass(frozen=True)
@@ -182,31 +181,9 @@ class _Evaluator:
 
 
 # ---------------------------------------------------------------------------------------------- matching
-@dataclass(frozen=True)
-class _Form:
-    """A gated pattern: ``atom`` computed from ``x`` by ``inner``; the output is ``outer`` of x and the atom."""
-
-    pattern: str
-    act: str
-    atom_ops: tuple[str, ...]  # op type(s) of the atom node
-    inner: Poly | None  # the atom's input as a Poly in x (None: checked by a custom rule)
-    outer: Poly
-
-
-_FORMS: tuple[_Form, ...] = (
-    _Form("x*Sigmoid(x)", "silu", ("Sigmoid",), {(1, False): 1.0}, {(1, True): 1.0}),
-    _Form("x*HardSigmoid(x)", "hardswish", ("HardSigmoid",), {(1, False): 1.0}, {(1, True): 1.0}),
-    _Form("x*Clip(x+3,0,6)/6", "hardswish", ("Clip",), {(1, False): 1.0, (0, False): 3.0}, {(1, True): 1 / 6}),
-    _Form("x*Tanh(Softplus(x))", "mish", ("Tanh",), None, {(1, True): 1.0}),
-    _Form("GELU (erf form)", "gelu", ("Erf",), {(1, False): 1 / math.sqrt(2.0)}, {(1, False): 0.5, (1, True): 0.5}),
-    _Form(
-        "GELU (tanh form)",
-        "gelu_tanh",
-        ("Tanh",),
-        {(1, False): _SQRT_2_OVER_PI, (3, False): _SQRT_2_OVER_PI * 0.044715},
-        {(1, False): 0.5, (1, True): 0.5},
-    ),
-)
+def _forms() -> list[tuple[Form, str]]:
+    """(form, activation) of every multi-op form in the activation table, user entries met so far included."""
+    return [(form, info.name) for info in entries() for form in info.forms]
 
 
 def _clip_bounds(index: GraphIndex, node: onnx.NodeProto) -> tuple[float | None, float | None] | None:
@@ -274,7 +251,7 @@ def _root_candidates(index: GraphIndex, atom: str, limit: int = 4) -> list[str]:
     return order
 
 
-def _match_form(index: GraphIndex, i: int, form: _Form) -> tuple[str, str, set[int]] | None:
+def _match_form(index: GraphIndex, i: int, form: Form) -> tuple[str, str, set[int]] | None:
     """(x, output, node ids) when node ``i`` is the atom of ``form``."""
     node = index.nodes[i]
     if node.op_type not in form.atom_ops or not node.input or not node.input[0] or not node.output:
@@ -282,20 +259,20 @@ def _match_form(index: GraphIndex, i: int, form: _Form) -> tuple[str, str, set[i
     atom = node.output[0]
     z = node.input[0]
     nodes = {i}
-    if form.act == "mish":
+    if form.atom_check == "torch_hardsigmoid" and not _is_torch_hardsigmoid(node):
+        return None
+    if form.atom_check == "clip_0_6" and not (
+        (bounds := _clip_bounds(index, node)) and _near(bounds[0], 0.0) and _near(bounds[1], 6.0)
+    ):
+        return None
+    if form.inner_op:
         j = index.producer.get(z)
-        if j is None or index.nodes[j].op_type != "Softplus":
+        if j is None or index.nodes[j].op_type != form.inner_op:
             return None
         xs = [index.nodes[j].input[0]]
         nodes.add(j)
         inner_nodes: set[int] = set()
     else:
-        if node.op_type == "HardSigmoid" and not _is_torch_hardsigmoid(node):
-            return None
-        if node.op_type == "Clip" and not (
-            (bounds := _clip_bounds(index, node)) and _near(bounds[0], 0.0) and _near(bounds[1], 6.0)
-        ):
-            return None
         xs, inner_nodes = [], set()
         for x in _x_candidates(index, z):
             inner = _Evaluator(index, x)
@@ -329,22 +306,10 @@ def _match_min_relu(index: GraphIndex, i: int) -> tuple[str, str, set[int]] | No
 def _single(index: GraphIndex, node: onnx.NodeProto) -> tuple[str, str | None] | None:
     """(pattern, act) for a single-op activation node; None when the op is not one."""
     op = node.op_type
-    simple = {
-        "Relu": "relu",
-        "Sigmoid": "sigmoid",
-        "Tanh": "tanh",
-        "HardSwish": "hardswish",
-        "Softplus": "softplus",
-        "Mish": "mish",
-    }
-    if op in simple:
-        return op, simple[op]
-    if op == "LeakyRelu":
-        return op, act_label("leakyrelu", attr(node, "alpha", 0.01))
-    if op == "Elu":
-        return op, act_label("elu", attr(node, "alpha", 1.0))
-    if op == "Celu":
-        return op, act_label("celu", attr(node, "alpha", 1.0))
+    for info in entries():
+        if info.single == op:
+            values = [attr(node, name, default) for name, default in info.single_attrs]
+            return op, act_label(info.name, *values) if values else info.name
     if op == "Selu":
         default = _near(attr(node, "alpha", 1.67326319217681884765625), 1.6732632423543772) and _near(
             attr(node, "gamma", 1.05070102214813232421875), 1.0507009873554805
@@ -453,12 +418,12 @@ def match_activations(index: GraphIndex, include_all: bool = False) -> list[Matc
             if hit is not None and not (hit[2] & claimed):
                 record("Min(Relu(x),6)", "relu6", *hit)
             continue
-        for form in _FORMS:
+        for form, act in _forms():
             if node.op_type not in form.atom_ops:
                 continue
             hit = _match_form(index, i, form)
             if hit is not None and not (hit[2] & claimed):
-                record(form.pattern, form.act, *hit)
+                record(form.pattern, act, *hit)
                 break
     for i, node in enumerate(index.nodes):
         if i in claimed or not node.input or not node.input[0] or len(node.output) != 1:

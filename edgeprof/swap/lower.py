@@ -1,4 +1,6 @@
-"""Lower a registry activation to ONNX nodes at a model's opset, as edgeprof's own export (TorchScript) writes it.
+"""Lower an activation to ONNX nodes at a model's opset through its table entry's lowering (edgeprof.spec.acts).
+
+The entries' lowerings write what edgeprof's own export (TorchScript) writes.
 
 Writing what ``torch.onnx.export(..., dynamo=False)`` writes means a swapped model runs the same ops as a
 block edgeprof built with that activation, so a sweep over swapped models measures what a sweep over
@@ -10,8 +12,6 @@ every swapped site rather than one Constant node per site.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import onnx
@@ -91,50 +91,10 @@ def lower(
         raise InputError(f"swap needs opset {MIN_OPSET} or newer, the model has opset {opset}")
     if act.name == "celu" and elem_type != onnx.TensorProto.FLOAT:
         raise InputError(f"celu is defined for float32 only in ONNX; this activation is {_type_name(elem_type)}")
-    b = _Builder(prefix, namer, consts, elem_type)
-    name = act.name
-    if name == "identity":
+    if act.info.lower is None:
         return []
-    if name in ("relu", "selu", "sigmoid", "tanh", "softplus"):
-        b.op({"relu": "Relu", "selu": "Selu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softplus": "Softplus"}[name],
-             [x], y)
-    elif name == "relu6":
-        b.op("Clip", [x, b.const("relu6_min", 0.0), b.const("relu6_max", 6.0)], y)
-    elif name == "leakyrelu":
-        b.op("LeakyRelu", [x], y, alpha=act.param("negative_slope"))
-    elif name == "prelu":
-        b.op("PRelu", [x, b.const("prelu_slope", act.param("init"), (1,))], y)
-    elif name == "elu":
-        b.op("Elu", [x], y, alpha=act.param("alpha"))
-    elif name == "celu":
-        b.op("Celu", [x], y, alpha=act.param("alpha"))
-    elif name in ("gelu", "gelu_tanh") and opset >= 20:
-        b.op("Gelu", [x], y, approximate="tanh" if name == "gelu_tanh" else "none")
-    elif name == "gelu":  # torch: Div, Erf, Add, Mul, Mul
-        erf = b.op("Erf", [b.op("Div", [x, b.const("gelu_sqrt2", math.sqrt(2.0))])])
-        scaled = b.op("Mul", [x, b.op("Add", [erf, b.const("one", 1.0)])])
-        b.op("Mul", [scaled, b.const("half", 0.5)], y)
-    elif name == "gelu_tanh":  # torch: 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))
-        cube = b.op("Mul", [x, b.op("Mul", [x, x])])
-        inner = b.op("Add", [x, b.op("Mul", [b.const("gelu_tanh_coeff", 0.044715), cube])])
-        t = b.op("Tanh", [b.op("Mul", [b.const("gelu_tanh_scale", math.sqrt(2.0 / math.pi)), inner])])
-        scaled = b.op("Mul", [x, b.op("Add", [b.const("one", 1.0), t])])
-        b.op("Mul", [b.const("half", 0.5), scaled], y)
-    elif name == "silu":
-        b.op("Mul", [x, b.op("Sigmoid", [x])], y)
-    elif name == "hardswish" and opset >= 14:
-        b.op("HardSwish", [x], y)
-    elif name == "hardswish":
-        b.op("Mul", [x, b.op("HardSigmoid", [x], alpha=1.0 / 6.0)], y)
-    elif name == "hardsigmoid":
-        b.op("HardSigmoid", [x], y, alpha=1.0 / 6.0)
-    elif name == "mish":
-        b.op("Mul", [x, b.op("Tanh", [b.op("Softplus", [x])])], y)
-    elif name == "sin":
-        w0 = act.param("w0")
-        b.op("Sin", [x if w0 == 1.0 else b.op("Mul", [x, b.const("sin_w0", w0)])], y)
-    else:  # specs.SPECS and this function must list the same names; a test checks every one lowers
-        raise InputError(f"no ONNX lowering for activation {act.canonical!r}")
+    b = _Builder(prefix, namer, consts, elem_type)
+    act.info.lower(b, act, x, y, opset)
     return b.nodes
 
 
