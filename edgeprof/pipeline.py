@@ -8,11 +8,10 @@ edgeprof did not build, and never imports torch.
 
 from __future__ import annotations
 
-import itertools
 import math
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -31,48 +30,24 @@ from edgeprof.results.rows import (
     write_metadata,
 )
 from edgeprof.spec import MODEL_NAMES, BlockSpec
+from edgeprof.spec.plan import (  # noqa: F401  (the planner's names, importable from here as before)
+    DEFAULT_ACTS,
+    SCALES,
+    SCALING_MODES,
+    SweepPlan,
+    labelled_groups,
+    plan_groups,
+    plan_sizes,
+    resolve_acts,
+    scale_size,
+)
 
-DEFAULT_ACTS = ("relu", "leakyrelu", "silu", "hardswish", "mish")
-
-# YOLOv8's depth and width multipliers, applied to a P3-stage C2f (256 channels, 6 bottlenecks at scale l).
-SCALES: dict[str, tuple[float, float]] = {"n": (0.33, 0.25), "s": (0.33, 0.50), "m": (0.67, 0.75),
-                                          "l": (1.00, 1.00), "x": (1.00, 1.25)}
-SCALE_BASE_WIDTH = 256
-SCALE_BASE_DEPTH = 6
-SCALING_MODES = ("auto", "grid", "width", "imgsz", "fixed-tensor")
 # the settings that must match for a row of an earlier run to count as already measured (--resume)
 RESUME_KEYS = ("precision", "act", "block", "width", "depth", "imgsz", "batch", "kernel", "stride", "threads",
                "inter_threads", "opt_level", "spinning", "arena", "provider", "exporter", "opset")
 REFERENCE_ACT = "identity"
 
 ProgressFn = Callable[[str, float], None]
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    """What a sweep builds: every combination of blocks, sizes and activations."""
-
-    acts: tuple[str, ...] = DEFAULT_ACTS
-    blocks: tuple[str, ...] = ("conv",)
-    widths: tuple[int, ...] = (16, 32, 64)
-    depths: tuple[int, ...] = (1,)
-    imgsz: tuple[int, ...] = (160,)
-    batch: tuple[int, ...] = (1,)
-    kernel: int = 3
-    stride: int = 1
-    baseline: str = "relu"
-    opset: int = 17
-    exporter: str = "torchscript"
-    seed: int = 0
-    act_alone: bool = True
-    roofline: bool = True
-    scales: tuple[str, ...] = ()
-    scaling: str = "auto"
-    quantize: str | None = None
-    calib: str | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 class SweepInterrupted(EdgeprofError):
@@ -84,85 +59,6 @@ class SweepInterrupted(EdgeprofError):
         super().__init__(f"interrupted; {rows_kept} measured rows kept in {csv_path}")
         self.csv_path = csv_path
         self.rows_kept = rows_kept
-
-
-def resolve_acts(acts: list[str] | tuple[str, ...], baseline: str) -> tuple[list[str], str]:
-    """Canonical activation specs (validated) with the baseline first if it was not asked for."""
-    from edgeprof.blocks.activations import canonical_act
-
-    canon = []
-    for a in acts:
-        c = canonical_act(a)
-        if c not in canon:
-            canon.append(c)
-    base = canonical_act(baseline)
-    if base not in canon:
-        canon.insert(0, base)
-    return canon, base
-
-
-def scale_size(scale: str) -> tuple[int, int]:
-    """(width, depth) of a YOLO scale preset: a P3-stage C2f with YOLOv8's multipliers."""
-    if scale not in SCALES:
-        raise InputError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
-    depth_mult, width_mult = SCALES[scale]
-    width = max(8, int(round(SCALE_BASE_WIDTH * width_mult / 8)) * 8)
-    return width, max(1, round(SCALE_BASE_DEPTH * depth_mult))
-
-
-def plan_sizes(plan: SweepPlan) -> list[dict]:
-    """The sizes a plan measures, each labelled with its scaling mode (and scale preset, if any)."""
-    if plan.scaling not in SCALING_MODES:
-        raise InputError(f"unknown scaling mode {plan.scaling!r}; valid: {', '.join(SCALING_MODES)}")
-    sizes = []
-    if plan.scales:
-        for scale in plan.scales:
-            width, depth = scale_size(scale)
-            for imgsz in plan.imgsz:
-                sizes.append({"width": width, "depth": depth, "imgsz": imgsz, "scale": scale, "scaling": "preset"})
-        return sizes
-    mode = plan.scaling
-    if mode == "auto":
-        mode = ("width" if len(plan.widths) > 1 and len(plan.imgsz) == 1 else
-                "imgsz" if len(plan.imgsz) > 1 and len(plan.widths) == 1 else "grid")
-    if mode == "width" and len(plan.imgsz) != 1:
-        raise InputError("--scaling width grows the width at one input size: give a single --imgsz")
-    if mode == "imgsz" and len(plan.widths) != 1:
-        raise InputError("--scaling imgsz grows the input at one width: give a single --widths")
-    if mode == "fixed-tensor":
-        if len(plan.imgsz) != 1:
-            raise InputError("--scaling fixed-tensor takes one --imgsz: the input side at the first width")
-        w0, side0 = plan.widths[0], plan.imgsz[0]
-        for width in plan.widths:
-            side = max(1, round(side0 * math.sqrt(w0 / width)))  # width * side^2 stays (nearly) constant
-            for depth in plan.depths:
-                sizes.append({"width": width, "depth": depth, "imgsz": side, "scale": "", "scaling": mode})
-        return sizes
-    for width, depth, imgsz in itertools.product(plan.widths, plan.depths, plan.imgsz):
-        sizes.append({"width": width, "depth": depth, "imgsz": imgsz, "scale": "", "scaling": mode})
-    return sizes
-
-
-def plan_groups(plan: SweepPlan) -> list[list[BlockSpec]]:
-    """Specs grouped by size: each group is one block at one size, with every activation."""
-    return [specs for specs, _ in labelled_groups(plan)]
-
-
-def labelled_groups(plan: SweepPlan) -> list[tuple[list[BlockSpec], dict]]:
-    """``plan_groups`` with each group's labels (``scaling``, ``scale``)."""
-    groups = []
-    seen = set()
-    for block, size, batch in itertools.product(plan.blocks, plan_sizes(plan), plan.batch):
-        depth = size["depth"] if block in ("c3", "c2f") else 1  # only blocks with a chain of bottlenecks
-        kernel, stride = (plan.kernel, plan.stride) if block == "conv" else (3, 1)  # conv-only options
-        key = (block, size["width"], depth, size["imgsz"], batch)
-        if key in seen:
-            continue
-        seen.add(key)
-        specs = [BlockSpec(block=block, act=act, width=size["width"], depth=depth, imgsz=size["imgsz"], batch=batch,
-                           kernel=kernel, stride=stride) for act in plan.acts]
-        groups.append((specs, {"scaling": size["scaling"], "scale": size["scale"]}))
-    return groups
 
 
 def done_configs(csv_path: Path) -> tuple[set[tuple], int]:

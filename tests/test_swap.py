@@ -16,7 +16,7 @@ from conftest import one_line_error as _one_line_error
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from edgeprof.blocks.activations import act_names, canonical_act, list_acts
+from edgeprof.blocks.activations import act_names, canonical_act
 from edgeprof.cli import app
 from edgeprof.convert.onnx_export import export_block
 from edgeprof.errors import InputError

@@ -75,3 +75,8 @@ class YoloDetector(nn.Module):
             boxes.append(box(feat).flatten(2))
             scores.append(cls(feat).flatten(2))
         return torch.cat([torch.cat(boxes, 2), torch.cat(scores, 2).sigmoid()], 1)
+
+
+def build_yolo(spec) -> YoloDetector:
+    """The whole network ``spec.block`` names (``yolo-n``, ``yolo-s``), for the block-kind registry."""
+    return YoloDetector(spec.block.split("-", 1)[1], act=spec.act)

@@ -16,6 +16,8 @@ from torch import nn
 from edgeprof.blocks.activations import create_act
 from edgeprof.errors import InputError
 from edgeprof.spec import BlockSpec
+from edgeprof.spec.blocks import block_kind
+from edgeprof.spec.imports import import_object
 
 ActSpec = str | nn.Module | type
 
@@ -172,35 +174,44 @@ class ActAlone(nn.Module):
         return self.act(x)
 
 
+def build_conv(spec: BlockSpec) -> nn.Module:
+    return Conv(spec.width, spec.width, k=spec.kernel, s=spec.stride, act=spec.act)
+
+
+def build_bottleneck(spec: BlockSpec) -> nn.Module:
+    return Bottleneck(spec.width, spec.width, shortcut=True, act=spec.act)
+
+
+def build_c3(spec: BlockSpec) -> nn.Module:
+    return C3(spec.width, spec.width, n=spec.depth, act=spec.act)
+
+
+def build_c2f(spec: BlockSpec) -> nn.Module:
+    return C2f(spec.width, spec.width, n=spec.depth, shortcut=True, act=spec.act)
+
+
+def build_sppf(spec: BlockSpec) -> nn.Module:
+    return SPPF(spec.width, spec.width, act=spec.act)
+
+
+def build_act_alone(spec: BlockSpec) -> nn.Module:
+    return ActAlone(spec.act)
+
+
 def build_block(spec: BlockSpec, seed: int = 0) -> nn.Module:
     """The block ``spec`` describes, in eval mode, with weights fixed by ``seed``.
 
-    The global torch RNG is seeded inside ``torch.random.fork_rng``, so the caller's RNG state is
-    left as it was.
+    The builder is the one its kind names in the block-kind registry (``edgeprof.spec.blocks``). The global
+    torch RNG is seeded inside ``torch.random.fork_rng``, so the caller's RNG state is left as it was.
     """
-    width, act = spec.width, spec.act
-    if spec.block == "sppf" and width < 2:
-        raise InputError(f"block sppf needs width >= 2 (it halves the channels), got {width}")
+    kind = block_kind(spec.block)
+    builder = import_object(kind.builder, f"builder of block {spec.block}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if spec.block == "conv":
-            model: nn.Module = Conv(width, width, k=spec.kernel, s=spec.stride, act=act)
-        elif spec.block == "bottleneck":
-            model = Bottleneck(width, width, shortcut=True, act=act)
-        elif spec.block == "c3":
-            model = C3(width, width, n=spec.depth, act=act)
-        elif spec.block == "c2f":
-            model = C2f(width, width, n=spec.depth, shortcut=True, act=act)
-        elif spec.block == "sppf":
-            model = SPPF(width, width, act=act)
-        elif spec.block == "act":
-            model = ActAlone(act)
-        elif spec.block.startswith("yolo-"):
-            from edgeprof.blocks.networks import YoloDetector
-
-            model = YoloDetector(spec.block.split("-", 1)[1], act=act)
-        else:  # BlockSpec validates the name; this guards against the two lists drifting apart
-            raise InputError(f"no builder for block {spec.block!r}")
+        model = builder(spec)
+        if not isinstance(model, nn.Module):
+            raise InputError(f"block {spec.block}: its builder {kind.builder} returned {type(model).__name__}, "
+                             "not a torch.nn.Module")
         _randomize_batchnorm(model)
     return model.eval()
 

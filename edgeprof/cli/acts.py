@@ -15,7 +15,7 @@ def acts(fmt: FormatOpt = Format.table) -> None:
     """
     import pandas as pd
 
-    from edgeprof.blocks.activations import list_acts
+    from edgeprof.spec.acts import ACTS
 
     df = pd.DataFrame([
         {
@@ -26,7 +26,7 @@ def acts(fmt: FormatOpt = Format.table) -> None:
             "formula": a.formula,
             "onnx ops (torchscript, opset 17)": a.onnx_ops or "—",
         }
-        for a in list_acts()
+        for a in ACTS
     ])
     if fmt == Format.table:
         from rich.table import Table

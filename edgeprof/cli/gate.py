@@ -22,6 +22,7 @@ from edgeprof.cli.common import (
     progress_bar,
 )
 from edgeprof.errors import InputError, RegressionError
+from edgeprof.spec.blocks import blocks_help, depths_help
 
 
 class Mode(StrEnum):
@@ -39,9 +40,9 @@ Models = Annotated[list[Path] | None, typer.Argument(
     help="ONNX files, named by their file stem; or nothing, and sweep options to build blocks.", show_default=False)]
 Acts = Annotated[str | None, typer.Option("--acts", "-a", help="Build blocks with these activations "
                                           "(comma-separated; see `edgeprof acts`). Default: the sweep's.")]
-Blocks = Annotated[str | None, typer.Option("--blocks", "-b", help="Blocks to build: conv, bottleneck, c3, c2f, sppf.")]
+Blocks = Annotated[str | None, typer.Option("--blocks", "-b", help=blocks_help())]
 Widths = Annotated[str | None, typer.Option("--widths", "-w", help="Channel widths, comma-separated.")]
-Depths = Annotated[str | None, typer.Option("--depths", help="Bottlenecks in c3/c2f, comma-separated.")]
+Depths = Annotated[str | None, typer.Option("--depths", help=depths_help())]
 Imgsz = Annotated[str | None, typer.Option("--imgsz", help="Input sizes in pixels, comma-separated.")]
 Batch = Annotated[str | None, typer.Option("--batch", help="Batch sizes, comma-separated.")]
 Kernel = Annotated[int | None, typer.Option("--kernel", help="Kernel size of the conv block.")]

@@ -6,25 +6,24 @@ from typing import Annotated
 
 import typer
 
-from edgeprof.pipeline import DEFAULT_ACTS, SweepPlan
 from edgeprof.spec import parse_int_list, parse_name_list
+from edgeprof.spec.blocks import blocks_help, depths_help, models_help
+from edgeprof.spec.plan import DEFAULT_ACTS, SweepPlan
 
 Acts = Annotated[str, typer.Option("--acts", "-a", help="Activations, comma-separated; see `edgeprof acts`. "
                                    "Parameters after ':' (leakyrelu:0.2); your own as module:Class.")]
-Blocks = Annotated[str, typer.Option("--blocks", "-b", help="Blocks: conv, bottleneck, c3, c2f, sppf, "
-                                     "or act (the activation alone).")]
+Blocks = Annotated[str, typer.Option("--blocks", "-b", help=blocks_help())]
 Scale = Annotated[str | None, typer.Option("--scale", help="YOLO scale presets instead of --widths/--depths: "
                                            "n,s,m,l,x (YOLOv8 multipliers on a P3-stage C2f: 256 ch, 6 "
                                            "bottlenecks at l).")]
-Scaling = Annotated[str, typer.Option("--scaling", help="How sizes grow: auto, grid, width, imgsz, or "
-                                      "fixed-tensor (width grows, width*imgsz^2 kept; --imgsz is the side at "
-                                      "the first width).")]
+Scaling = Annotated[str, typer.Option("--scaling", help="How sizes grow: auto (from what varies), grid, width, "
+                                      "depth, imgsz, or fixed-tensor (width grows, width*imgsz^2 kept; --imgsz "
+                                      "is the side at the first width).")]
 Widths = Annotated[str, typer.Option("--widths", "-w", help="Channel widths, comma-separated.")]
-Depths = Annotated[str, typer.Option("--depths", help="Bottlenecks in c3/c2f, comma-separated.")]
+Depths = Annotated[str, typer.Option("--depths", help=depths_help())]
 Imgsz = Annotated[str | None, typer.Option("--imgsz", help="Input sizes in pixels, comma-separated "
                                            "(default 160 for blocks, 320,640 for --model).")]
-Model = Annotated[str | None, typer.Option("--model", "-m", help="Whole networks instead of blocks: yolo-n, "
-                                           "yolo-s (YOLOv8-style detectors).")]
+Model = Annotated[str | None, typer.Option("--model", "-m", help=models_help())]
 Batch = Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")]
 Kernel = Annotated[int, typer.Option("--kernel", help="Kernel size of the conv block.")]
 Stride = Annotated[int, typer.Option("--stride", help="Stride of the conv block.")]

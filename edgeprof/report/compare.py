@@ -5,12 +5,13 @@ from __future__ import annotations
 import pandas as pd
 
 from edgeprof.spec import MODEL_NAMES
+from edgeprof.spec.blocks import uses_depth
 
 
 def _label(row) -> str:
     if row["block"] in MODEL_NAMES:
         return f"{row['block']} {row['imgsz']}px"
-    depth = f" n{row['depth']}" if row["block"] in ("c3", "c2f") else ""
+    depth = f" n{row['depth']}" if uses_depth(row["block"]) else ""
     return f"{row['block']} w{row['width']}{depth} {row['imgsz']}px"
 
 

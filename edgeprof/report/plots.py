@@ -20,6 +20,7 @@ import pandas as pd
 
 from edgeprof.errors import InputError
 from edgeprof.report.scaling import SETTINGS_KEYS, series_label, varying_settings
+from edgeprof.spec.blocks import uses_depth
 
 INSTALL_HINT = "pip install 'edgeprof[plots]'"
 DPI = 110
@@ -53,22 +54,22 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower() or "x"
 
 
-_FIXED_COLOURS = {"relu": 0, "silu": 1, "hardswish": 2, "mish": 3, "leakyrelu": 4, "gelu": 5, "relu6": 6,
-                  "elu": 7}
-"""Common activations keep one colour in every report; others take the palette's free colours in order."""
-
-
 def act_styles(acts: Iterable[str]) -> dict[str, dict]:
-    """One colour and marker per activation, the same in every figure of a report."""
+    """One colour and marker per activation, the same in every figure of a report: an activation's own colour
+    from the activation table (edgeprof.spec.acts) where it has one, else the palette's free colours in order."""
+    from edgeprof.spec.acts import act_colour
+
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
                "#7f7f7f", "#bcbd22"]
     acts = list(dict.fromkeys(acts))
-    taken = {_FIXED_COLOURS[a] for a in acts if a in _FIXED_COLOURS}
+    own = {a: act_colour(a) for a in acts}
+    taken = {palette.index(c) for c in own.values() if c in palette}
     free = iter([i for i in range(len(palette)) if i not in taken] + list(range(len(palette))) * len(acts))
     styles = {}
     for act in acts:
-        index = _FIXED_COLOURS[act] if act in _FIXED_COLOURS else next(free)
-        styles[act] = {"color": palette[index % len(palette)], "marker": _MARKERS[index % len(_MARKERS)]}
+        colour = own[act]
+        index = palette.index(colour) if colour in palette else next(free)
+        styles[act] = {"color": colour or palette[index % len(palette)], "marker": _MARKERS[index % len(_MARKERS)]}
     return styles
 
 
@@ -248,7 +249,7 @@ def plot_ratio(df: pd.DataFrame, path: Path, title: str, styles: dict[str, dict]
 
 def _size_name(row: Mapping) -> str:
     name = f"w{int(row['width'])} {int(row['imgsz'])}px" if pd.notna(row.get("width")) else "?"
-    if pd.notna(row.get("depth")) and row.get("block") in ("c3", "c2f"):
+    if pd.notna(row.get("depth")) and uses_depth(str(row.get("block"))):
         name += f" n{int(row['depth'])}"
     if pd.notna(row.get("batch")) and int(row["batch"]) != 1:
         name += f" b{int(row['batch'])}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from edgeprof.spec.blocks import uses_depth
+
 
 def _fmt_ms(x) -> str:
     if x is None or pd.isna(x):
@@ -78,7 +80,7 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
         if row.get("ci_reached") is False and status == "ok":
             notes.append("CI target not reached")
         size = f"w{row.get('width')} {row.get('imgsz')}px" if not pd.isna(row.get("width")) else ""
-        if not pd.isna(row.get("depth")) and row.get("block") in ("c3", "c2f"):
+        if not pd.isna(row.get("depth")) and uses_depth(str(row.get("block"))):
             size += f" n{row.get('depth')}"
         if row.get("scale"):
             size = f"{row['scale']}: {size}"

@@ -144,7 +144,7 @@ def measurement_row(
     }
     if measurement.status == "failed" or not stats.get("n"):
         row["ci_reached"] = False
-    nodes, act_nodes = split_act_nodes(measurement.nodes, reference_nodes)
+    nodes, act_nodes = split_act_nodes(measurement.nodes, reference_nodes, build.get("act"), build.get("act_ops"))
     if nodes and reference_nodes is not None:
         row["fused"] = None if not build.get("act_ops") else not act_nodes
     if act_nodes is not None:
@@ -161,15 +161,21 @@ def measurement_row(
     return row
 
 
-def split_act_nodes(nodes: list[dict], reference_nodes: list[dict] | None):
-    """(all nodes, the activation's nodes): beyond the reference block's where there is one, else by op type."""
-    from edgeprof.runtime.onnxruntime.ops import activation_nodes, extra_nodes, nodes_from_dicts
+def split_act_nodes(nodes: list[dict], reference_nodes: list[dict] | None, act: str | None = None,
+                    exported_ops: list[str] | None = None):
+    """(all nodes, the activation's own nodes): with a reference (a block edgeprof built), the nodes of the
+    activation's op types (edgeprof.spec.acts: exported or fused forms), never the block's other ops; an empty
+    reference means every node is the activation's (block ``act``); without one, any activation op type."""
+    from edgeprof.runtime.onnxruntime.ops import activation_nodes, nodes_from_dicts
+    from edgeprof.spec.acts import act_op_types
 
     all_nodes = nodes_from_dicts(nodes)
     if not all_nodes:
         return all_nodes, None
     if reference_nodes is not None:
-        return all_nodes, extra_nodes(all_nodes, nodes_from_dicts(reference_nodes))
+        if not reference_nodes:
+            return all_nodes, list(all_nodes)
+        return all_nodes, activation_nodes(all_nodes, act_op_types(act or "", exported_ops or ()))
     return all_nodes, activation_nodes(all_nodes)
 
 
@@ -184,7 +190,8 @@ def per_op_rows(row: dict, nodes: list[dict], reference_nodes: list[dict] | None
     ``output_bytes`` and ``mem_in_use_delta`` are onnxruntime's per-node memory figures from its profiler (the
     bytes the node writes, and how much the arena's bytes in use changed; the latter only with the arena on).
     """
-    all_nodes, act_nodes = split_act_nodes(nodes, reference_nodes)
+    exported = [op for op in str(row.get("act_ops_exported") or "").split("+") if op]
+    all_nodes, act_nodes = split_act_nodes(nodes, reference_nodes, row.get("act"), exported)
     act_ids = {id(n) for n in act_nodes or []}
     total = sum(n.mean_us for n in all_nodes)
     return [

@@ -8,15 +8,16 @@ SCHEMA_VERSION = 1
 COLUMNS: dict[str, str] = {
     "precision": "fp32, or int8 for a quantized variant (--quantize int8)",
     "act": "activation spec, canonical (e.g. relu, leakyrelu:0.2); empty for a model edgeprof did not build",
-    "block": "YOLO-style block: conv, bottleneck, c3, c2f, sppf",
+    "block": "block kind (edgeprof.spec.blocks): conv, bottleneck, c3, c2f, sppf, act, a whole model, or a "
+             "user BlockKind's import path",
     "width": "input and output channels of the block",
-    "depth": "bottlenecks in c3/c2f (1 for the others)",
+    "depth": "bottlenecks in blocks with a chain of them (c3, c2f; 1 for the others)",
     "imgsz": "input height = width in pixels",
     "batch": "batch size",
     "kernel": "kernel size of the conv block",
     "stride": "stride of the conv block",
-    "scaling": "how the sizes of the sweep grow: width, imgsz, fixed-tensor (width grows, width*imgsz^2 fixed), "
-               "preset (--scale) or grid",
+    "scaling": "how the sizes of the sweep grow: width, depth or imgsz (only that one varies), fixed-tensor "
+               "(width grows, width*imgsz^2 fixed), preset (--scale), grid (several vary) or single (one size)",
     "scale": "YOLO scale preset (n, s, m, l, x) of the row, if any",
     "params": "parameters of the torch model (BN included, before folding)",
     "macs": "multiply-accumulates of one forward pass (Conv2d/Linear layers)",

@@ -9,9 +9,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgeprof.errors import InputError
+from edgeprof.spec.blocks import BLOCK_NAMES, MODEL_NAMES, block_kind
 
-BLOCK_NAMES = ("conv", "bottleneck", "c3", "c2f", "sppf", "act")
-MODEL_NAMES = ("yolo-n", "yolo-s")  # whole networks: width is their input channels (3), imgsz a multiple of 32
+__all__ = ["BLOCK_NAMES", "MODEL_NAMES", "BlockSpec", "ModelRecord", "content_hash", "file_sha256",
+           "parse_int_list", "parse_name_list"]
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,7 @@ class BlockSpec:
     stride: int = 1
 
     def __post_init__(self) -> None:
-        if self.block not in BLOCK_NAMES + MODEL_NAMES:
-            raise InputError(f"unknown block {self.block!r}; valid blocks: {', '.join(BLOCK_NAMES)}; "
-                             f"whole models: {', '.join(MODEL_NAMES)}")
+        kind = block_kind(self.block)  # the block-kind registry (edgeprof.spec.blocks) says what applies
         for name in ("width", "depth", "imgsz", "batch", "kernel", "stride"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -45,12 +44,15 @@ class BlockSpec:
             raise InputError(f"kernel {self.kernel} is larger than the input size {self.imgsz}")
         if self.stride > self.imgsz:
             raise InputError(f"stride {self.stride} is larger than the input size {self.imgsz}")
-        if self.block in MODEL_NAMES:
+        if kind.uses("kernel") and self.kernel % 2 == 0:
+            raise InputError(f"kernel {self.kernel} is even: 'same' padding (kernel // 2) would change the output "
+                             f"size; use an odd kernel (1, 3, 5, 7)")
+        if kind.whole_model:
             if self.width != 3 or self.imgsz % 32:
                 raise InputError(f"model {self.block} takes 3 input channels and an input size that is a multiple "
                                  f"of 32, got width {self.width} and imgsz {self.imgsz}")
-        elif self.block not in ("conv", "act") and self.width < 2:
-            raise InputError(f"block {self.block} needs width >= 2 (it halves the channels), got {self.width}")
+        elif self.width < kind.min_width:
+            raise InputError(f"block {self.block} needs width >= {kind.min_width}, got {self.width}")
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -62,18 +64,16 @@ class BlockSpec:
     def slug(self) -> str:
         """A file-name-friendly name that says what the model is."""
         act = re.sub(r"[^A-Za-z0-9.]+", "-", self.act).strip("-")
-        shape = {"conv": f"k{self.kernel}s{self.stride}", "c3": f"n{self.depth}", "c2f": f"n{self.depth}"}.get(
-            self.block, "")
-        block = f"{self.block}-{shape}" if shape else self.block
+        kind = block_kind(self.block)
+        shape = (f"k{self.kernel}s{self.stride}" if kind.uses("kernel") or kind.uses("stride") else "") + (
+            f"n{self.depth}" if kind.uses("depth") else "")
+        name = re.sub(r"[^A-Za-z0-9.]+", "-", self.block).strip("-")
+        block = f"{name}-{shape}" if shape else name
         return f"{block}_{act}_w{self.width}_i{self.imgsz}_b{self.batch}"
 
-    def output_shape(self) -> tuple[int, int, int, int]:
-        """The block's output shape: the conv block's stride shrinks it, the others keep the input's."""
-        side = self.imgsz
-        if self.block == "conv":
-            pad = self.kernel // 2
-            side = (self.imgsz + 2 * pad - self.kernel) // self.stride + 1
-        return (self.batch, self.width, side, side)
+    def output_shape(self) -> tuple[int, ...]:
+        """The block's output shape, as its kind says (the conv block's stride shrinks it)."""
+        return tuple(block_kind(self.block).output_shape(self))
 
     def act_alone(self) -> BlockSpec:
         """The activation alone (block ``act``) on a tensor of this block's output shape."""

@@ -7,13 +7,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-# Op types that are activations wherever they appear; used to name the activation ops of models
-# edgeprof did not build (for built blocks the activation's ops are found by comparison instead).
-ACTIVATION_OP_TYPES = frozenset({
-    "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Mish",
-    "Softplus", "Softsign", "Elu", "Selu", "Celu", "Gelu", "FastGelu", "BiasGelu", "QuickGelu", "Erf",
-    "Sin", "ThresholdedRelu", "Swish",
-})
+from edgeprof.spec.acts import ARITHMETIC_OPS, activation_op_types
+
+# Op types that are activations wherever they appear (from the activation table, arithmetic left out); used to
+# name the activation ops of models edgeprof did not build.
+ACTIVATION_OP_TYPES = activation_op_types() | {"Softsign", "ThresholdedRelu", "Erf"}
 
 
 @dataclass(frozen=True)
@@ -113,9 +111,15 @@ def extra_nodes(nodes: list[NodeTime], reference: list[NodeTime]) -> list[NodeTi
     return extra
 
 
-def activation_nodes(nodes: list[NodeTime]) -> list[NodeTime]:
-    """The nodes that are activations by op type (for models edgeprof did not build)."""
-    return [n for n in nodes if n.op_type in ACTIVATION_OP_TYPES]
+def activation_nodes(nodes: list[NodeTime], op_types: frozenset[str] | None = None) -> list[NodeTime]:
+    """The activation's own nodes: by op type (``op_types``: the activation's, from the activation table; else
+    any activation op, for models edgeprof did not build). An arithmetic node (Add, Mul...) that torch named in
+    another module's scope (a block's residual ``/m/m.0/Add``) is never the activation's: the activation's own
+    are in an ``/act/`` scope or were named by onnxruntime's fusions (``Mul_3``)."""
+    if op_types is None:
+        return [n for n in nodes if n.op_type in ACTIVATION_OP_TYPES]
+    return [n for n in nodes if n.op_type in op_types
+            and (n.op_type not in ARITHMETIC_OPS or "/act/" in n.name or not n.name.startswith("/"))]
 
 
 def time_share(part: list[NodeTime], whole: list[NodeTime]) -> float:

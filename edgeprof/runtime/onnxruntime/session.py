@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeprof.errors import InputError, RuntimeFailure
+from edgeprof.spec.memory import check_fits, inputs_need_bytes
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -155,6 +156,8 @@ def make_inputs(session, shapes: dict[str, tuple[int, ...]] | None = None, seed:
         dtype = _ORT_DTYPES.get(inp.type)
         if dtype is None:
             raise InputError(f"input {inp.name!r} has type {inp.type}, which edgeprof cannot feed yet")
+        check_fits(inputs_need_bytes([(shape, 8 + np.dtype(dtype).itemsize)]),  # the input and its float64 draw
+                   f"input {inp.name} of shape {'x'.join(map(str, shape))}")
         if np.issubdtype(dtype, np.floating):
             feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype is np.bool_:
