@@ -1,0 +1,71 @@
+"""What the activation ran as comes from the activation's own nodes, never from the block's other ops (the c3
+block's residual Add is not its activation). Real onnxruntime traces of exported blocks, no timing asserted."""
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from edgeprof.convert.onnx_export import export_block
+from edgeprof.results.rows import per_op_rows, split_act_nodes
+from edgeprof.runtime.onnxruntime.ops import parse_trace
+from edgeprof.spec import BlockSpec
+
+
+def _executed(path: Path, shape, opt_level: str = "all") -> list[dict]:
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                                        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}[opt_level]
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = np.zeros(shape, np.float32)
+    for _ in range(2):
+        session.run(None, {"images": x})
+    nodes = parse_trace(session.end_profiling())
+    return [{"name": n.name, "op_type": n.op_type, "calls": n.calls, "mean_us": n.mean_us} for n in nodes]
+
+
+def _act_ops(tmp_path, block: str, act: str, opt_level: str = "all") -> tuple[list[str], list[str]]:
+    spec = BlockSpec(block, act, width=16, imgsz=16)
+    built = export_block(spec, tmp_path)
+    reference = export_block(BlockSpec(block, "identity", width=16, imgsz=16), tmp_path)
+    nodes = _executed(built.path, spec.input_shape, opt_level)
+    ref_nodes = _executed(reference.path, spec.input_shape, opt_level)
+    everything, act_nodes = split_act_nodes(nodes, ref_nodes, built.spec.act, built.act_ops)
+    return [n.op_type for n in act_nodes], [n.op_type for n in everything]
+
+
+def test_c3_relu_is_fused_and_its_residual_add_is_not_the_activation(tmp_path):
+    act_ops, all_ops = _act_ops(tmp_path, "c3", "relu")
+    assert "Add" in all_ops  # the residual ran as its own node...
+    assert act_ops == []  # ...but relu fused into every Conv: nothing of the activation's ran
+
+
+def test_c3_mish_runs_as_softplus_tanh_mul_per_conv_and_no_add(tmp_path):
+    act_ops, all_ops = _act_ops(tmp_path, "c3", "mish")
+    assert "Add" in all_ops and "Add" not in act_ops
+    assert sorted(set(act_ops)) == ["Mul", "Softplus", "Tanh"]
+    assert act_ops.count("Softplus") == act_ops.count("Tanh") == act_ops.count("Mul") == 5  # 5 convs in c3 n=1
+
+
+@pytest.mark.parametrize(("act", "fused_op"), [("silu", "QuickGelu"), ("gelu", "Gelu")])
+def test_fused_forms_count_and_the_residual_add_still_does_not(tmp_path, act, fused_op):
+    act_ops, _ = _act_ops(tmp_path, "c3", act)
+    assert act_ops and set(act_ops) == {fused_op}
+
+
+def test_unoptimised_gelu_keeps_its_own_add_but_not_the_residual(tmp_path):
+    act_ops, all_ops = _act_ops(tmp_path, "c3", "gelu", opt_level="disable")
+    assert act_ops.count("Erf") == 5 and act_ops.count("Add") == 5  # one Add per gelu; the residual is left out
+    assert all_ops.count("Add") == 6
+
+
+def test_per_op_rows_mark_the_same_nodes(tmp_path):
+    spec = BlockSpec("c3", "relu", width=16, imgsz=16)
+    built = export_block(spec, tmp_path)
+    nodes = _executed(built.path, spec.input_shape)
+    rows = per_op_rows({"act": "relu", "act_ops_exported": "Relu"}, nodes, [{"name": "x", "op_type": "Conv",
+                                                                             "calls": 1, "mean_us": 1.0}])
+    assert rows and not any(r["is_act"] for r in rows)
