@@ -35,3 +35,15 @@ def test_profile_command_runs_without_torch(tiny_models, tmp_path):
     assert [r["status"] for r in rows] == ["ok", "ok"]
     assert rows[1]["ratio_to_baseline"] > 1.0  # conv+mish is slower than conv+relu
     assert csv.exists() and csv.with_suffix(".json").exists()
+
+
+def test_acts_command_and_the_planner_need_no_torch():
+    code = ("from edgeprof.cli import app\n"
+            "import edgeprof.spec.plan as plan\n"
+            "assert plan.plan_sizes(plan.SweepPlan(widths=(8,)))[0]['scaling'] == 'single'\n"
+            "app(['acts', '--format', 'json'])\n")
+    proc = _run(code)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert rows["mish"]["onnx ops (torchscript, opset 17)"] == "Softplus+Tanh+Mul"
+    assert "swish" in rows["silu"]["aliases"]
