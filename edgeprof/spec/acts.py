@@ -89,6 +89,7 @@ class ActEntry:
     runs_as: tuple[str, ...] = ()
     colour: str | None = None
     check: Callable[[tuple[float, ...]], str] | None = None
+    float32_only: bool = False  # its ONNX op is defined for float32 only
 
     @property
     def onnx_op_list(self) -> list[str]:
@@ -195,7 +196,7 @@ ACTS: tuple[ActEntry, ...] = (
              "exponential", "Selu", "torch.nn:SELU", lower=_one("Selu")),
     ActEntry("celu", "max(0, x) + min(0, alpha * (exp(x / alpha) - 1))", "exponential", "Celu", "torch.nn:CELU", (),
              ("alpha",), (1.0,), lower=_one("Celu", alpha="alpha"), single="Celu", single_attrs=(("alpha", 1.0),),
-             check=_celu_check),
+             check=_celu_check, float32_only=True),
     ActEntry("gelu", "x * 0.5 * (1 + erf(x / sqrt(2)))", "gated", "Div+Erf+Add+Mul", "torch.nn:GELU",
              lower=_lower_gelu, forms=(Form("GELU (erf form)", ("Erf",), {(1, False): 0.5, (1, True): 0.5},
                                             inner={(1, False): 1 / math.sqrt(2.0)}),),

@@ -89,8 +89,9 @@ def lower(
     """
     if opset < MIN_OPSET:
         raise InputError(f"swap needs opset {MIN_OPSET} or newer, the model has opset {opset}")
-    if act.name == "celu" and elem_type != onnx.TensorProto.FLOAT:
-        raise InputError(f"celu is defined for float32 only in ONNX; this activation is {_type_name(elem_type)}")
+    if act.info.float32_only and elem_type != onnx.TensorProto.FLOAT:
+        raise InputError(f"{act.name} is defined for float32 only in ONNX; this activation is "
+                         f"{_type_name(elem_type)}")
     if act.info.lower is None:
         return []
     b = _Builder(prefix, namer, consts, elem_type)
