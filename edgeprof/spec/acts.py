@@ -71,7 +71,8 @@ class ActEntry:
     ONNX default) holding each parameter. ``forms``: its multi-op patterns. ``runs_as``: op types it may run
     as after onnxruntime's fusions beyond its exported ones (``QuickGelu`` for x*sigmoid(x)). ``torch``: import
     path of a factory called with the parameter values, returning an ``nn.Module``. ``colour``: its colour in
-    every plot (None: the palette's next free one).
+    every plot (None: the palette's next free one). ``check(values)``: why parameter values are invalid, "" when
+    they are fine.
     """
 
     name: str
