@@ -33,6 +33,11 @@ def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None =
     plan = SweepPlan(**{**plan.as_dict(), "acts": tuple(acts), "baseline": baseline})
     out_dir = Path(out_dir)
     models_dir = out_dir / "models"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"-o {out_dir} is a file; give a folder for the bundle")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_bundle(out_dir):
+        raise InputError(f"-o {out_dir} is a non-empty folder that is not an edgeprof bundle (no {MANIFEST}); "
+                         "give a new or empty folder, or an existing bundle to replace")
     try:
         models_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -57,6 +62,10 @@ def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None =
     path = out_dir / MANIFEST
     try:
         path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        listed = {Path(job["file"]).stem for entry in entries for job in entry["models"]}
+        for old in models_dir.iterdir():  # a bundle replaced: no stale models (or sidecars) beside the manifest
+            if old.stem not in listed and old.is_file():
+                old.unlink()
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
@@ -112,10 +121,11 @@ def run_bundle(
     csv_path: Path | None = None,
     on_progress: ProgressFn | None = None,
     resume: bool = False,
+    append: bool = False,
 ) -> tuple[pd.DataFrame, Path]:
     """Run a bundle's sweep on this machine (no torch): the same rows and CSV as ``run_sweep``."""
     plan, loaded = load_bundle(bundle_dir)
     models_of = {id(specs): models for specs, _, models in loaded}
     groups = [(specs, labels) for specs, labels, _ in loaded]
     return run_groups(plan, groups, lambda group, stage: models_of[id(group)], settings, options, csv_path,
-                      on_progress, {"bundle": str(Path(bundle_dir).resolve())}, resume)
+                      on_progress, {"bundle": str(Path(bundle_dir).resolve())}, resume, append=append)
