@@ -122,9 +122,11 @@ def run_bundle(
     on_progress: ProgressFn | None = None,
     resume: bool = False,
     append: bool = False,
+    roofline: bool = True,
 ) -> tuple[pd.DataFrame, Path]:
     """Run a bundle's sweep on this machine (no torch): the same rows and CSV as ``run_sweep``."""
     plan, loaded = load_bundle(bundle_dir)
+    plan = SweepPlan(**{**plan.as_dict(), "roofline": plan.roofline and roofline})
     models_of = {id(specs): models for specs, _, models in loaded}
     groups = [(specs, labels) for specs, labels, _ in loaded]
     return run_groups(plan, groups, lambda group, stage: models_of[id(group)], settings, options, csv_path,

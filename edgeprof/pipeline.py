@@ -249,7 +249,7 @@ def record_run(
     Jobs are measured one after the other (each one's models interleaved); every row gets the static memory
     estimate and, with ``roofline``, the machine's ceilings; the recorder writes it, with its per-op rows.
     """
-    from edgeprof.analysis import try_estimate_memory
+    from edgeprof.analysis import graph_macs, try_estimate_memory
 
     progress = on_progress or (lambda message, fraction: None)
     with recorder as rec:
@@ -280,9 +280,11 @@ def record_run(
             by_path = dict(zip(paths, measured, strict=True))
             results = {key: (model, by_path[str(model.path)]) for key, model in models.items()}
             entries = [(row, ops) for row, ops in job.make_rows(results) if not rec.is_done(row)]
-            for row, _ in entries:
+            for row, _ in entries:  # the static figures, for models edgeprof did not build too
                 if row.get("weights_mb") is None and row.get("model"):
                     row.update(try_estimate_memory(row["model"]))
+                if row.get("macs") is None and row.get("model") and row.get("status") != "failed":
+                    row["macs"] = graph_macs(row["model"])
                 row.update(job.labels)
             add_roofline([row for row, _ in entries], machine)
             rec.record(entries)
@@ -383,6 +385,7 @@ def profile_models(
     metadata: dict | None = None,
     resume: bool = False,
     append: bool = False,
+    roofline: bool = False,
 ) -> tuple[pd.DataFrame, Path]:
     """Measure existing ONNX files interleaved (no torch); ratios are to the first file."""
     from edgeprof.runtime.onnxruntime.session import create_session, make_inputs
@@ -406,7 +409,7 @@ def profile_models(
               get_models=lambda stage: models, make_rows=make_rows)
     recorder = RunRecorder(csv_path, "profile", {"models": paths, "settings": settings.as_dict(),
                                                  "measure": asdict(options), **(metadata or {})}, resume, append)
-    return record_run([job], recorder, settings, options, roofline=False, shapes=shapes, on_progress=on_progress)
+    return record_run([job], recorder, settings, options, roofline=roofline, shapes=shapes, on_progress=on_progress)
 
 
 def run_onnx_swap(

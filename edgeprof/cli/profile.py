@@ -46,6 +46,8 @@ def profile(
     isolate: Isolate = True,
     per_op: Annotated[bool, typer.Option("--per-op", help="Also print where the time goes inside each model "
                                          "(always saved as <csv>-ops.csv).")] = False,
+    roofline: Annotated[bool, typer.Option("--roofline/--no-roofline", help="Report achieved GFLOP/s as a "
+                                           "fraction of this machine's peak (measured once, cached).")] = True,
     csv: CsvPath = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --csv: models already there with "
                                          "the same settings are not measured again.")] = False,
@@ -78,14 +80,15 @@ def profile(
                 if shapes:
                     raise InputError("--shape does not apply to a bundle (its models have fixed sizes)")
                 df, csv_path = run_bundle(models[0], settings, options, csv_path=csv, on_progress=progress,
-                                          resume=resume, append=append)
+                                          resume=resume, append=append, roofline=roofline)
             elif any(m.is_dir() for m in models):
                 bad = next(m for m in models if m.is_dir())
                 raise InputError(f"{bad} is a folder but not an edgeprof bundle (no manifest.json); give ONNX files "
                                  "or one bundle folder")
             else:
                 df, csv_path = profile_models(models, settings, options, shapes=shapes, csv_path=csv,
-                                              on_progress=progress, resume=resume, append=append)
+                                              on_progress=progress, resume=resume, append=append,
+                                              roofline=roofline)
     except ResultsNotSaved as exc:  # show what was measured, then say where it could not be written
         render(exc.frame, fmt, title="edgeprof profile: measured but not saved")
         raise

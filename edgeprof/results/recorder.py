@@ -317,16 +317,17 @@ class RunRecorder:
         """Stamp and append each row, then its per-op rows; a row that cannot be written ends the run with
         ``ResultsNotSaved`` (the rows stay in memory, and no per-op rows are written for it)."""
         stamp_rows([row for row, _ in entries], self.meta)
-        for row, ops in entries:
+        for row, _ in entries:
             row["run_id"] = self.run_id
-            self.rows.append(row)
+            self.rows.append(row)  # measured: shown to the caller even if it cannot be written
+        for row, ops in entries:
             try:
                 append_rows(self.csv_path, [row])
                 self.saved += 1
                 append_per_op(per_op_path(self.csv_path), [{**op, "run_id": self.run_id} for op in ops])
             except RuntimeFailure as exc:
-                raise ResultsNotSaved(f"{exc}; {len(self.rows)} rows measured, {self.saved} saved in "
-                                      f"{self.csv_path} (all printed)", self.frame(), self.csv_path) from None
+                raise ResultsNotSaved(f"{exc}; {len(self.rows)} rows measured, {self.saved} of them saved (all "
+                                      "printed)", self.frame(), self.csv_path) from None
 
     def frame(self) -> pd.DataFrame:
         return to_frame(self.rows)
