@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Unpack
 
 import pandas as pd
 
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.measure import MeasureOptions, SessionSettings
-from edgeprof.pipeline import ProgressFn, SweepPlan, labelled_groups, resolve_acts, run_groups
+from edgeprof.pipeline import ProgressFn, RecordOptions, SweepPlan, labelled_groups, resolve_acts, run_groups
 from edgeprof.spec import BlockSpec, ModelRecord, file_sha256
 
 MANIFEST = "manifest.json"
@@ -118,16 +119,15 @@ def run_bundle(
     bundle_dir: str | Path,
     settings: SessionSettings = SessionSettings(),
     options: MeasureOptions = MeasureOptions(),
-    csv_path: Path | None = None,
     on_progress: ProgressFn | None = None,
-    resume: bool = False,
-    append: bool = False,
     roofline: bool = True,
+    **record: Unpack[RecordOptions],
 ) -> tuple[pd.DataFrame, Path]:
     """Run a bundle's sweep on this machine (no torch): the same rows and CSV as ``run_sweep``."""
     plan, loaded = load_bundle(bundle_dir)
     plan = SweepPlan(**{**plan.as_dict(), "roofline": plan.roofline and roofline})
     models_of = {id(specs): models for specs, _, models in loaded}
     groups = [(specs, labels) for specs, labels, _ in loaded]
-    return run_groups(plan, groups, lambda group, stage: models_of[id(group)], settings, options, csv_path,
-                      on_progress, {"bundle": str(Path(bundle_dir).resolve())}, resume, append=append)
+    record["metadata"] = {"bundle": str(Path(bundle_dir).resolve()), **(record.get("metadata") or {})}
+    return run_groups(plan, groups, lambda group, stage: models_of[id(group)], settings, options, on_progress,
+                      **record)

@@ -13,12 +13,19 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Unpack
 
 import pandas as pd
 
 from edgeprof.errors import InputError
 from edgeprof.measure import MeasurementInterrupted, MeasureOptions, SessionSettings, measure
-from edgeprof.results.recorder import ResultsNotSaved, RunRecorder, SweepInterrupted, new_csv_path  # noqa: F401
+from edgeprof.results.recorder import (  # noqa: F401  (SweepInterrupted, ResultsNotSaved: what callers catch)
+    RecordOptions,
+    ResultsNotSaved,
+    RunRecorder,
+    SweepInterrupted,
+    new_csv_path,
+)
 from edgeprof.results.rows import measurement_row, per_op_rows
 from edgeprof.spec import MODEL_NAMES, BlockSpec
 
@@ -145,12 +152,9 @@ def run_sweep(
     plan: SweepPlan,
     settings: SessionSettings = SessionSettings(),
     options: MeasureOptions = MeasureOptions(),
-    csv_path: Path | None = None,
     models_dir: Path = Path("models"),
     on_progress: ProgressFn | None = None,
-    metadata: dict | None = None,
-    resume: bool = False,
-    append: bool = False,
+    **record: Unpack[RecordOptions],
 ) -> tuple[pd.DataFrame, Path]:
     """Run the plan; return the rows measured and the CSV path. Rows are appended to the CSV group by group.
 
@@ -164,7 +168,7 @@ def run_sweep(
     groups = labelled_groups(plan)
 
     return run_groups(plan, groups, lambda group, stage: build_group_models(group, plan, models_dir, stage),
-                      settings, options, csv_path, on_progress, metadata, resume, append=append)
+                      settings, options, on_progress, **record)
 
 
 def build_group_models(group: list[BlockSpec], plan: SweepPlan, models_dir: Path, stage: ProgressFn) -> dict:
@@ -192,11 +196,8 @@ def run_groups(
     get_models: Callable,
     settings: SessionSettings,
     options: MeasureOptions,
-    csv_path: Path | None = None,
     on_progress: ProgressFn | None = None,
-    metadata: dict | None = None,
-    resume: bool = False,
-    append: bool = False,
+    **record: Unpack[RecordOptions],
 ) -> tuple[pd.DataFrame, Path]:
     """Measure size groups one after the other: ``get_models(group, stage)`` gives each group's models keyed
     (role, act), as exported (``run_sweep``) or read from a bundle (``run_bundle``, no torch)."""
@@ -209,8 +210,8 @@ def run_groups(
                     (row, per_op) for _, row, per_op in _group_rows(group, results, plan.baseline, settings, options)],
                 labels=labels)
             for group, labels in groups]
-    recorder = RunRecorder(csv_path, "sweep", {"plan": plan.as_dict(), "settings": settings.as_dict(),
-                                               "measure": asdict(options), **(metadata or {})}, resume, append)
+    recorder = RunRecorder("sweep", {"plan": plan.as_dict(), "settings": settings.as_dict(),
+                                     "measure": asdict(options)}, **record)
     return record_run(jobs, recorder, settings, options, roofline=plan.roofline, on_progress=on_progress)
 
 
@@ -380,12 +381,9 @@ def profile_models(
     settings: SessionSettings = SessionSettings(),
     options: MeasureOptions = MeasureOptions(),
     shapes: dict | None = None,
-    csv_path: Path | None = None,
     on_progress: ProgressFn | None = None,
-    metadata: dict | None = None,
-    resume: bool = False,
-    append: bool = False,
     roofline: bool = False,
+    **record: Unpack[RecordOptions],
 ) -> tuple[pd.DataFrame, Path]:
     """Measure existing ONNX files interleaved (no torch); ratios are to the first file."""
     from edgeprof.runtime.onnxruntime.session import create_session, make_inputs
@@ -407,8 +405,8 @@ def profile_models(
 
     job = Job(where="", configs=[{**settings.as_dict(), "model": path} for path in paths],
               get_models=lambda stage: models, make_rows=make_rows)
-    recorder = RunRecorder(csv_path, "profile", {"models": paths, "settings": settings.as_dict(),
-                                                 "measure": asdict(options), **(metadata or {})}, resume, append)
+    recorder = RunRecorder("profile", {"models": paths, "settings": settings.as_dict(), "measure": asdict(options)},
+                           **record)
     return record_run([job], recorder, settings, options, roofline=roofline, shapes=shapes, on_progress=on_progress)
 
 
@@ -418,14 +416,11 @@ def run_onnx_swap(
     baseline: str = "relu",
     settings: SessionSettings = SessionSettings(),
     options: MeasureOptions = MeasureOptions(),
-    csv_path: Path | None = None,
     models_dir: Path = Path("models"),
     shapes: dict | None = None,
     on_progress: ProgressFn | None = None,
-    metadata: dict | None = None,
-    resume: bool = False,
-    append: bool = False,
     roofline: bool = True,
+    **record: Unpack[RecordOptions],
 ) -> tuple[pd.DataFrame, Path]:
     """Profile your own ONNX model with each activation swapped in (``edgeprof.swap``), interleaved.
 
@@ -490,7 +485,6 @@ def run_onnx_swap(
     job = Job(where="", configs=[{**settings.as_dict(), "act": act, "block": block, "opset": op_counts[act]["opset"],
                                   "model": str(swapped[act])} for act in labels],
               get_models=lambda stage: models, make_rows=make_rows)
-    recorder = RunRecorder(csv_path, "swap", {"source_model": str(src), "acts": labels, "baseline": baseline,
-                                              "settings": settings.as_dict(), "measure": asdict(options),
-                                              **(metadata or {})}, resume, append)
+    recorder = RunRecorder("swap", {"source_model": str(src), "acts": labels, "baseline": baseline,
+                                    "settings": settings.as_dict(), "measure": asdict(options)}, **record)
     return record_run([job], recorder, settings, options, roofline=roofline, shapes=shapes, on_progress=on_progress)

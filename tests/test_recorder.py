@@ -107,7 +107,7 @@ def test_an_existing_csv_needs_resume_or_append(measured, tiny_models):
 
 def test_a_second_run_on_the_same_csv_is_refused(tiny_models, tmp_path):
     csv = tmp_path / "busy.csv"
-    with RunRecorder(csv, "profile", {}):
+    with RunRecorder("profile", {}, csv):
         line = one_line_error(_profile(tiny_models, csv))
         assert "being written by another edgeprof run" in line and f"pid {os.getpid()}" in line
     assert not csv.with_name("busy.csv.lock").exists()  # released and removed at the end
@@ -162,7 +162,7 @@ def test_schema_gives_every_column_a_dtype_and_meaning():
 
 def test_resume_and_append_exclude_each_other(tmp_path):
     with pytest.raises(InputError, match="exclude each other"):
-        RunRecorder(tmp_path / "r.csv", "sweep", {}, resume=True, append=True)
+        RunRecorder("sweep", {}, tmp_path / "r.csv", resume=True, append=True)
 
 
 def test_swap_refuses_to_overwrite_its_input(tiny_models):

@@ -3,7 +3,7 @@
 Every entry point (built blocks, whole networks, bundles, ONNX files, ``sweep --onnx``) measures through
 ``edgeprof.pipeline`` and hands its rows to a ``RunRecorder``:
 
-    with RunRecorder(csv_path, "sweep", metadata, resume=True) as rec:
+    with RunRecorder("sweep", {"plan": ...}, csv_path, resume=True) as rec:
         if not rec.is_done(config): ... rec.record([(row, per_op_rows), ...])
 
 - Rows are appended as whole lines (one write, fsync; cut back on failure), each row's per-op rows only
@@ -27,6 +27,7 @@ import shlex
 import sys
 import uuid
 from pathlib import Path
+from typing import TypedDict
 
 import pandas as pd
 
@@ -119,11 +120,24 @@ def runs_of(metadata: dict) -> list[dict]:
     return [{k: v for k, v in metadata.items() if k != "resumed"}, *metadata.get("resumed", [])]
 
 
-class RunRecorder:
-    """Owns one run's results files from start to end; a context manager (see the module's docstring)."""
+class RecordOptions(TypedDict, total=False):
+    """How an entry point's caller says where and how a run is recorded (keyword arguments of every pipeline):
+    the CSV (default: a new file in results/), extra metadata, and --resume or --append."""
 
-    def __init__(self, csv_path: Path | None, prefix: str, metadata: dict, resume: bool = False,
-                 append: bool = False, on_note=None):
+    csv_path: Path | None
+    metadata: dict | None
+    resume: bool
+    append: bool
+
+
+class RunRecorder:
+    """Owns one run's results files from start to end; a context manager (see the module's docstring).
+
+    ``run_info`` is what the entry point says about the run (plan, settings...); ``metadata`` is the caller's.
+    """
+
+    def __init__(self, prefix: str, run_info: dict, csv_path: Path | None = None, metadata: dict | None = None,
+                 resume: bool = False, append: bool = False, on_note=None):
         if resume and csv_path is None:
             raise InputError("--resume needs --csv: the results file of the run to continue")
         if resume and append:
@@ -132,7 +146,7 @@ class RunRecorder:
         self.csv_path = check_writable(csv_path or new_csv_path(prefix=prefix))
         self.resume, self.append = resume, append
         self.run_id = uuid.uuid4().hex[:12]
-        self._extra = metadata
+        self._extra = {**run_info, **(metadata or {})}
         self._note = on_note or (lambda message: print(f"edgeprof: {message}", file=sys.stderr))
         self.rows: list[dict] = []
         self.saved = 0
