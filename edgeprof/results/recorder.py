@@ -44,13 +44,13 @@ from edgeprof.results.rows import (
 )
 from edgeprof.results.schema import COLUMNS, SCHEMA
 
+# Where and with which runtime version a row was measured: ``stamp_rows`` puts them on every row from its
+# run's metadata, and a config counts as done only where they match this run's.
+MEASURED_WITH = ("host_fingerprint", "ort_version")
 # What a row of an earlier run must share with a config for the config to count as already measured
 # (--resume): what was built, how it was run, and where and with which runtime version it was measured.
 RESUME_KEYS = ("precision", "act", "block", "width", "depth", "imgsz", "batch", "kernel", "stride", "threads",
-               "inter_threads", "opset", "opt_level", "spinning", "arena", "provider", "exporter",
-               "host_fingerprint", "ort_version")
-# the RESUME_KEYS that say where and with what a row was measured (filled from the current run for a config)
-MEASURED_WITH = ("host_fingerprint", "ort_version")
+               "inter_threads", "opset", "opt_level", "spinning", "arena", "provider", "exporter", *MEASURED_WITH)
 
 
 class SweepInterrupted(EdgeprofError):
@@ -302,9 +302,8 @@ class RunRecorder:
             key[len(RESUME_KEYS):]
 
     def _config_key(self, config: dict) -> tuple:
-        here = {"host_fingerprint": self.meta.get("host_fingerprint"),
-                "ort_version": (self.meta.get("versions") or {}).get("onnxruntime")}
-        return resume_key({**config, **{k: here[k] for k in MEASURED_WITH}})
+        here = stamp_rows([{}], self.meta)[0]  # this run's host and versions, as its rows get them
+        return resume_key({**config, **{k: here.get(k) for k in MEASURED_WITH}})
 
     def is_done(self, config: dict) -> bool:
         """Whether --resume finds ``config`` (a row, or a config's RESUME_KEYS) measured here, with this runtime."""
