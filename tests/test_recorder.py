@@ -196,3 +196,19 @@ def test_interrupted_baseline_save_leaves_nothing_behind(tiny_models, tmp_path, 
     result = runner.invoke(app, ["baseline", "save", str(tiny_models["relu"]), "-o", str(out), "-q"])
     assert result.exit_code == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"tiny_{a}.onnx" for a in ("relu", "mish", "none"))
+
+
+def test_a_bundle_resumes_and_a_rebuilt_bundle_keeps_no_stale_models(tmp_path):
+    out = tmp_path / "bundle"
+    small = ["--widths", "8", "--imgsz", "16", "--no-act-alone", "--no-roofline", "-o", str(out), "-q"]
+    assert runner.invoke(app, ["bundle", "--acts", "relu,mish", *small]).exit_code == 0
+    csv = tmp_path / "device.csv"
+    profile = ["profile", str(out), "--csv", str(csv), *FAST]
+    assert runner.invoke(app, profile).exit_code == 0
+    again = runner.invoke(app, [*profile, "--resume"])
+    assert again.exit_code == 0 and "2 of 2 configs already measured" in again.output
+    assert len(pd.read_csv(csv)) == 2
+    assert runner.invoke(app, ["bundle", "--acts", "relu", *small]).exit_code == 0  # replaces the bundle
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed = {m["file"] for g in manifest["groups"] for m in g["models"]}
+    assert {f"models/{p.name}" for p in (out / "models").glob("*.onnx")} == listed
