@@ -1,9 +1,11 @@
-"""The pipeline: spec -> build/export (torch) -> profile (onnxruntime) -> rows and CSV (pandas).
+"""The pipeline: producers (built blocks, whole networks, bundles, ONNX files, swapped models) -> measure -> record.
 
-``run_sweep`` builds every (block, size, activation) of a plan, measures the activations of each size
-together, interleaved, and appends that size's rows to the CSV as soon as they are measured, so an
-interrupted or failing sweep keeps every finished row. ``profile_models`` does the same for ONNX files
-edgeprof did not build, and never imports torch.
+Every entry point describes its work as ``Job``s (the configs it will measure, how to get its models, how
+its measurements become rows) and hands them to ``record_run``, the one funnel: it measures each job's
+models together, interleaved, adds the static figures and the roofline to every row, and gives the rows to
+the run recorder (``edgeprof.results.recorder``), which writes them as soon as they are measured, so an
+interrupted or failing run keeps every finished row. ``profile_models`` and ``run_onnx_swap`` never import
+torch.
 """
 
 from __future__ import annotations
