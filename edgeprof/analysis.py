@@ -1,4 +1,4 @@
-"""Static memory estimate from an ONNX graph: weight bytes, and peak live activation bytes by liveness.
+"""Static figures from an ONNX graph: weight bytes, peak live activation bytes by liveness, and MACs.
 
 Needs the ``onnx`` package (present wherever models are built); callers on a device without it get None.
 The liveness pass walks the nodes in the graph's (topological) order; a tensor is live from the step that
@@ -10,6 +10,7 @@ measured peak RSS to see what the runtime adds (its own code, thread pools, aren
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 MIB = 1024.0 * 1024.0
@@ -97,3 +98,36 @@ def try_estimate_memory(path: str | Path) -> dict:
     except ImportError:
         return {"weights_mb": None, "act_peak_mb": None, "act_estimate_complete": None}
     return estimate_memory(path)
+
+
+def graph_macs(model) -> int | None:
+    """Multiply-accumulates of one run of an ONNX graph's Conv, Gemm and MatMul nodes (as ``macs`` counts for
+    built blocks), from inferred shapes; None when a shape is not known (dynamic dims) or onnx is missing."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    if isinstance(model, str | Path):
+        model = onnx.load(str(model))
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    shapes: dict[str, list[int] | None] = {t.name: list(t.dims) for t in graph.initializer}
+    for info in [*graph.input, *graph.value_info, *graph.output]:
+        ttype = info.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
+        shapes[info.name] = dims if ttype.HasField("shape") and None not in dims else None
+    total = 0
+    for node in graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul"):
+            continue
+        out, a, b = shapes.get(node.output[0]), shapes.get(node.input[0]), shapes.get(node.input[1])
+        if not out or not a or not b:
+            return None
+        if node.op_type == "Conv":  # weight [M, C/group, k...]: each output element takes C/group * k... MACs
+            per_output = math.prod(b[1:])
+        elif node.op_type == "Gemm":
+            trans_a = next((attr.i for attr in node.attribute if attr.name == "transA"), 0)
+            per_output = a[0] if trans_a else a[-1]
+        else:
+            per_output = a[-1]
+        total += math.prod(out) * per_output
+    return total

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Unpack
 
 import pandas as pd
 
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.measure import MeasureOptions, SessionSettings
-from edgeprof.pipeline import ProgressFn, SweepPlan, labelled_groups, resolve_acts, run_groups
+from edgeprof.pipeline import ProgressFn, RecordOptions, SweepPlan, labelled_groups, resolve_acts, run_groups
 from edgeprof.spec import BlockSpec, ModelRecord, file_sha256
 
 MANIFEST = "manifest.json"
@@ -33,6 +34,11 @@ def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None =
     plan = SweepPlan(**{**plan.as_dict(), "acts": tuple(acts), "baseline": baseline})
     out_dir = Path(out_dir)
     models_dir = out_dir / "models"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"-o {out_dir} is a file; give a folder for the bundle")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_bundle(out_dir):
+        raise InputError(f"-o {out_dir} is a non-empty folder that is not an edgeprof bundle (no {MANIFEST}); "
+                         "give a new or empty folder, or an existing bundle to replace")
     try:
         models_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -57,6 +63,10 @@ def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None =
     path = out_dir / MANIFEST
     try:
         path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        listed = {Path(job["file"]).stem for entry in entries for job in entry["models"]}
+        for old in models_dir.iterdir():  # a bundle replaced: no stale models (or sidecars) beside the manifest
+            if old.stem not in listed and old.is_file():
+                old.unlink()
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
@@ -109,13 +119,15 @@ def run_bundle(
     bundle_dir: str | Path,
     settings: SessionSettings = SessionSettings(),
     options: MeasureOptions = MeasureOptions(),
-    csv_path: Path | None = None,
     on_progress: ProgressFn | None = None,
-    resume: bool = False,
+    roofline: bool = True,
+    **record: Unpack[RecordOptions],
 ) -> tuple[pd.DataFrame, Path]:
     """Run a bundle's sweep on this machine (no torch): the same rows and CSV as ``run_sweep``."""
     plan, loaded = load_bundle(bundle_dir)
+    plan = SweepPlan(**{**plan.as_dict(), "roofline": plan.roofline and roofline})
     models_of = {id(specs): models for specs, _, models in loaded}
     groups = [(specs, labels) for specs, labels, _ in loaded]
-    return run_groups(plan, groups, lambda group, stage: models_of[id(group)], settings, options, csv_path,
-                      on_progress, {"bundle": str(Path(bundle_dir).resolve())}, resume)
+    record["metadata"] = {"bundle": str(Path(bundle_dir).resolve()), **(record.get("metadata") or {})}
+    return run_groups(plan, groups, lambda group, stage: models_of[id(group)], settings, options, on_progress,
+                      **record)

@@ -1,34 +1,33 @@
-"""The pipeline: spec -> build/export (torch) -> profile (onnxruntime) -> rows and CSV (pandas).
+"""The pipeline: producers (built blocks, whole networks, bundles, ONNX files, swapped models) -> measure -> record.
 
-``run_sweep`` builds every (block, size, activation) of a plan, measures the activations of each size
-together, interleaved, and appends that size's rows to the CSV as soon as they are measured, so an
-interrupted or failing sweep keeps every finished row. ``profile_models`` does the same for ONNX files
-edgeprof did not build, and never imports torch.
+Every entry point describes its work as ``Job``s (the configs it will measure, how to get its models, how
+its measurements become rows) and hands them to ``record_run``, the one funnel: it measures each job's
+models together, interleaved, adds the static figures and the roofline to every row, and gives the rows to
+the run recorder (``edgeprof.results.recorder``), which writes them as soon as they are measured, so an
+interrupted or failing run keeps every finished row. ``profile_models`` and ``run_onnx_swap`` never import
+torch.
 """
 
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Unpack
 
 import pandas as pd
 
-from edgeprof.errors import EdgeprofError, InputError
+from edgeprof.errors import InputError
 from edgeprof.measure import MeasurementInterrupted, MeasureOptions, SessionSettings, measure
-from edgeprof.results.rows import (
-    append_per_op,
-    append_rows,
-    check_writable,
-    measurement_row,
-    per_op_path,
-    per_op_rows,
-    stamp_rows,
-    to_frame,
-    write_metadata,
+from edgeprof.results.recorder import (  # noqa: F401  (SweepInterrupted, ResultsNotSaved: what callers catch)
+    RecordOptions,
+    ResultsNotSaved,
+    RunRecorder,
+    SweepInterrupted,
+    new_csv_path,
 )
+from edgeprof.results.rows import measurement_row, per_op_rows
 from edgeprof.spec import MODEL_NAMES, BlockSpec
 from edgeprof.spec.plan import (  # noqa: F401  (the planner's names, importable from here as before)
     DEFAULT_ACTS,
@@ -42,90 +41,18 @@ from edgeprof.spec.plan import (  # noqa: F401  (the planner's names, importable
     scale_size,
 )
 
-# the settings that must match for a row of an earlier run to count as already measured (--resume)
-RESUME_KEYS = ("precision", "act", "block", "width", "depth", "imgsz", "batch", "kernel", "stride", "threads",
-               "inter_threads", "opt_level", "spinning", "arena", "provider", "exporter", "opset")
 REFERENCE_ACT = "identity"
 
 ProgressFn = Callable[[str, float], None]
-
-
-class SweepInterrupted(EdgeprofError):
-    """Ctrl-C: the rows measured so far are in the CSV."""
-
-    exit_code = 130
-
-    def __init__(self, csv_path: Path, rows_kept: int):
-        super().__init__(f"interrupted; {rows_kept} measured rows kept in {csv_path}")
-        self.csv_path = csv_path
-        self.rows_kept = rows_kept
-
-
-def done_configs(csv_path: Path) -> tuple[set[tuple], int]:
-    """For --resume: the configs an earlier run finished (ok or failed) in ``csv_path``, keyed by RESUME_KEYS.
-
-    Rows left ``interrupted`` are dropped from the file (atomically), so they are measured again rather
-    than duplicated. Returns the keys and how many interrupted rows were dropped.
-    """
-    from edgeprof.results.rows import read_results, to_frame
-    from edgeprof.results.schema import COLUMNS
-
-    if not csv_path.exists() or csv_path.stat().st_size == 0:
-        return set(), 0
-    with open(csv_path) as fh:
-        header = fh.readline().strip().split(",")
-    if header != list(COLUMNS):
-        raise InputError(f"cannot resume {csv_path}: its columns differ from this edgeprof's (another version "
-                         "wrote it); start a new CSV")
-    df = read_results(csv_path)
-    missing = [k for k in RESUME_KEYS if k not in df.columns]
-    if missing:
-        raise InputError(f"cannot resume from {csv_path}: missing columns {', '.join(missing)}")
-    interrupted = df["status"] == "interrupted"
-    if interrupted.any():
-        keep = to_frame(df[~interrupted].to_dict("records"))
-        tmp = csv_path.with_suffix(".csv.tmp")
-        try:
-            keep.to_csv(tmp, index=False)
-            tmp.replace(csv_path)
-        except OSError as exc:
-            raise InputError(f"cannot rewrite {csv_path} to resume: {exc.strerror or exc}") from None
-        df = keep
-    return {_resume_key(r) for r in df.to_dict("records")}, int(interrupted.sum())
-
-
-def _config_key(spec: BlockSpec, plan: SweepPlan, settings: SessionSettings) -> dict:
-    """The RESUME_KEYS of a config before it is measured (opset as requested: the written one may differ,
-    in which case the config is measured again rather than wrongly skipped)."""
-    return {**spec.as_dict(), **settings.as_dict(), "exporter": plan.exporter, "opset": plan.opset,
-            "precision": "fp32"}
-
-
-def _resume_key(row: dict) -> tuple:
-    return tuple(str(row.get(k)) for k in RESUME_KEYS)
-
-
-def new_csv_path(results_dir: Path = Path("results"), prefix: str = "sweep") -> Path:
-    from datetime import datetime
-
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(results_dir) / f"{prefix}-{stamp}.csv"
-    n = 1
-    while path.exists():
-        n += 1
-        path = Path(results_dir) / f"{prefix}-{stamp}-{n}.csv"
-    return path
 
 
 def run_sweep(
     plan: SweepPlan,
     settings: SessionSettings = SessionSettings(),
     options: MeasureOptions = MeasureOptions(),
-    csv_path: Path | None = None,
     models_dir: Path = Path("models"),
     on_progress: ProgressFn | None = None,
-    metadata: dict | None = None,
-    resume: bool = False,
+    **record: Unpack[RecordOptions],
 ) -> tuple[pd.DataFrame, Path]:
     """Run the plan; return the rows measured and the CSV path. Rows are appended to the CSV group by group.
 
@@ -139,7 +66,7 @@ def run_sweep(
     groups = labelled_groups(plan)
 
     return run_groups(plan, groups, lambda group, stage: build_group_models(group, plan, models_dir, stage),
-                      settings, options, csv_path, on_progress, metadata, resume)
+                      settings, options, on_progress, **record)
 
 
 def build_group_models(group: list[BlockSpec], plan: SweepPlan, models_dir: Path, stage: ProgressFn) -> dict:
@@ -167,79 +94,102 @@ def run_groups(
     get_models: Callable,
     settings: SessionSettings,
     options: MeasureOptions,
-    csv_path: Path | None = None,
     on_progress: ProgressFn | None = None,
-    metadata: dict | None = None,
-    resume: bool = False,
+    **record: Unpack[RecordOptions],
 ) -> tuple[pd.DataFrame, Path]:
     """Measure size groups one after the other: ``get_models(group, stage)`` gives each group's models keyed
     (role, act), as exported (``run_sweep``) or read from a bundle (``run_bundle``, no torch)."""
-    from edgeprof.measure.host import load_average, run_metadata
+    precisions = ["fp32", *([plan.quantize] if plan.quantize else [])]
+    jobs = [Job(where=f"{group[0].block} w{group[0].width} {group[0].imgsz}px",
+                configs=[{**spec.as_dict(), **settings.as_dict(), "exporter": plan.exporter, "opset": plan.opset,
+                          "precision": precision} for spec in group for precision in precisions],
+                get_models=lambda stage, group=group: get_models(group, stage),
+                make_rows=lambda results, group=group: [
+                    (row, per_op) for _, row, per_op in _group_rows(group, results, plan.baseline, settings, options)],
+                labels=labels)
+            for group, labels in groups]
+    recorder = RunRecorder("sweep", {"plan": plan.as_dict(), "settings": settings.as_dict(),
+                                     "measure": asdict(options)}, **record)
+    return record_run(jobs, recorder, settings, options, roofline=plan.roofline, on_progress=on_progress)
+
+
+@dataclass
+class Job:
+    """One interleaved measurement, as a producer (blocks, networks, bundles, files, swaps) describes it:
+    ``configs`` are the rows it will give (for --resume, before anything is built), ``get_models(stage)``
+    builds or finds its models keyed (role, act), ``make_rows(results)`` turns {key: (model, measurement)}
+    into rows, each with its per-op rows; ``labels`` go on every row."""
+
+    where: str
+    configs: list[dict]
+    get_models: Callable[[ProgressFn], dict]
+    make_rows: Callable[[dict], list[tuple[dict, list[dict]]]]
+    labels: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model edgeprof did not build (an ONNX file, a swapped model): all a job needs of it is its path."""
+
+    path: str
+
+
+def record_run(
+    jobs: list[Job],
+    recorder: RunRecorder,
+    settings: SessionSettings,
+    options: MeasureOptions,
+    roofline: bool = True,
+    shapes: dict | None = None,
+    on_progress: ProgressFn | None = None,
+) -> tuple[pd.DataFrame, Path]:
+    """The one funnel every entry point goes through: producers' jobs -> measure -> the run recorder.
+
+    Jobs are measured one after the other (each one's models interleaved); every row gets the static memory
+    estimate and, with ``roofline``, the machine's ceilings; the recorder writes it, with its per-op rows.
+    """
+    from edgeprof.analysis import graph_macs, try_estimate_memory
 
     progress = on_progress or (lambda message, fraction: None)
-    if resume and csv_path is None:
-        raise InputError("--resume needs --csv: the results file of the sweep to continue")
-    csv_path = check_writable(csv_path or new_csv_path())
-    done, dropped = done_configs(csv_path) if resume else (set(), 0)
-    run_id = uuid.uuid4().hex[:12]
-    meta = run_metadata({"run_id": run_id, "plan": plan.as_dict(), "settings": settings.as_dict(),
-                         "measure": asdict(options), **(metadata or {})})
-    machine = None
-    if plan.roofline:
-        from edgeprof.measure.machine import machine_ceilings
+    with recorder as rec:
+        machine = None
+        if roofline:
+            from edgeprof.measure.machine import machine_ceilings
 
-        progress("measuring this machine's ceilings (cached after the first time)", 0.0)
-        machine = machine_ceilings(settings.threads)
-        meta["machine"] = machine
-    meta_path = csv_path.with_suffix(".json")
-    if resume and meta_path.exists():  # keep the first run's metadata; this run goes under "resumed"
-        import json
+            progress("measuring this machine's ceilings (cached after the first time)", 0.0)
+            machine = machine_ceilings(settings.threads)
+            rec.add_metadata(machine=machine)
+        rec.announce([config for job in jobs for config in job.configs])
+        for j, job in enumerate(jobs):
+            def stage(message: str, fraction: float, j=j, job=job) -> None:
+                where = f"[{j + 1}/{len(jobs)}] {job.where}: " if len(jobs) > 1 or job.where else ""
+                progress(f"{where}{message}", (j + fraction) / len(jobs))
 
-        try:
-            first = json.loads(meta_path.read_text())
-        except ValueError:
-            first = {}
-        meta = {**first, "resumed": [*first.get("resumed", []), {**meta, "dropped_interrupted_rows": dropped}]}
-    write_metadata(csv_path, meta)
-    all_rows: list[dict] = []
-    try:
-        for g, (group, labels) in enumerate(groups):
-            def stage(message: str, fraction: float, g=g, group=group) -> None:
-                spec = group[0]
-                where = f"[{g + 1}/{len(groups)}] {spec.block} w{spec.width} {spec.imgsz}px"
-                progress(f"{where}: {message}", (g + fraction) / len(groups))
-
-            if resume and all(_resume_key(_config_key(spec, plan, settings)) in done for spec in group):
+            if rec.resume and job.configs and all(rec.is_done(config) for config in job.configs):
                 stage("already in the CSV (--resume)", 1.0)
                 continue
-            models = get_models(group, stage)
+            models = job.get_models(stage)
             paths = list(dict.fromkeys(str(m.path) for m in models.values()))
             try:
-                measured = measure(paths, settings, options,
+                measured = measure(paths, settings, options, shapes=shapes,
                                    on_progress=lambda m, f, stage=stage: stage(m, 0.05 + 0.95 * f))
-                interrupted = None
+                interrupted = False
             except MeasurementInterrupted as exc:
-                measured, interrupted = exc.partial, exc
+                measured, interrupted = exc.partial, True
             by_path = dict(zip(paths, measured, strict=True))
-            results = {key: (models[key], by_path[str(models[key].path)]) for key in models}
-            entries = _group_rows(group, results, plan.baseline, settings, options, run_id)
-            if resume:
-                entries = [(key, row) for key, row in entries if _resume_key(row) not in done]
-            rows = [row for _, row in entries]
-            add_roofline(rows, machine)
-            stamp_rows(rows, meta)
-            for row in rows:
-                row.update(labels)
-            append_per_op(per_op_path(csv_path), _group_per_op(results, entries))
-            append_rows(csv_path, rows)
-            all_rows.extend(rows)
-            if interrupted is not None:
+            results = {key: (model, by_path[str(model.path)]) for key, model in models.items()}
+            entries = [(row, ops) for row, ops in job.make_rows(results) if not rec.is_done(row)]
+            for row, _ in entries:  # the static figures, for models edgeprof did not build too
+                if row.get("weights_mb") is None and row.get("model"):
+                    row.update(try_estimate_memory(row["model"]))
+                if row.get("macs") is None and row.get("model") and row.get("status") != "failed":
+                    row["macs"] = graph_macs(row["model"])
+                row.update(job.labels)
+            add_roofline([row for row, _ in entries], machine)
+            rec.record(entries)
+            if interrupted:
                 raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        write_metadata(csv_path, {**meta, "interrupted": True, "load_average_end": load_average()})
-        raise SweepInterrupted(csv_path, len(all_rows)) from None
-    write_metadata(csv_path, {**meta, "load_average_end": load_average()})
-    return to_frame(all_rows), csv_path
+    return rec.frame(), rec.csv_path
 
 
 def _group_jobs(group: list[BlockSpec], plan: SweepPlan) -> dict[tuple[str, str], BlockSpec]:
@@ -264,15 +214,6 @@ def fused_by_timing(t_conv: float, t_act: float, t_both: float) -> bool | None:
     return bool(t_conv + t_act - t_both > 0.5 * min(t_conv, t_act))
 
 
-def _group_per_op(results, entries) -> list[dict]:
-    out = []
-    for (role, act), row in entries:
-        reference = results.get((role.replace("block", "reference"), REFERENCE_ACT))
-        ref_nodes = [] if row.get("block") == "act" else (reference[1].nodes if reference else None)
-        out += per_op_rows(row, results[(role, act)][1].nodes, ref_nodes)
-    return out
-
-
 def add_roofline(rows: list[dict], machine: dict | None) -> None:
     """Achieved GFLOP/s of each block and GB/s of each activation alone, as fractions of the ceilings."""
     for row in rows:
@@ -288,9 +229,10 @@ def add_roofline(rows: list[dict], machine: dict | None) -> None:
                 row["frac_bandwidth"] = row["act_alone_gbs"] / machine["bandwidth_gbs"]
 
 
-def _group_rows(group, results, baseline, settings, options, run_id) -> list[tuple[tuple[str, str], dict]]:
-    """The group's rows, each with the (role, act) key of the model it describes: every activation's block,
-    then, with --quantize, every activation's quantized block (ratios there are to the quantized baseline)."""
+def _group_rows(group, results, baseline, settings, options) -> list[tuple[tuple[str, str], dict, list[dict]]]:
+    """The group's rows, each with the (role, act) key of the model it describes and its per-op rows: every
+    activation's block, then, with --quantize, every activation's quantized block (ratios there are to the
+    quantized baseline)."""
     from edgeprof.analysis import try_estimate_memory
     from edgeprof.measure import paired_ratio_to
 
@@ -310,7 +252,7 @@ def _group_rows(group, results, baseline, settings, options, run_id) -> list[tup
             ref_nodes = [] if spec.block == "act" else (reference_nodes or None)
             row = measurement_row(m, settings.as_dict(), options.rel_ci, build=build, baseline=base_m,
                                   baseline_name=baseline, reference_nodes=ref_nodes,
-                                  run_id=run_id, static_memory=try_estimate_memory(built.path))
+                                  static_memory=try_estimate_memory(built.path))
             if spec.block == "act":
                 row["fused"] = None
             row["precision"] = precision
@@ -328,7 +270,7 @@ def _group_rows(group, results, baseline, settings, options, run_id) -> list[tup
                     row["ratio_to_fp32"] = paired_ratio_to(m, fp32)[0]
                 row["quant_max_abs_err"] = getattr(built, "quant_max_abs_err", None)
                 row["quant_rel_err"] = getattr(built, "quant_rel_err", None)
-            out.append((key, row))
+            out.append((key, row, per_op_rows(row, m.nodes, ref_nodes)))
     return out
 
 
@@ -337,12 +279,11 @@ def profile_models(
     settings: SessionSettings = SessionSettings(),
     options: MeasureOptions = MeasureOptions(),
     shapes: dict | None = None,
-    csv_path: Path | None = None,
     on_progress: ProgressFn | None = None,
-    metadata: dict | None = None,
+    roofline: bool = False,
+    **record: Unpack[RecordOptions],
 ) -> tuple[pd.DataFrame, Path]:
     """Measure existing ONNX files interleaved (no torch); ratios are to the first file."""
-    from edgeprof.measure.host import load_average, run_metadata
     from edgeprof.runtime.onnxruntime.session import create_session, make_inputs
 
     if not paths:
@@ -350,30 +291,21 @@ def profile_models(
     for path in paths:  # bad input fails fast, before any measuring: missing, corrupt, unfed dynamic dims
         make_inputs(create_session(path, settings), shapes)
     paths = [str(p) for p in paths]
-    csv_path = check_writable(csv_path or new_csv_path(prefix="profile"))
-    run_id = uuid.uuid4().hex[:12]
-    meta = run_metadata({"run_id": run_id, "models": paths, "settings": settings.as_dict(),
-                         "measure": asdict(options), **(metadata or {})})
-    write_metadata(csv_path, meta)
-    interrupted = False
-    try:
-        measured = measure(paths, settings, options, shapes=shapes, on_progress=on_progress)
-    except MeasurementInterrupted as exc:
-        measured, interrupted = exc.partial, True
-    base = measured[0] if len(measured) > 1 else None
-    base_name = Path(paths[0]).name if base is not None else ""
-    from edgeprof.analysis import try_estimate_memory
+    models = {("file", path): ModelFile(path) for path in paths}
 
-    rows = [measurement_row(m, settings.as_dict(), options.rel_ci, baseline=base, baseline_name=base_name,
-                            run_id=run_id, static_memory=try_estimate_memory(m.path)) for m in measured]
-    stamp_rows(rows, meta)
-    append_rows(csv_path, rows)
-    append_per_op(per_op_path(csv_path), [r for m, row in zip(measured, rows, strict=True)
-                                          for r in per_op_rows(row, m.nodes, None)])
-    write_metadata(csv_path, {**meta, "interrupted": interrupted, "load_average_end": load_average()})
-    if interrupted:
-        raise SweepInterrupted(csv_path, len(rows))
-    return to_frame(rows), csv_path
+    def make_rows(results: dict) -> list[tuple[dict, list[dict]]]:
+        measured = [results[("file", path)][1] for path in paths]
+        base = measured[0] if len(measured) > 1 else None
+        base_name = Path(paths[0]).name if base is not None else ""
+        rows = [measurement_row(m, settings.as_dict(), options.rel_ci, baseline=base, baseline_name=base_name)
+                for m in measured]
+        return [(row, per_op_rows(row, m.nodes, None)) for m, row in zip(measured, rows, strict=True)]
+
+    job = Job(where="", configs=[{**settings.as_dict(), "model": path} for path in paths],
+              get_models=lambda stage: models, make_rows=make_rows)
+    recorder = RunRecorder("profile", {"models": paths, "settings": settings.as_dict(), "measure": asdict(options)},
+                           **record)
+    return record_run([job], recorder, settings, options, roofline=roofline, shapes=shapes, on_progress=on_progress)
 
 
 def run_onnx_swap(
@@ -382,11 +314,11 @@ def run_onnx_swap(
     baseline: str = "relu",
     settings: SessionSettings = SessionSettings(),
     options: MeasureOptions = MeasureOptions(),
-    csv_path: Path | None = None,
     models_dir: Path = Path("models"),
     shapes: dict | None = None,
     on_progress: ProgressFn | None = None,
-    metadata: dict | None = None,
+    roofline: bool = True,
+    **record: Unpack[RecordOptions],
 ) -> tuple[pd.DataFrame, Path]:
     """Profile your own ONNX model with each activation swapped in (``edgeprof.swap``), interleaved.
 
@@ -395,7 +327,6 @@ def run_onnx_swap(
     """
     import json
 
-    from edgeprof.measure.host import load_average, run_metadata
     from edgeprof.runtime.onnxruntime.session import check_model_file, create_session, make_inputs
     from edgeprof.spec import content_hash, file_sha256
     from edgeprof.spec.acts import parse_act
@@ -408,7 +339,6 @@ def run_onnx_swap(
     baseline = parse_act(baseline).canonical
     if baseline not in labels:
         labels.insert(0, baseline)
-    csv_path = check_writable(csv_path or new_csv_path(prefix="swap"))
     src_hash = file_sha256(src)
     models_dir = Path(models_dir)
     swapped: dict[str, Path] = {}
@@ -432,31 +362,27 @@ def run_onnx_swap(
                                         "swapped": len(report.swapped), "op_counts": counts}, indent=2))
         swapped[act] = out
         op_counts[act] = json.loads(info.read_text())
-    run_id = uuid.uuid4().hex[:12]
-    meta = run_metadata({"run_id": run_id, "source_model": str(src), "acts": labels, "baseline": baseline,
-                         "settings": settings.as_dict(), "measure": asdict(options), **(metadata or {})})
-    write_metadata(csv_path, meta)
-    paths = [str(swapped[a]) for a in labels] + ([str(swapped[REFERENCE_ACT])] if REFERENCE_ACT not in labels
-                                                   else [])
-    try:
-        measured = measure(paths, settings, options, shapes=shapes, on_progress=progress)
-        interrupted = False
-    except MeasurementInterrupted as exc:
-        measured, interrupted = exc.partial, True
-    by_path = dict(zip(paths, measured, strict=True))
-    reference = by_path[str(swapped[REFERENCE_ACT])]
-    ref_counts = op_counts[REFERENCE_ACT]["op_counts"]
-    rows = []
-    for act in labels:
-        counts = op_counts[act]["op_counts"]
-        act_ops = [op for op, n in counts.items() if n > ref_counts.get(op, 0)]
-        build = {"act": act, "block": f"onnx:{src.stem}", "opset": op_counts[act]["opset"], "act_ops": act_ops}
-        rows.append(measurement_row(by_path[str(swapped[act])], settings.as_dict(), options.rel_ci, build=build,
-                                    baseline=by_path[str(swapped[baseline])], baseline_name=baseline,
-                                    reference_nodes=reference.nodes or None, run_id=run_id))
-    stamp_rows(rows, meta)
-    append_rows(csv_path, rows)
-    write_metadata(csv_path, {**meta, "interrupted": interrupted, "load_average_end": load_average()})
-    if interrupted:
-        raise SweepInterrupted(csv_path, len(rows))
-    return to_frame(rows), csv_path
+    models = {("block", act): ModelFile(str(path)) for act, path in swapped.items()}
+    block = f"onnx:{src.stem}"
+
+    def make_rows(results: dict) -> list[tuple[dict, list[dict]]]:
+        reference = results[("block", REFERENCE_ACT)][1]
+        ref_counts = op_counts[REFERENCE_ACT]["op_counts"]
+        out = []
+        for act in labels:
+            counts = op_counts[act]["op_counts"]
+            act_ops = [op for op, n in counts.items() if n > ref_counts.get(op, 0)]
+            build = {"act": act, "block": block, "opset": op_counts[act]["opset"], "act_ops": act_ops}
+            m = results[("block", act)][1]
+            row = measurement_row(m, settings.as_dict(), options.rel_ci, build=build,
+                                  baseline=results[("block", baseline)][1], baseline_name=baseline,
+                                  reference_nodes=reference.nodes or None)
+            out.append((row, per_op_rows(row, m.nodes, reference.nodes or None)))
+        return out
+
+    job = Job(where="", configs=[{**settings.as_dict(), "act": act, "block": block, "opset": op_counts[act]["opset"],
+                                  "model": str(swapped[act])} for act in labels],
+              get_models=lambda stage: models, make_rows=make_rows)
+    recorder = RunRecorder("swap", {"source_model": str(src), "acts": labels, "baseline": baseline,
+                                    "settings": settings.as_dict(), "measure": asdict(options)}, **record)
+    return record_run([job], recorder, settings, options, roofline=roofline, shapes=shapes, on_progress=on_progress)

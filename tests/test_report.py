@@ -80,6 +80,9 @@ def test_nan_is_not_invented():
 def test_readme_documents_every_column():
     from pathlib import Path
 
+    from edgeprof.results.schema import markdown_table
+
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     missing = [c for c in COLUMNS if f"| `{c}` |" not in readme]
     assert not missing, f"README's CSV column table lacks {missing}"
+    assert markdown_table() in readme, "README's column table is stale: python -m edgeprof.results.schema"

@@ -23,6 +23,8 @@ def swap(
                                               "output, and standalone Sigmoid/HardSigmoid (gates, head scores).")]
     = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; write nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Allow -o to be the input model itself (overwrite it).")]
+    = False,
 ) -> None:
     """Swap the activation inside an ONNX model and report what was found and changed, by pattern.
 
@@ -44,6 +46,8 @@ def swap(
 
     if out is None and not dry_run:
         raise InputError("no output file: add -o OUT.onnx (or --dry-run to only report)")
+    if out is not None and not dry_run and not force and out.exists() and out.resolve() == model.resolve():
+        raise InputError(f"-o {out} is the input model: give another file, or add --force to overwrite it")
     report = swap_model(model, to, out=None if dry_run else out, include_all=include_all)
     _render(report, dry_run)
 

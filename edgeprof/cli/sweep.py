@@ -51,20 +51,8 @@ from edgeprof.cli.plan_options import (
     Widths,
     make_plan,
 )
-from edgeprof.pipeline import SweepInterrupted, run_sweep
-
-
-def resume_command(csv_path: Path) -> str:
-    """The command line that continues this sweep: the same arguments with --csv and --resume."""
-    import shlex
-    import sys
-
-    args = list(sys.argv[1:])
-    if "--csv" not in args:
-        args += ["--csv", str(csv_path)]
-    if "--resume" not in args:
-        args.append("--resume")
-    return "edgeprof " + " ".join(shlex.quote(a) for a in args)
+from edgeprof.errors import InputError
+from edgeprof.pipeline import ResultsNotSaved, run_sweep
 
 
 @boundary
@@ -107,6 +95,8 @@ def sweep(
     csv: CsvPath = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep in --csv: configs already there "
                                          "with the same settings are not measured again.")] = False,
+    append: Annotated[bool, typer.Option("--append", help="Add this run's rows to an existing --csv (without it, "
+                                         "a non-empty --csv is refused).")] = False,
     fmt: FormatOpt = Format.table,
     quiet: Quiet = False,
     seed: Seed = 0,
@@ -137,6 +127,19 @@ def sweep(
                      opset, exporter, act_alone, roofline, seed, quantize, calib)
     settings, options = settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples,
                                              isolate, seed)
+    if onnx_model is not None:  # options about built blocks do not apply to a model you give
+        built = (("--blocks", blocks, "conv"), ("--scale", scale, None), ("--scaling", scaling, "auto"),
+                 ("--widths", widths, "16,32,64"), ("--depths", depths, "1"), ("--imgsz", imgsz, None),
+                 ("--model", model, None), ("--batch", batch, "1"), ("--kernel", kernel, 3), ("--stride", stride, 1),
+                 ("--opset", opset, 17), ("--exporter", exporter, "torchscript"), ("--quantize", quantize, None),
+                 ("--calib", calib, None))
+        given = [flag for flag, value, default in built if value != default]
+        if given:
+            raise InputError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to --onnx (your "
+                             "model is measured as it is, with each of --acts swapped in); drop "
+                             f"{'it' if len(given) == 1 else 'them'} or drop --onnx")
+    elif shape:
+        raise InputError("--shape applies only with --onnx (built blocks have their sizes from --widths/--imgsz)")
     try:
         with progress_bar(not quiet) as progress:
             if onnx_model is not None:
@@ -144,12 +147,13 @@ def sweep(
                 from edgeprof.runtime.onnxruntime.session import parse_shapes
 
                 df, csv_path = run_onnx_swap(onnx_model, plan.acts, baseline, settings, options, csv_path=csv,
-                                             models_dir=models_dir, shapes=parse_shapes(shape), on_progress=progress)
+                                             models_dir=models_dir, shapes=parse_shapes(shape), on_progress=progress,
+                                             resume=resume, append=append, roofline=roofline)
             else:
                 df, csv_path = run_sweep(plan, settings, options, csv_path=csv, models_dir=models_dir,
-                                         on_progress=progress, resume=resume)
-    except SweepInterrupted as exc:
-        exc.args = (f"{exc}; to continue: {resume_command(exc.csv_path)}",)
+                                         on_progress=progress, resume=resume, append=append)
+    except ResultsNotSaved as exc:  # show what was measured, then say where it could not be written
+        render(exc.frame, fmt, title="edgeprof sweep: measured but not saved")
         raise
     render(df, fmt, title=f"edgeprof sweep: {threads} thread(s), opt level {opt_level.value}")
     if per_op:

@@ -159,14 +159,46 @@ def check_output_dir(out: str | Path) -> Path:
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
         raise InputError(f"-o {out} is a non-empty folder that is not an edgeprof baseline (no {MANIFEST}); "
                          f"give a new or empty folder, or an existing baseline to replace")
-    try:
-        (out / MODELS_DIR).mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{uuid.uuid4().hex[:8]}"
+    try:  # nothing is written to ``out`` itself until the baseline is complete (``staging``)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".{out.name}.write-test-{uuid.uuid4().hex[:8]}"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
         raise InputError(f"cannot write the baseline to {out}: {exc.strerror or exc}") from None
     return out
+
+
+def model_file(sha256: str) -> str:
+    """Where a baseline keeps a model, relative to its folder: ``models/<sha256>.onnx``."""
+    return f"{MODELS_DIR}/{sha256}.onnx"
+
+
+def write_baseline(out: Path, manifest: dict, sources: dict[str, Path]) -> Path:
+    """Write a complete baseline (its models, copied from ``sources`` by SHA-256, and its manifest) into a
+    temporary folder beside ``out``, then put that folder in place of ``out``: a save that fails or is
+    interrupted leaves ``out`` as it was, never a half-written folder."""
+    tmp = out.parent / f".{out.name}.saving-{uuid.uuid4().hex[:8]}"
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    try:
+        (tmp / MODELS_DIR).mkdir(parents=True)
+        for sha256, source in sources.items():
+            store_file(tmp, Path(source), sha256)
+        write_manifest(tmp, manifest)
+        if out.is_dir():
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if old.exists() and not out.exists():
+                os.replace(old, out)
+            raise
+    except OSError as exc:
+        raise InputError(f"cannot write the baseline to {out}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return out / MANIFEST
 
 
 def store_file(out: Path, source: Path, sha256: str) -> str:

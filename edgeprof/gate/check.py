@@ -176,7 +176,7 @@ def save_baseline(
         a_blocks, a2_blocks = inter.blocks[f"a:{m.name}"], inter.blocks[f"a2:{m.name}"]
         entries.append({
             **m.describe(),
-            "file": bl.store_file(out, m.path, m.sha256),
+            "file": bl.model_file(m.sha256),
             "median_ms": inter.median_ms(f"a:{m.name}"),
             "inner_loops": inter.inner_loops.get(f"a:{m.name}"),
             "aa": {**aa[m.name].as_dict(), "sessions_log_ratios": sessions[f"aa:{m.name}"]},
@@ -197,12 +197,13 @@ def save_baseline(
         "gate": {**options.as_dict(), "seed": seed, "clock_used": inter.clock, "rule": rule.as_dict(),
                  "wall_s": time.perf_counter() - t0},
         "shapes": {k: list(v) for k, v in (shapes or {}).items()} or None,
-        "reference": {"name": ref.name, "sha256": ref.sha256, "file": bl.store_file(out, ref.path, ref.sha256),
+        "reference": {"name": ref.name, "sha256": ref.sha256, "file": bl.model_file(ref.sha256),
                       "median_ms": inter.median_ms("ref"),
                       "blocks": [asdict(b) for b in inter.blocks["ref"]]},
         "models": entries,
     }
-    return bl.write_manifest(out, manifest), manifest
+    sources = {ref.sha256: ref.path, **{m.sha256: m.path for m in models}}
+    return bl.write_baseline(out, manifest, sources), manifest  # all at once: an interrupted save writes nothing
 
 
 # -- check ----------------------------------------------------------------------------------------

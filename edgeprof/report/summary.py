@@ -28,6 +28,7 @@ from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.report import scaling
 from edgeprof.report.compare import block_vs_model
 from edgeprof.report.table import display_frame
+from edgeprof.results.recorder import runs_of
 from edgeprof.results.rows import per_op_path, read_results
 from edgeprof.results.schema import COLUMNS
 from edgeprof.spec import MODEL_NAMES
@@ -82,10 +83,11 @@ def load_inputs(csv_paths: list[str | Path]) -> Inputs:
             except (ValueError, OSError) as exc:
                 notes.append(f"metadata {meta_path} not read: {str(exc).splitlines()[0]}")
             else:
-                record["metadata"] = meta
-                run_id = str(meta.get("run_id") or "")
-                if run_id:
-                    metadata[run_id] = meta
+                runs = runs_of(meta)  # every run that wrote to this CSV (--resume, --append)
+                record["metadata"] = runs[0] if runs else meta
+                for run in runs:
+                    if run.get("run_id"):
+                        metadata[str(run["run_id"])] = run
         ops_file = per_op_path(path)
         if ops_file.is_file():
             try:

@@ -1,1 +1,2 @@
-"""Result rows: the column schema and the rows, CSV and metadata a run writes."""
+"""Result rows: the column schema (name, dtype, meaning), the rows, and the run recorder that writes a run's
+CSV, per-op CSV and metadata."""

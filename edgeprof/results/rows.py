@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -10,33 +11,25 @@ from pathlib import Path
 import pandas as pd
 
 from edgeprof.errors import InputError, RuntimeFailure
-from edgeprof.results.schema import COLUMNS, SCHEMA_VERSION
-
-_BOOL_COLUMNS = ("spinning", "arena", "ci_reached", "noisy", "fused", "fused_by_timing")
-_INT_COLUMNS = ("width", "depth", "imgsz", "batch", "kernel", "stride", "params", "macs", "threads",
-                "inter_threads", "opset", "n", "inner_loops", "act_alone_elements")
-_STR_COLUMNS = ("precision", "scaling", "scale", "act", "block", "opt_level", "provider", "exporter", "baseline",
-                "act_ops",
-                "act_ops_exported", "model", "status", "error", "run_id",
-                "host_fingerprint", "cpu_model", "ort_version")
+from edgeprof.results.schema import COLUMNS, SCHEMA, SCHEMA_VERSION
 
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:
-    """Rows as a DataFrame with exactly the schema's columns, in order, with stable dtypes."""
+    """Rows as a DataFrame with exactly the schema's columns, in order, with the schema's dtypes."""
     df = pd.DataFrame(rows)
     for col in COLUMNS:
         if col not in df.columns:
             df[col] = None
     df = df[list(COLUMNS)]
-    for col in _BOOL_COLUMNS:
-        df[col] = df[col].astype("boolean")
-    for col in _INT_COLUMNS:
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    for col in _STR_COLUMNS:
-        df[col] = df[col].astype("string").fillna("")
-    for col in COLUMNS:
-        if col not in _BOOL_COLUMNS + _INT_COLUMNS + _STR_COLUMNS:
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    for col in SCHEMA:
+        if col.dtype == "boolean":
+            df[col.name] = df[col.name].astype("boolean")
+        elif col.dtype == "Int64":
+            df[col.name] = pd.to_numeric(df[col.name], errors="coerce").astype("Int64")
+        elif col.dtype == "string":
+            df[col.name] = df[col.name].astype("string").fillna("")
+        else:
+            df[col.name] = pd.to_numeric(df[col.name], errors="coerce").astype(col.dtype)
     return df
 
 
@@ -74,19 +67,42 @@ def check_writable(path: str | Path) -> Path:
 
 
 def append_rows(path: str | Path, rows: list[dict]) -> None:
-    """Append rows to the CSV (header written when the file is new), flushed to disk at once."""
+    """Append rows to the CSV (header written when the file is new), each as whole lines or not at all."""
     if not rows:
         return
-    path = Path(path)
-    df = to_frame(rows)
-    new = not path.exists() or path.stat().st_size == 0
     try:
-        with open(path, "a", newline="") as fh:
-            df.to_csv(fh, header=new, index=False)
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_lines(path, to_frame([_one_line(row) for row in rows]))
     except OSError as exc:
         raise RuntimeFailure(f"cannot write results to {path}: {exc.strerror or exc}") from None
+
+
+def append_lines(path: str | Path, frame: pd.DataFrame) -> None:
+    """Append ``frame`` as CSV lines (with its header when the file is new or empty) in one write, flushed and
+    fsynced; if the write fails, the file is cut back to its old length, so it never ends in a partial line.
+    OSError (e.g. ENOSPC) propagates."""
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        data = frame.to_csv(header=size == 0, index=False, lineterminator="\n").encode()
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, f"only {written} of {len(data)} bytes written")
+            os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass
+            raise
+    finally:
+        os.close(fd)
+
+
+def _one_line(row: dict) -> dict:
+    """The row with line breaks in its text (an error message) turned into spaces: one row, one line."""
+    return {k: " ".join(v.splitlines()) if isinstance(v, str) else v for k, v in row.items()}
 
 
 def write_metadata(csv_path: str | Path, metadata: dict) -> Path:
@@ -203,13 +219,11 @@ def per_op_rows(row: dict, nodes: list[dict], reference_nodes: list[dict] | None
 
 
 def append_per_op(path: str | Path, rows: list[dict]) -> None:
+    """Append per-op rows to the per-op CSV, whole lines or nothing, like ``append_rows``."""
     if not rows:
         return
-    path = Path(path)
-    new = not path.exists() or path.stat().st_size == 0
     try:
-        with open(path, "a", newline="") as fh:
-            pd.DataFrame(rows).to_csv(fh, header=new, index=False)
+        append_lines(path, pd.DataFrame([_one_line(row) for row in rows]))
     except OSError as exc:
         raise RuntimeFailure(f"cannot write per-op results to {path}: {exc.strerror or exc}") from None
 

@@ -1,6 +1,14 @@
-"""The result CSV's columns, in order, with what each one means. One row per measured config."""
+"""The result CSV's columns, in order: name, dtype and meaning of each. One row per measured config.
+
+``COLUMNS`` (name -> meaning) fixes the order; the dtype lists below give each column its pandas dtype
+(float64 where a column is in none of them); ``SCHEMA`` joins the two into one ``Column`` per column, which
+``to_frame``/``read_results`` use for dtypes, the run recorder for checking rows it resumes from, and
+``markdown_table`` for the README's column table.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
 
@@ -79,3 +87,64 @@ COLUMNS: dict[str, str] = {
     "ort_version": "onnxruntime version",
     "load_1m": "1-minute load average of the machine when the row's group finished measuring",
 }
+
+STATUSES = ("ok", "failed", "interrupted")
+
+# dtypes by column; every other column is float64
+BOOL_COLUMNS = ("spinning", "arena", "ci_reached", "noisy", "fused", "fused_by_timing")
+INT_COLUMNS = ("width", "depth", "imgsz", "batch", "kernel", "stride", "params", "macs", "threads",
+               "inter_threads", "opset", "n", "inner_loops", "act_alone_elements")
+STR_COLUMNS = ("precision", "scaling", "scale", "act", "block", "opt_level", "provider", "exporter", "baseline",
+               "act_ops", "act_ops_exported", "model", "status", "error", "run_id",
+               "host_fingerprint", "cpu_model", "ort_version")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One CSV column: its name, its pandas dtype (string, Int64, boolean or float64) and what it means."""
+
+    name: str
+    dtype: str
+    meaning: str
+
+    def problem(self, text: str) -> str | None:
+        """Why ``text`` (a CSV cell, empty = missing) cannot be a value of this column; None when it can."""
+        if text == "":
+            return None
+        if self.dtype == "Int64":
+            try:
+                int(text)
+            except ValueError:
+                return "not a whole number"
+        elif self.dtype == "boolean":
+            if text not in ("True", "False"):
+                return "not True or False"
+        elif self.dtype == "float64":
+            try:
+                float(text)
+            except ValueError:
+                return "not a number"
+        elif self.name == "status" and text not in STATUSES:
+            return f"not one of {', '.join(STATUSES)}"
+        return None
+
+
+def _dtype(name: str) -> str:
+    return ("boolean" if name in BOOL_COLUMNS else "Int64" if name in INT_COLUMNS else
+            "string" if name in STR_COLUMNS else "float64")
+
+
+SCHEMA: tuple[Column, ...] = tuple(Column(name, _dtype(name), meaning) for name, meaning in COLUMNS.items())
+DTYPES: dict[str, str] = {c.name: c.dtype for c in SCHEMA}
+
+
+def markdown_table() -> str:
+    """The README's table of CSV columns, generated from the schema."""
+    lines = ["| column | type | meaning |", "| --- | --- | --- |"]
+    kinds = {"string": "text", "Int64": "integer", "boolean": "true/false", "float64": "number"}
+    lines += [f"| `{c.name}` | {kinds[c.dtype]} | {c.meaning} |" for c in SCHEMA]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m edgeprof.results.schema > the README's "CSV columns" table
+    print(markdown_table(), end="")
