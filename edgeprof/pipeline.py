@@ -42,7 +42,7 @@ SCALE_BASE_DEPTH = 6
 SCALING_MODES = ("auto", "grid", "width", "imgsz", "fixed-tensor")
 # the settings that must match for a row of an earlier run to count as already measured (--resume)
 RESUME_KEYS = ("precision", "act", "block", "width", "depth", "imgsz", "batch", "kernel", "stride", "threads",
-               "inter_threads", "opt_level", "spinning", "arena", "provider", "exporter", "opset")
+               "runtime", "runtime_settings", "exporter", "opset")
 REFERENCE_ACT = "identity"
 
 ProgressFn = Callable[[str, float], None]
@@ -201,7 +201,7 @@ def done_configs(csv_path: Path) -> tuple[set[tuple], int]:
 def _config_key(spec: BlockSpec, plan: SweepPlan, settings: SessionSettings) -> dict:
     """The RESUME_KEYS of a config before it is measured (opset as requested: the written one may differ,
     in which case the config is measured again rather than wrongly skipped)."""
-    return {**spec.as_dict(), **settings.as_dict(), "exporter": plan.exporter, "opset": plan.opset,
+    return {**spec.as_dict(), **settings.row(), "exporter": plan.exporter, "opset": plan.opset,
             "precision": "fp32"}
 
 
@@ -447,12 +447,12 @@ def profile_models(
 ) -> tuple[pd.DataFrame, Path]:
     """Measure existing ONNX files interleaved (no torch); ratios are to the first file."""
     from edgeprof.measure.host import load_average, run_metadata
-    from edgeprof.runtime.onnxruntime.session import create_session, make_inputs
+    from edgeprof.runtime.registry import runtime_of
 
     if not paths:
         raise InputError("no ONNX files given")
     for path in paths:  # bad input fails fast, before any measuring: missing, corrupt, unfed dynamic dims
-        make_inputs(create_session(path, settings), shapes)
+        runtime_of(settings).validate(path, settings, shapes)
     paths = [str(p) for p in paths]
     csv_path = check_writable(csv_path or new_csv_path(prefix="profile"))
     run_id = uuid.uuid4().hex[:12]
@@ -500,14 +500,15 @@ def run_onnx_swap(
     import json
 
     from edgeprof.measure.host import load_average, run_metadata
-    from edgeprof.runtime.onnxruntime.session import check_model_file, create_session, make_inputs
+    from edgeprof.runtime.onnxruntime.session import check_model_file
+    from edgeprof.runtime.registry import runtime_of
     from edgeprof.spec import content_hash, file_sha256
     from edgeprof.spec.acts import parse_act
     from edgeprof.swap import swap_model
 
     progress = on_progress or (lambda message, fraction: None)
     src = check_model_file(src)
-    make_inputs(create_session(src, settings), shapes)  # unreadable models and unfed dynamic dims fail here
+    runtime_of(settings).validate(src, settings, shapes)  # unreadable models and unfed dynamic dims fail here
     labels = list(dict.fromkeys(parse_act(a).canonical for a in acts))
     baseline = parse_act(baseline).canonical
     if baseline not in labels:

@@ -19,6 +19,7 @@ from edgeprof.cli.common import (
     OptLevelOpt,
     Quiet,
     RelCI,
+    RuntimeOpt,
     Spinning,
     Threads,
     boundary,
@@ -36,6 +37,7 @@ def profile(
                                                  "made by `edgeprof bundle`.")],
     shape: Annotated[list[str] | None, typer.Option("--shape", help="Shape for dynamic inputs: "
                                                    "images=1x3x640x640, 1x3x640x640 (only input) or N=1.")] = None,
+    runtime: RuntimeOpt = None,
     threads: Threads = 1,
     opt_level: OptLevelOpt = OptLevel.all,
     spinning: Spinning = False,
@@ -60,13 +62,15 @@ def profile(
 
       edgeprof profile a.onnx b.onnx --threads 2 --csv results/ab.csv
     """
-    from edgeprof.bundle import is_bundle, run_bundle
+    from edgeprof.bundle import bundle_runtime, is_bundle, run_bundle
     from edgeprof.errors import InputError
     from edgeprof.pipeline import profile_models
     from edgeprof.runtime.onnxruntime.session import parse_shapes
 
+    if runtime is None and len(models) == 1 and is_bundle(models[0]):
+        runtime = bundle_runtime(models[0])
     settings, options = settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples,
-                                             isolate)
+                                             isolate, runtime=runtime)
     shapes = parse_shapes(shape)
     with progress_bar(not quiet) as progress:
         if len(models) == 1 and is_bundle(models[0]):
@@ -78,7 +82,7 @@ def profile(
         else:
             df, csv_path = profile_models(models, settings, options, shapes=shapes, csv_path=csv,
                                           on_progress=progress)
-    render(df, fmt, title=f"edgeprof profile: {threads} thread(s), opt level {opt_level.value}")
+    render(df, fmt, title=f"edgeprof profile: {settings.runtime}, {threads} thread(s), opt level {opt_level.value}")
     if per_op:
         render_per_op(csv_path, df)
     wrote(csv_path)

@@ -19,6 +19,7 @@ from edgeprof.cli.common import (
     OptLevelOpt,
     Quiet,
     RelCI,
+    RuntimeOpt,
     Spinning,
     Threads,
     boundary,
@@ -81,6 +82,7 @@ def sweep(
     kernel: Kernel = 3,
     stride: Stride = 1,
     baseline: Baseline = "relu",
+    runtime: RuntimeOpt = None,
     threads: Threads = 1,
     opt_level: OptLevelOpt = OptLevel.all,
     spinning: Spinning = False,
@@ -136,7 +138,7 @@ def sweep(
     plan = make_plan(acts, blocks, scale, scaling, widths, depths, imgsz, model, batch, kernel, stride, baseline,
                      opset, exporter, act_alone, roofline, seed, quantize, calib)
     settings, options = settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples,
-                                             isolate, seed)
+                                             isolate, seed, runtime)
     try:
         with progress_bar(not quiet) as progress:
             if onnx_model is not None:
@@ -151,7 +153,7 @@ def sweep(
     except SweepInterrupted as exc:
         exc.args = (f"{exc}; to continue: {resume_command(exc.csv_path)}",)
         raise
-    render(df, fmt, title=f"edgeprof sweep: {threads} thread(s), opt level {opt_level.value}")
+    render(df, fmt, title=f"edgeprof sweep: {settings.runtime}, {threads} thread(s), opt level {opt_level.value}")
     if per_op:
         render_per_op(csv_path, df)
     wrote(csv_path)

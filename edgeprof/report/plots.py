@@ -286,7 +286,8 @@ def plot_ops(ops: pd.DataFrame, path: Path, title: str, acts_order: Sequence[str
         ops["act"] = ops["act"].where(precision.isin(["", "fp32"]), ops["act"] + " (" + precision + ")")
     ops["is_act"] = ops["is_act"].astype("string").str.lower().isin(["true", "1"])
     ops["mean_us"] = pd.to_numeric(ops["mean_us"], errors="coerce").fillna(0.0)
-    varying = [k for k in ("threads", "opt_level") if ops[k].astype("string").nunique(dropna=False) > 1]
+    varying = [k for k in ("threads", "runtime", "runtime_settings", "opt_level")
+               if k in ops.columns and ops[k].astype("string").nunique(dropna=False) > 1]
     row_keys = ["block", *varying]
     panel_keys = ["width", "depth", "imgsz", "batch"]
     ops["_order"] = pd.to_numeric(ops["width"], errors="coerce") * pd.to_numeric(ops["imgsz"], errors="coerce") ** 2

@@ -229,6 +229,7 @@ def _runs_table(inputs: Inputs, results: pd.DataFrame) -> pd.DataFrame:
             "cores": f"{host.get('usable_cores', '—')}/{host.get('cores', '—')}" if host else "—",
             "OS": host.get("os", "—"),
             "versions": ", ".join(f"{k} {versions[k]}" for k in RUN_VERSIONS if versions.get(k)) or "—",
+            "runtime": settings.get("runtime", "onnxruntime") if settings else "—",
             "threads": settings.get("threads", "—"),
             "load 1m start→end": f"{_num(load[0])}→{_num(load[1])}" if meta else "—",
             "command": meta.get("command", "—"),

@@ -88,8 +88,8 @@ def ort_memory_view(events: list[dict] | str | Path) -> dict[str, float | None]:
         held = max(held or 0, int(args.get("mem_arena_held", 0)))
     mib = 1024.0 * 1024.0
     return {
-        "ort_peak_in_use_mb": None if peak is None else peak / mib,
-        "ort_arena_held_mb": None if held is None else held / mib,
+        "peak_in_use_mb": None if peak is None else peak / mib,
+        "arena_held_mb": None if held is None else held / mib,
     }
 
 
