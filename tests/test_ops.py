@@ -1,13 +1,7 @@
 """The profiler-trace parser and the what-did-the-activation-run-as logic."""
 
-from edgeprof.runtime.onnxruntime.ops import (
-    NodeTime,
-    activation_nodes,
-    extra_nodes,
-    ort_memory_view,
-    parse_trace,
-    time_share,
-)
+from edgeprof.runtime.nodes import NodeTime, activation_nodes, extra_nodes, time_share
+from edgeprof.runtime.onnxruntime.ops import ort_memory_view, parse_trace
 
 
 def test_parse_recorded_trace(data_dir):

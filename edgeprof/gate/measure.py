@@ -1,7 +1,8 @@
 """Paired, interleaved timing for the gate: blocks of runs from fresh worker processes, in random order.
 
-Every model ("arm") runs in its own ``python -m edgeprof.runtime.worker`` process (onnxruntime and numpy
-only, never torch). Arms that are compared sit in a *group*: in each round the groups are visited in a
+Every model ("arm") runs in its own ``python -m edgeprof.runtime.worker`` process (the runtime of the
+settings and numpy only, never torch), started, set up and closed by the worker pool the sweep uses too
+(``edgeprof.measure.pool``). Arms that are compared sit in a *group*: in each round the groups are visited in a
 fresh random order and a group's arms time one block each, back to back and in random order, so the
 two blocks of a pair are taken within milliseconds of each other and machine drift touches both. A
 block is ``count`` calibrated samples (each sample at least ``min_sample_ms``, the block about
@@ -30,12 +31,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgeprof.errors import EdgeprofError, InputError, RuntimeFailure
-from edgeprof.measure.pool import WorkerPool
+from edgeprof.measure.pool import PoolOptions, WorkerPool
 from edgeprof.runtime.base import RuntimeSettings
 
 ProgressFn = Callable[[str, float], None]
@@ -43,7 +44,7 @@ CLOCKS = ("auto", "cpu", "wall")
 
 
 @dataclass(frozen=True)
-class GateOptions:
+class GateOptions(PoolOptions):
     """How long and how the gate measures. Defaults: 4 sessions (fresh processes) of 6 rounds of ~20 ms blocks
     per model and side before the first look, then 2 more sessions at a time for undecided models, up to 10."""
 
@@ -54,26 +55,21 @@ class GateOptions:
     max_sessions: int = 10
     save_sessions: int = 6
     warmup_s: float = 0.05
-    min_sample_ms: float = 1.0
     max_time: float = 300.0
     parallel_setup: int = 0  # threads for untimed set-up; 0 = the usable cores
     clock: str = "auto"  # cpu, wall, or auto (cpu when the runtime runs on one thread and schedstat is readable)
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not (self.block_ms > 0):
             raise InputError(f"block length must be positive milliseconds, got {self.block_ms}")
         if min(self.rounds, self.first_sessions, self.step_sessions, self.save_sessions) < 1:
             raise InputError("rounds and session counts must be at least 1")
         if self.max_sessions < self.first_sessions:
             raise InputError(f"max sessions ({self.max_sessions}) is below the first look ({self.first_sessions})")
-        if not (self.max_time > 0):
-            raise InputError(f"--max-time must be positive seconds, got {self.max_time}")
         if self.clock not in CLOCKS:
             raise InputError(f"unknown --clock {self.clock!r}; valid: {', '.join(CLOCKS)}")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _task_times(pid: int) -> tuple[int, int] | None:

@@ -18,19 +18,18 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgeprof.errors import EdgeprofError, InputError
-from edgeprof.measure.pool import WorkerPool
+from edgeprof.measure.pool import PoolOptions, WorkerPool
 from edgeprof.measure.stats import paired_ratio, summarize
 from edgeprof.runtime.base import RuntimeSettings
 
 
 @dataclass(frozen=True)
-class MeasureOptions:
+class MeasureOptions(PoolOptions):
+    """The sweep's measuring: rounds of ~``burst_ms`` bursts until every median's CI is within ``rel_ci``."""
+
     rel_ci: float = 0.02
-    max_time: float = 3.0
     min_samples: int = 20
     min_rounds: int = 10
-    warmup_s: float = 0.2
-    min_sample_ms: float = 1.0
     burst_ms: float = 20.0
     isolate: bool = True
     seed: int = 0
@@ -38,10 +37,9 @@ class MeasureOptions:
     per_op_s: float = 0.5  # ... and this many seconds
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not (0 < self.rel_ci < 1):
             raise InputError(f"--rel-ci must be between 0 and 1 (e.g. 0.02 for ±2%), got {self.rel_ci}")
-        if not (self.max_time > 0):
-            raise InputError(f"--max-time must be positive seconds, got {self.max_time}")
         if self.min_samples < 6:
             raise InputError(f"--min-samples must be at least 6 (a 95% CI of a median needs 6), got {self.min_samples}")
 

@@ -11,11 +11,31 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-from edgeprof.errors import EdgeprofError
+from edgeprof.errors import EdgeprofError, InputError
 from edgeprof.runtime.base import RuntimeSettings
 from edgeprof.runtime.registry import get_runtime
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """What both engines' options share: the untimed warm-up, the shortest timed sample (faster models are
+    timed in loops of runs), and the time budget. ``MeasureOptions`` and ``GateOptions`` add what differs."""
+
+    warmup_s: float = 0.2
+    min_sample_ms: float = 1.0
+    max_time: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not (self.max_time > 0):
+            raise InputError(f"--max-time must be positive seconds, got {self.max_time}")
+        if not (self.warmup_s >= 0 and self.min_sample_ms > 0):
+            raise InputError(f"warm-up must be >= 0 s and the shortest sample > 0 ms, got {self.warmup_s} s and "
+                             f"{self.min_sample_ms} ms")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass

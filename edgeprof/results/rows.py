@@ -43,8 +43,9 @@ def upgrade_columns(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:
-    """Rows as a DataFrame with exactly the schema's columns, in order, with stable dtypes."""
-    df = pd.DataFrame(rows)
+    """Rows as a DataFrame with exactly the schema's columns, in order, with stable dtypes (rows with the columns
+    of before the runtime seam, ``ort_version`` and onnxruntime's settings, are read as onnxruntime's)."""
+    df = upgrade_columns(pd.DataFrame(rows))
     for col in COLUMNS:
         if col not in df.columns:
             df[col] = None
@@ -73,7 +74,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
     missing = [c for c in ("act", "median_ms", "model") if c not in df.columns]
     if missing:
         raise InputError(f"{path} is not an edgeprof results CSV (missing columns: {', '.join(missing)})")
-    return to_frame(upgrade_columns(df).to_dict("records"))
+    return to_frame(df.to_dict("records"))
 
 
 def check_writable(path: str | Path) -> Path:
@@ -143,7 +144,7 @@ def measurement_row(
     """
     from edgeprof.measure import paired_ratio_to
     from edgeprof.runtime.base import settings_columns
-    from edgeprof.runtime.onnxruntime.ops import time_share
+    from edgeprof.runtime.nodes import time_share
 
     build = build or {}
     stats = measurement.stats
@@ -188,7 +189,7 @@ def measurement_row(
 
 def split_act_nodes(nodes: list[dict], reference_nodes: list[dict] | None):
     """(all nodes, the activation's nodes): beyond the reference block's where there is one, else by op type."""
-    from edgeprof.runtime.onnxruntime.ops import activation_nodes, extra_nodes, nodes_from_dicts
+    from edgeprof.runtime.nodes import activation_nodes, extra_nodes, nodes_from_dicts
 
     all_nodes = nodes_from_dicts(nodes)
     if not all_nodes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import ClassVar
@@ -100,6 +101,10 @@ class Runner:
         """One inference on the pre-bound inputs."""
         raise NotImplementedError
 
+    def run_fn(self) -> Callable[[], None]:
+        """What ``sample`` calls once per run: ``run`` itself, or a runtime's cheaper bound call."""
+        return self.run
+
     def executed_ops(self, min_runs: int = 20, min_seconds: float = 0.5) -> dict:
         """The nodes that ran after the runtime's own graph optimisation, with their mean time::
 
@@ -153,7 +158,7 @@ class Runner:
 
     def sample(self, count: int = 1) -> list[float]:
         """``count`` samples, each the mean per-run time in ms of ``inner_loops`` back-to-back runs."""
-        run = self.run
+        run = self.run_fn()
         loops = range(self.inner_loops)
         clock = time.perf_counter_ns
         out = []
@@ -234,13 +239,13 @@ class Runtime:
         raise NotImplementedError
 
 
-def check_file(path: str | Path) -> Path:
+def check_file(path: str | Path, what: str = "model file") -> Path:
     """A readable, non-empty file; the runtime itself judges whether it is a valid model."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"model file not found: {path}")
+        raise InputError(f"{what} not found: {path}")
     if not path.is_file():
         raise InputError(f"not a file: {path}")
     if path.stat().st_size == 0:
-        raise InputError(f"model file is empty: {path}")
+        raise InputError(f"{what} is empty: {path}")
     return path

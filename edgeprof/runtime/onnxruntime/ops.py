@@ -4,30 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
-# Op types that are activations wherever they appear; used to name the activation ops of models
-# edgeprof did not build (for built blocks the activation's ops are found by comparison instead).
-ACTIVATION_OP_TYPES = frozenset({
-    "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Mish",
-    "Softplus", "Softsign", "Elu", "Selu", "Celu", "Gelu", "FastGelu", "BiasGelu", "QuickGelu", "Erf",
-    "Sin", "ThresholdedRelu", "Swish",
-})
-
-
-@dataclass(frozen=True)
-class NodeTime:
-    name: str
-    op_type: str
-    calls: int
-    total_us: float
-    output_bytes: int | None = None
-    mem_in_use_delta: int | None = None
-
-    @property
-    def mean_us(self) -> float:
-        return self.total_us / self.calls if self.calls else 0.0
+from edgeprof.runtime.nodes import NodeTime
 
 
 def parse_trace(events: list[dict] | str | Path, skip_runs: int = 0) -> list[NodeTime]:
@@ -91,39 +70,3 @@ def ort_memory_view(events: list[dict] | str | Path) -> dict[str, float | None]:
         "peak_in_use_mb": None if peak is None else peak / mib,
         "arena_held_mb": None if held is None else held / mib,
     }
-
-
-def op_counts(nodes: list[NodeTime]) -> Counter:
-    return Counter(n.op_type for n in nodes)
-
-
-def extra_nodes(nodes: list[NodeTime], reference: list[NodeTime]) -> list[NodeTime]:
-    """Nodes that run in ``nodes`` beyond those in ``reference`` by op type (a multiset difference), in run order.
-
-    With ``reference`` the same block built without an activation, this is what the activation ran as
-    after graph optimisation: empty when it was fused into the Conv.
-    """
-    spare = op_counts(reference)
-    extra = []
-    for node in nodes:
-        if spare[node.op_type] > 0:
-            spare[node.op_type] -= 1
-        else:
-            extra.append(node)
-    return extra
-
-
-def activation_nodes(nodes: list[NodeTime]) -> list[NodeTime]:
-    """The nodes that are activations by op type (for models edgeprof did not build)."""
-    return [n for n in nodes if n.op_type in ACTIVATION_OP_TYPES]
-
-
-def time_share(part: list[NodeTime], whole: list[NodeTime]) -> float:
-    """Fraction of the summed kernel time of ``whole`` spent in ``part``."""
-    total = sum(n.mean_us for n in whole)
-    return sum(n.mean_us for n in part) / total if total > 0 else float("nan")
-
-
-def nodes_from_dicts(rows: list[dict]) -> list[NodeTime]:
-    return [NodeTime(r["name"], r["op_type"], r["calls"], r["mean_us"] * r["calls"], r.get("output_bytes"),
-                     r.get("mem_in_use_delta")) for r in rows]

@@ -5,6 +5,7 @@ Built inside a worker process (``edgeprof.runtime.worker``) or, with ``--no-isol
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -67,21 +68,11 @@ class ModelRunner(Runner):
     def run(self) -> None:
         self.session.run_with_iobinding(self.binding)
 
-    # -- measurement ------------------------------------------------------------------------------
-    def sample(self, count: int = 1) -> list[float]:
-        """``count`` samples, each the mean per-run time in ms of ``inner_loops`` back-to-back runs."""
-        run = self.session.run_with_iobinding  # bound once: the loop times onnxruntime, not attribute look-ups
-        binding = self.binding
-        loops = range(self.inner_loops)
-        clock = time.perf_counter_ns
-        out = []
-        for _ in range(count):
-            t0 = clock()
-            for _ in loops:
-                run(binding)
-            out.append((clock() - t0) / 1e6 / self.inner_loops)
-        return out
+    def run_fn(self):
+        """``run_with_iobinding`` bound to the binding: the timed loop calls onnxruntime, not a Python method."""
+        return functools.partial(self.session.run_with_iobinding, self.binding)
 
+    # -- per-op figures ---------------------------------------------------------------------------
     def executed_ops(self, min_runs: int = 20, min_seconds: float = 0.5) -> dict:
         """The nodes onnxruntime ran after optimisation with their mean kernel time over at least ``min_runs``
         runs and ``min_seconds`` (so the per-op shares are stable), and its memory view.

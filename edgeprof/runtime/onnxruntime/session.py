@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeprof.errors import InputError, RuntimeFailure
-from edgeprof.runtime.base import RuntimeSettings
+from edgeprof.runtime.base import RuntimeSettings, check_file
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -75,14 +75,7 @@ def session_options(settings: SessionSettings, profile_prefix: str | None = None
 
 def check_model_file(path: str | Path) -> Path:
     """A readable, non-empty file; onnxruntime itself judges whether it is a valid model."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"ONNX file not found: {path}")
-    if not path.is_file():
-        raise InputError(f"not a file: {path}")
-    if path.stat().st_size == 0:
-        raise InputError(f"ONNX file is empty: {path}")
-    return path
+    return check_file(path, "ONNX file")
 
 
 def create_session(path: str | Path, settings: SessionSettings, profile_prefix: str | None = None):
