@@ -138,7 +138,7 @@ def test_another_runtimes_option_is_a_usage_error(at_repo_root, tmp_path):
 def test_the_worker_imports_only_the_runtime_its_start_message_names(at_repo_root, tmp_path):
     """The worker serves the fake runtime with torch and onnxruntime unimportable."""
     small, _ = _small_and_big(tmp_path)
-    requests = [{"method": "init", "kwargs": {"path": str(small), "settings": {"threads": 1, "runtime": FAKE}}},
+    requests = [{"method": "init", "kwargs": {"runtime": FAKE, "path": str(small), "settings": {"threads": 1}}},
                 {"method": "load"}, {"method": "first_run"}, {"method": "sample", "kwargs": {"count": 3}},
                 {"method": "quit"}]
     code = ("import sys; sys.modules['torch'] = None; sys.modules['onnxruntime'] = None\n"

@@ -88,7 +88,9 @@ class WorkerPool:
         return failed
 
     def _new_runner(self, path: str):
-        artifact = str(self.runtime.convert(path, _artifact_dir(path)))
+        artifact = path
+        if not path.endswith(self.runtime.artifact_suffix):  # an ONNX file for a runtime with its own format
+            artifact = str(self.runtime.convert(path, _artifact_dir(path)))
         if self.isolate:
             from edgeprof.runtime.worker import WorkerRunner
 

@@ -2,7 +2,7 @@
 
 matplotlib (the ``plots`` extra) is imported lazily, with the Agg backend, so the rest of edgeprof runs
 without it. Every figure is drawn for one host group at a time (``edgeprof.report.scaling.label_hosts``):
-rows of different hosts or onnxruntime versions never share an axes. The functions expect rows that went
+rows of different hosts, runtimes or runtime versions never share an axes. The functions expect rows that went
 through ``edgeprof.report.scaling.prepare``; each returns the PNG's path, or None with nothing to draw.
 """
 

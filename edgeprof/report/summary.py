@@ -10,7 +10,7 @@ when present) and writes into ``out_dir``:
 - the PNG figures (``edgeprof.report.plots``), one set per host group;
 - ``report.md``, or ``report.html`` with the same content and the figures embedded (``fmt="html"``).
 
-Host groups (host fingerprint x onnxruntime version) are reported apart: no table, fit or figure mixes two.
+Host groups (host fingerprint x runtime x runtime version) are reported apart: no table, fit or figure mixes two.
 """
 
 from __future__ import annotations
@@ -347,7 +347,7 @@ def write_report(csv_paths: list[str | Path], out_dir: str | Path, fmt: str = "m
     blocks.append(Block("p", f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} from "
                              f"{len(inputs.files)} result file(s), {len(results)} row(s), {len(groups)} host "
                              "group(s). A host group is one host fingerprint (CPU model, ISA flags, cores, quota) "
-                             "with one onnxruntime version; rows of different host groups are never combined."))
+                             "with one runtime and version; rows of different host groups are never combined."))
     blocks += [Block("h2", "Runs"), Block("table", _runs_table(inputs, results))]
 
     blocks.append(Block("h2", "Does the cost grow with the model? Verdicts"))

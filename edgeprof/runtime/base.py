@@ -227,7 +227,9 @@ class Runtime:
 
     # -- models -----------------------------------------------------------------------------------------
     def convert(self, onnx_path: str | Path, out_dir: str | Path) -> Path:
-        """The artifact this runtime loads, made from an ONNX file (identity for runtimes that read ONNX)."""
+        """The artifact this runtime loads, made from an ONNX file (identity for runtimes that read ONNX); a runtime
+        with its own format caches it by content in ``out_dir``. The pool converts only files that do not already
+        end in ``artifact_suffix``, so a bundle's converted artifacts are loaded as they are."""
         return Path(onnx_path)
 
     def validate(self, path: str | Path, settings: RuntimeSettings, shapes: dict | None = None) -> None:

@@ -21,11 +21,12 @@ from edgeprof.errors import EdgeprofError, RuntimeFailure
 _ALLOWED = {"load", "first_run", "warmup", "calibrate", "sample", "peak_run_mb", "executed_ops", "close"}
 
 
-def _start(path: str, settings: dict, shapes: dict | None = None, seed: int = 0):
+def _start(runtime: str, path: str, settings: dict, shapes: dict | None = None, seed: int = 0):
+    """The start message: the runtime to import (a built-in name or pkg.mod:Class), its settings, the model."""
     from edgeprof.runtime.registry import get_runtime
 
-    runtime = get_runtime(settings.get("runtime"))
-    return runtime.runner(path, runtime.settings_from_dict(settings), shapes, seed)
+    rt = get_runtime(runtime)
+    return rt.runner(path, rt.settings_from_dict(settings), shapes, seed)
 
 
 def serve(inp, out) -> None:
@@ -90,7 +91,8 @@ class WorkerRunner:
         # The init request is sent now and its reply read by the first call (or ready()), so a caller can
         # start many workers at once and let their interpreters start up side by side.
         self._init_pending = True
-        self._send("init", path=str(path), settings=settings, shapes=shapes, seed=seed)
+        self._send("init", runtime=settings.get("runtime") or "onnxruntime", path=str(path), settings=settings,
+                   shapes=shapes, seed=seed)
 
     def ready(self) -> None:
         """Wait until the worker has started and taken its model (raises if it could not)."""
