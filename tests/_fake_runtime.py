@@ -1,7 +1,7 @@
 """A whole edgeprof runtime in one file, for the runtime-seam test: ``--runtime tests._fake_runtime:FakeRuntime``.
 
 It "runs" any model file by timing a numpy function: ``np.tanh`` over a float32 buffer with as many elements
-as the file has bytes (times ``work``), so bigger models take longer. Its executed ops are the ONNX op types
+as the file has bytes times ``work``, so bigger models take longer. Its executed ops are the ONNX op types
 whose names appear in the file's bytes (protobuf keeps them as plain text), each with an equal share of the
 measured time; it has no memory arena, so its runtime memory figures are empty. Nothing but this file is
 needed to add it.
@@ -23,7 +23,7 @@ _OP_TYPES = (b"Conv", b"Relu", b"Softplus", b"Tanh", b"Mul", b"Sigmoid", b"HardS
 
 @dataclass(frozen=True)
 class FakeSettings(RuntimeSettings):
-    work: float = 1.0  # buffer elements per byte of the model file
+    work: float = 4.0  # buffer elements per byte of the model file
 
     def __post_init__(self) -> None:
         super().__post_init__()
