@@ -82,7 +82,7 @@ def profile(
         else:
             df, csv_path = profile_models(models, settings, options, shapes=shapes, csv_path=csv,
                                           on_progress=progress)
-    render(df, fmt, title=f"edgeprof profile: {settings.runtime}, {threads} thread(s), opt level {opt_level.value}")
+    render(df, fmt, title=f"edgeprof profile: {settings.label()}")
     if per_op:
         render_per_op(csv_path, df)
     wrote(csv_path)

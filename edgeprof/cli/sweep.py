@@ -153,7 +153,7 @@ def sweep(
     except SweepInterrupted as exc:
         exc.args = (f"{exc}; to continue: {resume_command(exc.csv_path)}",)
         raise
-    render(df, fmt, title=f"edgeprof sweep: {settings.runtime}, {threads} thread(s), opt level {opt_level.value}")
+    render(df, fmt, title=f"edgeprof sweep: {settings.label()}")
     if per_op:
         render_per_op(csv_path, df)
     wrote(csv_path)

@@ -41,6 +41,10 @@ class RuntimeSettings:
         """Whether the runtime computes on one thread (its on-CPU time is then its latency)."""
         return self.threads == 1
 
+    def label(self) -> str:
+        """A short human label for titles: ``onnxruntime, 1 thread(s), opt level all``."""
+        return f"{self.runtime}, {self.threads} thread(s)"
+
     def row(self) -> dict:
         """The result-row columns of these settings: ``threads``, ``runtime`` and ``runtime_settings``."""
         return {"threads": self.threads, "runtime": self.runtime, "runtime_settings": encode_settings(self.specific())}

@@ -46,6 +46,9 @@ class SessionSettings(RuntimeSettings):
     def single_threaded(self) -> bool:
         return self.threads == 1 and self.inter_threads == 1
 
+    def label(self) -> str:
+        return f"{super().label()}, opt level {self.opt_level}"
+
 
 OrtSettings = SessionSettings
 
