@@ -73,9 +73,10 @@ class ModelRunner(Runner):
         return functools.partial(self.session.run_with_iobinding, self.binding)
 
     # -- per-op figures ---------------------------------------------------------------------------
-    def executed_ops(self, min_runs: int = 20, min_seconds: float = 0.5) -> dict:
+    def executed_ops(self, min_runs: int = 20, min_seconds: float = 0.5, max_runs: int = 1000) -> dict:
         """The nodes onnxruntime ran after optimisation with their mean kernel time over at least ``min_runs``
-        runs and ``min_seconds`` (so the per-op shares are stable), and its memory view.
+        runs and ``min_seconds`` (so the per-op shares are stable; at most ``max_runs``, which keeps the trace of
+        a microsecond model small), and its memory view.
 
         Uses a second session with profiling on, so the timed session is never profiled.
         """
@@ -84,7 +85,7 @@ class ModelRunner(Runner):
             run_once(sess, self.feeds)  # the first run carries onnxruntime's lazy set-up: left out below
             runs = 0
             t0 = time.perf_counter()
-            while runs < min_runs or time.perf_counter() - t0 < min_seconds:
+            while runs < min_runs or (time.perf_counter() - t0 < min_seconds and runs < max_runs):
                 run_once(sess, self.feeds)
                 runs += 1
             trace = json.loads(Path(sess.end_profiling()).read_text())
