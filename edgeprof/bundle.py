@@ -24,10 +24,15 @@ MANIFEST = "manifest.json"
 BUNDLE_SCHEMA_VERSION = 1
 
 
-def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None = None) -> Path:
-    """Export the plan's models into ``out_dir`` and write its manifest; return the manifest's path."""
+def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None = None,
+                runtime: str | None = None) -> Path:
+    """Export the plan's models into ``out_dir``, convert each to ``runtime``'s artifact (default onnxruntime,
+    which reads the ONNX file itself) and write the manifest; return the manifest's path."""
     from edgeprof.measure.host import run_metadata
     from edgeprof.pipeline import build_group_models
+    from edgeprof.runtime.registry import get_runtime
+
+    rt = get_runtime(runtime)
 
     progress = on_progress or (lambda message, fraction: None)
     acts, baseline = resolve_acts(plan.acts, plan.baseline)
@@ -51,7 +56,9 @@ def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None =
                                    lambda message, fraction, g=g: progress(f"[{g + 1}/{len(groups)}] {message}",
                                                                            g / len(groups)))
         for (role, act), model in built.items():
+            artifact = Path(rt.convert(model.path, models_dir))
             jobs.append({"role": role, "act": act, "file": str(Path(model.path).relative_to(out_dir)),
+                         "artifact": str(artifact.relative_to(out_dir)), "artifact_sha256": file_sha256(artifact),
                          "sha256": file_sha256(Path(model.path)), "params": model.params, "macs": model.macs,
                          "exporter": model.exporter, "opset": model.opset,
                          "parity_max_abs_err": model.parity_max_abs_err, "act_ops": model.act_ops,
@@ -59,7 +66,7 @@ def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None =
                          "quant_rel_err": getattr(model, "quant_rel_err", None)})
         entries.append({"labels": labels, "specs": [s.as_dict() for s in group], "models": jobs})
     manifest = {"schema_version": BUNDLE_SCHEMA_VERSION, "plan": plan.as_dict(), "groups": entries,
-                "built": run_metadata()}
+                "runtime": {"name": rt.spec, "version": rt.version()}, "built": run_metadata()}
     path = out_dir / MANIFEST
     try:
         path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
@@ -74,6 +81,15 @@ def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None =
 
 def is_bundle(path: str | Path) -> bool:
     return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
+
+
+def bundle_runtime(bundle_dir: str | Path) -> str:
+    """The runtime a bundle's artifacts were made for (onnxruntime for bundles that do not say)."""
+    try:
+        manifest = json.loads((Path(bundle_dir) / MANIFEST).read_text())
+        return str((manifest.get("runtime") or {}).get("name") or "onnxruntime")
+    except (OSError, ValueError, AttributeError):
+        return "onnxruntime"  # load_bundle says what is wrong with the manifest
 
 
 def load_bundle(bundle_dir: str | Path) -> tuple[SweepPlan, list[tuple[list[BlockSpec], dict, dict]]]:
@@ -104,8 +120,12 @@ def load_bundle(bundle_dir: str | Path) -> tuple[SweepPlan, list[tuple[list[Bloc
                 if file_sha256(file) != m["sha256"]:
                     raise InputError(f"bundle {bundle_dir}: {m['file']} does not match its manifest (changed or "
                                      "corrupt)")
+                artifact = bundle_dir / m.get("artifact", m["file"])
+                if artifact != file and (not artifact.is_file() or file_sha256(artifact) != m.get("artifact_sha256")):
+                    raise InputError(f"bundle {bundle_dir}: artifact {m['artifact']} is missing or does not match its "
+                                     "manifest")
                 models[(m["role"], m["act"])] = ModelRecord(
-                    path=file, params=int(m["params"]), macs=int(m["macs"]), exporter=m["exporter"],
+                    path=artifact, params=int(m["params"]), macs=int(m["macs"]), exporter=m["exporter"],
                     opset=int(m["opset"]), parity_max_abs_err=float(m["parity_max_abs_err"]),
                     act_ops=list(m.get("act_ops") or []), quant_max_abs_err=m.get("quant_max_abs_err"),
                     quant_rel_err=m.get("quant_rel_err"))
@@ -123,7 +143,12 @@ def run_bundle(
     roofline: bool = True,
     **record: Unpack[RecordOptions],
 ) -> tuple[pd.DataFrame, Path]:
-    """Run a bundle's sweep on this machine (no torch): the same rows and CSV as ``run_sweep``."""
+    """Run a bundle's sweep on this machine (no torch): the same rows and CSV as ``run_sweep``, with the runtime
+    the bundle was made for (``settings.runtime`` must be it)."""
+    made_for = bundle_runtime(bundle_dir)
+    if settings.runtime != made_for:
+        raise InputError(f"bundle {bundle_dir} was made for runtime {made_for}, not {settings.runtime}; run it with "
+                         f"--runtime {made_for}, or make a bundle with --runtime {settings.runtime}")
     plan, loaded = load_bundle(bundle_dir)
     plan = SweepPlan(**{**plan.as_dict(), "roofline": plan.roofline and roofline})
     models_of = {id(specs): models for specs, _, models in loaded}

@@ -101,7 +101,7 @@ def run_groups(
     (role, act), as exported (``run_sweep``) or read from a bundle (``run_bundle``, no torch)."""
     precisions = ["fp32", *([plan.quantize] if plan.quantize else [])]
     jobs = [Job(where=f"{group[0].block} w{group[0].width} {group[0].imgsz}px",
-                configs=[{**spec.as_dict(), **settings.as_dict(), "exporter": plan.exporter, "opset": plan.opset,
+                configs=[{**spec.as_dict(), **settings.row(), "exporter": plan.exporter, "opset": plan.opset,
                           "precision": precision} for spec in group for precision in precisions],
                 get_models=lambda stage, group=group: get_models(group, stage),
                 make_rows=lambda results, group=group: [
@@ -284,12 +284,12 @@ def profile_models(
     **record: Unpack[RecordOptions],
 ) -> tuple[pd.DataFrame, Path]:
     """Measure existing ONNX files interleaved (no torch); ratios are to the first file."""
-    from edgeprof.runtime.onnxruntime.session import create_session, make_inputs
+    from edgeprof.runtime.registry import runtime_of
 
     if not paths:
         raise InputError("no ONNX files given")
     for path in paths:  # bad input fails fast, before any measuring: missing, corrupt, unfed dynamic dims
-        make_inputs(create_session(path, settings), shapes)
+        runtime_of(settings).validate(path, settings, shapes)
     paths = [str(p) for p in paths]
     models = {("file", path): ModelFile(path) for path in paths}
 
@@ -301,7 +301,7 @@ def profile_models(
                 for m in measured]
         return [(row, per_op_rows(row, m.nodes, None)) for m, row in zip(measured, rows, strict=True)]
 
-    job = Job(where="", configs=[{**settings.as_dict(), "model": path} for path in paths],
+    job = Job(where="", configs=[{**settings.row(), "model": path} for path in paths],
               get_models=lambda stage: models, make_rows=make_rows)
     recorder = RunRecorder("profile", {"models": paths, "settings": settings.as_dict(), "measure": asdict(options)},
                            **record)
@@ -327,14 +327,15 @@ def run_onnx_swap(
     """
     import json
 
-    from edgeprof.runtime.onnxruntime.session import check_model_file, create_session, make_inputs
+    from edgeprof.runtime.onnxruntime.session import check_model_file
+    from edgeprof.runtime.registry import runtime_of
     from edgeprof.spec import content_hash, file_sha256
     from edgeprof.spec.acts import parse_act
     from edgeprof.swap import swap_model
 
     progress = on_progress or (lambda message, fraction: None)
     src = check_model_file(src)
-    make_inputs(create_session(src, settings), shapes)  # unreadable models and unfed dynamic dims fail here
+    runtime_of(settings).validate(src, settings, shapes)  # unreadable models and unfed dynamic dims fail here
     labels = list(dict.fromkeys(parse_act(a).canonical for a in acts))
     baseline = parse_act(baseline).canonical
     if baseline not in labels:
@@ -380,7 +381,7 @@ def run_onnx_swap(
             out.append((row, per_op_rows(row, m.nodes, reference.nodes or None)))
         return out
 
-    job = Job(where="", configs=[{**settings.as_dict(), "act": act, "block": block, "opset": op_counts[act]["opset"],
+    job = Job(where="", configs=[{**settings.row(), "act": act, "block": block, "opset": op_counts[act]["opset"],
                                   "model": str(swapped[act])} for act in labels],
               get_models=lambda stage: models, make_rows=make_rows)
     recorder = RunRecorder("swap", {"source_model": str(src), "acts": labels, "baseline": baseline,

@@ -25,6 +25,9 @@ def test_measure_interleaved(tiny_models, isolate):
     # the two models took turns: both have samples in the same rounds
     assert set(relu.sample_round) == set(mish.sample_round)
     assert [n["op_type"] for n in mish.nodes][-3:] == ["Softplus", "Tanh", "Mul"]
+    # per-op shares come from enough profiled runs to be stable, and say how many
+    assert 20 <= mish.per_op_runs <= 1000 and all(n["calls"] == mish.per_op_runs for n in mish.nodes)
+    assert mish.runtime == "onnxruntime" and mish.runtime_version
     ratio, lo, hi = paired_ratio_to(mish, relu)
     assert ratio > 1.0 and lo <= ratio <= hi
     if isolate:

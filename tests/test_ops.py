@@ -1,13 +1,7 @@
 """The profiler-trace parser and the what-did-the-activation-run-as logic."""
 
-from edgeprof.runtime.onnxruntime.ops import (
-    NodeTime,
-    activation_nodes,
-    extra_nodes,
-    ort_memory_view,
-    parse_trace,
-    time_share,
-)
+from edgeprof.runtime.nodes import NodeTime, activation_nodes, extra_nodes, time_share
+from edgeprof.runtime.onnxruntime.ops import ort_memory_view, parse_trace
 
 
 def test_parse_recorded_trace(data_dir):
@@ -52,5 +46,5 @@ def test_time_share_and_memory_view_of_recorded_trace(data_dir):
     assert 0 < share < 1
     assert share == sum(n.mean_us for n in act) / sum(n.mean_us for n in nodes)
     mem = ort_memory_view(data_dir / "trace_conv_mish.json")
-    assert mem["ort_peak_in_use_mb"] == 24608 / 2**20  # the largest mem_in_use_peak in the trace
-    assert mem["ort_arena_held_mb"] == 1048608 / 2**20
+    assert mem["peak_in_use_mb"] == 24608 / 2**20  # the largest mem_in_use_peak in the trace
+    assert mem["arena_held_mb"] == 1048608 / 2**20

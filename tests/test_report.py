@@ -9,8 +9,9 @@ from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.results.rows import append_rows, check_writable, read_results, to_frame, write_metadata
 from edgeprof.results.schema import COLUMNS
 
-REQUIRED = ("act, block, width, depth, imgsz, batch, params, macs, threads, opt_level, exporter, opset, median_ms, "
-            "mean_ms, std_ms, min_ms, p90_ms, p99_ms, n, ratio_to_baseline, fused, act_ops, session_ms, first_run_ms")
+REQUIRED = ("act, block, width, depth, imgsz, batch, params, macs, threads, runtime, runtime_settings, "
+            "runtime_version, exporter, opset, median_ms, mean_ms, std_ms, min_ms, p90_ms, p99_ms, n, "
+            "ratio_to_baseline, fused, act_ops, session_ms, first_run_ms")
 
 
 def test_schema_has_every_required_column():

@@ -212,4 +212,4 @@ def test_missing_host_columns_come_from_metadata_or_stay_apart():
     assert (df.loc[df["run_id"] == "old3", "cpu_model"] == "Some CPU").all()
     assert groups["old1"] != groups["old2"]  # nothing says they share a host: kept apart
     assert groups["old1"].startswith(scaling.UNKNOWN)
-    assert (df.loc[df["run_id"] == "old1", "ort_version"] == scaling.UNKNOWN).all()
+    assert (df.loc[df["run_id"] == "old1", "runtime_version"] == scaling.UNKNOWN).all()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgeprof.cli.common import Quiet, boundary, progress_bar
+from edgeprof.cli.common import Quiet, RuntimeOpt, boundary, progress_bar
 from edgeprof.cli.plan_options import (
     DEFAULT_ACTS_TEXT,
     ActAlone,
@@ -55,6 +55,7 @@ def bundle(
     quantize: Quantize = None,
     calib: Calib = None,
     seed: Seed = 0,
+    runtime: RuntimeOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """Write a self-contained folder (ONNX models + manifest.json) that `edgeprof profile DIR` measures on a
@@ -71,7 +72,7 @@ def bundle(
     plan = make_plan(acts, blocks, scale, scaling, widths, depths, imgsz, model, batch, kernel, stride, baseline,
                      opset, exporter, act_alone, roofline, seed, quantize, calib)
     with progress_bar(not quiet) as progress:
-        manifest = make_bundle(plan, out, on_progress=progress)
+        manifest = make_bundle(plan, out, on_progress=progress, runtime=runtime)
     files = len(list((manifest.parent / "models").glob("*.onnx")))
     typer.echo(f"bundle: {manifest.parent} ({files} models; manifest {manifest.name}). On the device: "
                f"edgeprof profile {manifest.parent}", err=True)

@@ -113,7 +113,11 @@ def render(df, fmt: Format, title: str | None = None) -> None:
         typer.echo(to_markdown(df))
 
 
-Threads = Annotated[int, typer.Option("--threads", min=1, help="onnxruntime intra-op threads (1 = one big core).")]
+RuntimeOpt = Annotated[str | None, typer.Option("--runtime", help="Inference runtime: onnxruntime (default; for a "
+                                                "bundle or baseline, the one it was made for) or your own as "
+                                                "pkg.module:Class.", show_default=False)]
+Threads = Annotated[int, typer.Option("--threads", min=1, help="The runtime's compute threads (onnxruntime: "
+                                      "intra-op; 1 = one big core).")]
 OptLevelOpt = Annotated[OptLevel, typer.Option("--opt-level", help="onnxruntime graph optimisation level.")]
 Spinning = Annotated[bool, typer.Option("--spinning/--no-spinning",
                                         help="Let idle onnxruntime threads spin (session.intra_op.allow_spinning).")]
@@ -128,10 +132,34 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="How to print 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
-def settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples, isolate, seed=0):
-    from edgeprof.measure import MeasureOptions, SessionSettings
+def runtime_settings(runtime: str | None, threads: int, opt_level: OptLevel = OptLevel.all, spinning: bool = False,
+                     arena: bool = True):
+    """The settings of ``--runtime`` from the options given. onnxruntime's own options (--opt-level, --spinning,
+    --no-arena) are a usage error with a runtime that has no such setting, unless left at their defaults."""
+    from dataclasses import fields
 
-    settings = SessionSettings(threads=threads, opt_level=opt_level.value, spinning=spinning, arena=arena)
+    from edgeprof.errors import InputError
+    from edgeprof.runtime.registry import get_runtime
+
+    rt = get_runtime(runtime)
+    known = {f.name for f in fields(rt.settings_class)}
+    values = {"threads": threads}
+    for key, value, default, flag in (("opt_level", OptLevel(opt_level).value, "all", "--opt-level"),
+                                      ("spinning", spinning, False, "--spinning"),
+                                      ("arena", arena, True, "--no-arena")):
+        if key in known:
+            values[key] = value
+        elif value != default:
+            raise InputError(f"{flag} is not a setting of runtime {rt.name}; its settings: "
+                             f"{', '.join(sorted(known - {'runtime'}))}")
+    return rt.settings(**values)
+
+
+def settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples, isolate, seed=0,
+                         runtime=None):
+    from edgeprof.measure import MeasureOptions
+
+    settings = runtime_settings(runtime, threads, opt_level, spinning, arena)
     options = MeasureOptions(rel_ci=rel_ci, max_time=max_time, min_samples=min_samples, isolate=isolate, seed=seed)
     return settings, options
 
@@ -145,11 +173,11 @@ def render_per_op(csv_path: Path, df) -> None:
 
     path = per_op_path(csv_path)
     if not path.exists():
-        typer.echo("no per-op data (onnxruntime's profiler gave none)", err=True)
+        typer.echo("no per-op data (the runtime's profiler gave none)", err=True)
         return
     ops = pd.read_csv(path, keep_default_na=False, na_values=[""])
     ops = ops[ops["run_id"].isin(set(df["run_id"]))]
-    render_frame(per_op_summary(ops), out_console(), title="where the time goes (onnxruntime profiler, kernel time)")
+    render_frame(per_op_summary(ops), out_console(), title="where the time goes (the runtime's profiler, kernel time)")
 
 
 def wrote(csv_path: Path) -> None:

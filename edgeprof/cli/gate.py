@@ -14,6 +14,7 @@ from edgeprof.cli.common import (
     OptLevel,
     OptLevelOpt,
     Quiet,
+    RuntimeOpt,
     Spinning,
     Threads,
     boundary,
@@ -96,6 +97,7 @@ def save(
     exporter: Exporter = "torchscript",
     models_dir: ModelsDir = Path("models"),
     shape: Shape = None,
+    runtime: RuntimeOpt = None,
     threads: Threads = 1,
     opt_level: OptLevelOpt = OptLevel.all,
     spinning: Spinning = False,
@@ -117,11 +119,11 @@ def save(
 
       edgeprof baseline save models/detector.onnx models/backbone.onnx -o baseline/
     """
+    from edgeprof.cli.common import runtime_settings
     from edgeprof.gate.check import save_baseline
     from edgeprof.gate.models import BuildOptions, from_options
-    from edgeprof.runtime.onnxruntime.session import SessionSettings
 
-    settings = SessionSettings(threads=threads, opt_level=opt_level.value, spinning=spinning, arena=arena)
+    settings = runtime_settings(runtime, threads, opt_level, spinning, arena)
     shapes = _shapes(shape)
     with progress_bar(not quiet) as progress:
         chosen = _models(models, acts, blocks, widths, depths, imgsz, batch, kernel, stride, opset, exporter,
@@ -176,6 +178,7 @@ def check(
     exporter: Exporter = "torchscript",
     models_dir: ModelsDir = Path("models"),
     shape: Shape = None,
+    runtime: RuntimeOpt = None,
     clock: ClockOpt = Clock.auto,
     seed: Seed = None,
     quiet: Quiet = False,
@@ -184,7 +187,7 @@ def check(
 
     Models are matched to the baseline's by name (ONNX file stem, or block slug). With neither files
     nor sweep options, the baseline's blocks are rebuilt with the code installed now. Settings
-    (threads, opt level, spinning, arena) are the baseline's; stored mode also uses its clock. A
+    (runtime, threads, opt level, spinning, arena) are the baseline's; stored mode also uses its clock. A
     Markdown summary is appended to $GITHUB_STEP_SUMMARY when it is set. Details: docs/gate.md.
 
     Examples:
@@ -204,6 +207,9 @@ def check(
     options = _options(max_time=max_time, seed=seed, clock=clock.value)
     shapes = _shapes(shape)
     base = bl.load(baseline)
+    if runtime is not None and runtime != base.settings().runtime:
+        raise InputError(f"baseline {baseline} was measured with runtime {base.settings().runtime}, not {runtime}; "
+                         f"check with the baseline's runtime, or save a baseline with --runtime {runtime}")
     with progress_bar(not quiet) as progress:
         current = _models(models, acts, blocks, widths, depths, imgsz, batch, kernel, stride, opset, exporter,
                           models_dir, progress)

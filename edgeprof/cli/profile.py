@@ -19,6 +19,7 @@ from edgeprof.cli.common import (
     OptLevelOpt,
     Quiet,
     RelCI,
+    RuntimeOpt,
     Spinning,
     Threads,
     boundary,
@@ -36,6 +37,7 @@ def profile(
                                                  "made by `edgeprof bundle`.")],
     shape: Annotated[list[str] | None, typer.Option("--shape", help="Shape for dynamic inputs: "
                                                    "images=1x3x640x640, 1x3x640x640 (only input) or N=1.")] = None,
+    runtime: RuntimeOpt = None,
     threads: Threads = 1,
     opt_level: OptLevelOpt = OptLevel.all,
     spinning: Spinning = False,
@@ -66,13 +68,15 @@ def profile(
 
       edgeprof profile a.onnx b.onnx --threads 2 --csv results/ab.csv
     """
-    from edgeprof.bundle import is_bundle, run_bundle
+    from edgeprof.bundle import bundle_runtime, is_bundle, run_bundle
     from edgeprof.errors import InputError
     from edgeprof.pipeline import ResultsNotSaved, profile_models
     from edgeprof.runtime.onnxruntime.session import parse_shapes
 
+    if runtime is None and len(models) == 1 and is_bundle(models[0]):
+        runtime = bundle_runtime(models[0])
     settings, options = settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples,
-                                             isolate)
+                                             isolate, runtime=runtime)
     shapes = parse_shapes(shape)
     try:
         with progress_bar(not quiet) as progress:
@@ -92,7 +96,7 @@ def profile(
     except ResultsNotSaved as exc:  # show what was measured, then say where it could not be written
         render(exc.frame, fmt, title="edgeprof profile: measured but not saved")
         raise
-    render(df, fmt, title=f"edgeprof profile: {threads} thread(s), opt level {opt_level.value}")
+    render(df, fmt, title=f"edgeprof profile: {settings.label()}")
     if per_op:
         render_per_op(csv_path, df)
     wrote(csv_path)

@@ -30,7 +30,7 @@ def report(
 ) -> None:
     """Write a report: comparison tables per host, latency fits and grows/shrinks/flat verdicts, plots.
 
-    Rows from different hosts or onnxruntime versions are never combined. Needs matplotlib:
+    Rows from different hosts, runtimes or runtime versions are never combined. Needs matplotlib:
     pip install 'edgeprof\\[plots]'.
 
     Examples:

@@ -19,6 +19,7 @@ from edgeprof.cli.common import (
     OptLevelOpt,
     Quiet,
     RelCI,
+    RuntimeOpt,
     Spinning,
     Threads,
     boundary,
@@ -69,6 +70,7 @@ def sweep(
     kernel: Kernel = 3,
     stride: Stride = 1,
     baseline: Baseline = "relu",
+    runtime: RuntimeOpt = None,
     threads: Threads = 1,
     opt_level: OptLevelOpt = OptLevel.all,
     spinning: Spinning = False,
@@ -126,7 +128,7 @@ def sweep(
     plan = make_plan(acts, blocks, scale, scaling, widths, depths, imgsz, model, batch, kernel, stride, baseline,
                      opset, exporter, act_alone, roofline, seed, quantize, calib)
     settings, options = settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples,
-                                             isolate, seed)
+                                             isolate, seed, runtime)
     if onnx_model is not None:  # options about built blocks do not apply to a model you give
         built = (("--blocks", blocks, "conv"), ("--scale", scale, None), ("--scaling", scaling, "auto"),
                  ("--widths", widths, "16,32,64"), ("--depths", depths, "1"), ("--imgsz", imgsz, None),
@@ -155,7 +157,7 @@ def sweep(
     except ResultsNotSaved as exc:  # show what was measured, then say where it could not be written
         render(exc.frame, fmt, title="edgeprof sweep: measured but not saved")
         raise
-    render(df, fmt, title=f"edgeprof sweep: {threads} thread(s), opt level {opt_level.value}")
+    render(df, fmt, title=f"edgeprof sweep: {settings.label()}")
     if per_op:
         render_per_op(csv_path, df)
     wrote(csv_path)

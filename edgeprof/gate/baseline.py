@@ -60,10 +60,10 @@ class Baseline:
         return self.manifest["host_fingerprint"]
 
     def settings(self):
-        from edgeprof.runtime.onnxruntime.session import SessionSettings
+        """The baseline's runtime settings (onnxruntime's for baselines that do not name a runtime)."""
+        from edgeprof.runtime.registry import get_runtime
 
-        known = {"threads", "inter_threads", "opt_level", "spinning", "arena", "provider"}
-        return SessionSettings(**{k: v for k, v in self.manifest["settings"].items() if k in known})
+        return get_runtime(self.manifest["settings"].get("runtime")).settings_from_dict(self.manifest["settings"])
 
     def shapes(self) -> dict | None:
         shapes = self.manifest.get("shapes")

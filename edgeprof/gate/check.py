@@ -38,6 +38,7 @@ from edgeprof.gate.decide import (
 )
 from edgeprof.gate.measure import Arm, GateOptions, Group, Interleaver, ProgressFn, resolve_clock
 from edgeprof.gate.models import GateModel
+from edgeprof.runtime.base import RuntimeSettings
 from edgeprof.runtime.onnxruntime.session import SessionSettings
 
 MODES = ("relative", "stored")
@@ -120,6 +121,12 @@ def _seed(options: GateOptions) -> int:
     return int(np.random.SeedSequence().generate_state(1)[0])
 
 
+def _runtime_version(settings: RuntimeSettings) -> str:
+    from edgeprof.runtime.registry import runtime_of
+
+    return runtime_of(settings).version()
+
+
 def reference_model() -> GateModel:
     from edgeprof.spec import file_sha256
 
@@ -135,7 +142,7 @@ def reference_model() -> GateModel:
 def save_baseline(
     models: list[GateModel],
     out: str | Path,
-    settings: SessionSettings = SessionSettings(),
+    settings: RuntimeSettings = SessionSettings(),
     options: GateOptions = GateOptions(),
     shapes: dict | None = None,
     on_progress: ProgressFn | None = None,
@@ -194,6 +201,7 @@ def save_baseline(
         "versions": meta["versions"],
         "load_average": {"start": meta["load_average_start"], "end": load_average()},
         "settings": {**settings.as_dict(), "execution_mode": "sequential"},
+        "runtime": {"name": settings.runtime, "version": _runtime_version(settings)},
         "gate": {**options.as_dict(), "seed": seed, "clock_used": inter.clock, "rule": rule.as_dict(),
                  "wall_s": time.perf_counter() - t0},
         "shapes": {k: list(v) for k, v in (shapes or {}).items()} or None,
@@ -239,7 +247,7 @@ def run_check(
     on_progress: ProgressFn | None = None,
 ) -> CheckReport:
     """Judge each current model against the baseline model of the same name."""
-    from edgeprof.measure.host import fingerprint, host_info, versions
+    from edgeprof.measure.host import fingerprint, host_info
 
     t0 = time.perf_counter()
     base = baseline if isinstance(baseline, bl.Baseline) else bl.load(baseline)
@@ -299,9 +307,11 @@ def run_check(
         report.warnings.append(other_host + "; relative mode re-measures both sides here, so the verdicts hold "
                                             "for this host")
     if mode == "stored":
-        then, now = base.manifest["versions"].get("onnxruntime"), versions().get("onnxruntime")
+        then = (base.manifest.get("runtime") or {}).get("version") or base.manifest["versions"].get("onnxruntime")
+        now = _runtime_version(settings)
         if then != now:
-            report.warnings.append(f"onnxruntime {then} made the baseline, {now} runs now: stored ratios move with it")
+            report.warnings.append(f"{settings.runtime} {then} made the baseline, {now} runs now: stored ratios move "
+                                   f"with it")
 
     arms: list[Arm] = []
     groups: dict[str, Group] = {}

@@ -1,7 +1,8 @@
 """Paired, interleaved timing for the gate: blocks of runs from fresh worker processes, in random order.
 
-Every model ("arm") runs in its own ``python -m edgeprof.runtime.worker`` process (onnxruntime and numpy
-only, never torch). Arms that are compared sit in a *group*: in each round the groups are visited in a
+Every model ("arm") runs in its own ``python -m edgeprof.runtime.worker`` process (the runtime of the
+settings and numpy only, never torch), started, set up and closed by the worker pool the sweep uses too
+(``edgeprof.measure.pool``). Arms that are compared sit in a *group*: in each round the groups are visited in a
 fresh random order and a group's arms time one block each, back to back and in random order, so the
 two blocks of a pair are taken within milliseconds of each other and machine drift touches both. A
 block is ``count`` calibrated samples (each sample at least ``min_sample_ms``, the block about
@@ -30,20 +31,20 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgeprof.errors import EdgeprofError, InputError, RuntimeFailure
-from edgeprof.runtime.onnxruntime.session import SessionSettings
+from edgeprof.measure.pool import PoolOptions, WorkerPool
+from edgeprof.runtime.base import RuntimeSettings
 
 ProgressFn = Callable[[str, float], None]
 CLOCKS = ("auto", "cpu", "wall")
 
 
 @dataclass(frozen=True)
-class GateOptions:
+class GateOptions(PoolOptions):
     """How long and how the gate measures. Defaults: 4 sessions (fresh processes) of 6 rounds of ~20 ms blocks
     per model and side before the first look, then 2 more sessions at a time for undecided models, up to 10."""
 
@@ -54,26 +55,21 @@ class GateOptions:
     max_sessions: int = 10
     save_sessions: int = 6
     warmup_s: float = 0.05
-    min_sample_ms: float = 1.0
     max_time: float = 300.0
     parallel_setup: int = 0  # threads for untimed set-up; 0 = the usable cores
-    clock: str = "auto"  # cpu, wall, or auto (cpu when onnxruntime runs on one thread and schedstat is readable)
+    clock: str = "auto"  # cpu, wall, or auto (cpu when the runtime runs on one thread and schedstat is readable)
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not (self.block_ms > 0):
             raise InputError(f"block length must be positive milliseconds, got {self.block_ms}")
         if min(self.rounds, self.first_sessions, self.step_sessions, self.save_sessions) < 1:
             raise InputError("rounds and session counts must be at least 1")
         if self.max_sessions < self.first_sessions:
             raise InputError(f"max sessions ({self.max_sessions}) is below the first look ({self.first_sessions})")
-        if not (self.max_time > 0):
-            raise InputError(f"--max-time must be positive seconds, got {self.max_time}")
         if self.clock not in CLOCKS:
             raise InputError(f"unknown --clock {self.clock!r}; valid: {', '.join(CLOCKS)}")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _task_times(pid: int) -> tuple[int, int] | None:
@@ -100,8 +96,8 @@ def cpu_clock_available() -> bool:
     return _task_times(os.getpid()) is not None
 
 
-def resolve_clock(clock: str, settings: SessionSettings) -> str:
-    """``auto`` -> ``cpu`` when onnxruntime runs on one thread (its on-CPU time is then its latency
+def resolve_clock(clock: str, settings: RuntimeSettings) -> str:
+    """``auto`` -> ``cpu`` when the runtime runs on one thread (its on-CPU time is then its latency
     without the wait for a core) and the kernel exposes schedstat; else ``wall``."""
     if clock not in CLOCKS:
         raise InputError(f"unknown --clock {clock!r}; valid: {', '.join(CLOCKS)}")
@@ -109,8 +105,7 @@ def resolve_clock(clock: str, settings: SessionSettings) -> str:
         raise InputError("--clock cpu needs /proc/<pid>/task/*/schedstat (Linux with schedstats); use --clock wall")
     if clock != "auto":
         return clock
-    single = settings.threads == 1 and settings.inter_threads == 1
-    return "cpu" if single and cpu_clock_available() else "wall"
+    return "cpu" if settings.single_threaded() and cpu_clock_available() else "wall"
 
 
 @dataclass(frozen=True)
@@ -149,7 +144,7 @@ class Interleaver:
     def __init__(
         self,
         arms: list[Arm],
-        settings: SessionSettings,
+        settings: RuntimeSettings,
         options: GateOptions = GateOptions(),
         shapes: dict | None = None,
         rng: np.random.Generator | None = None,
@@ -183,9 +178,9 @@ class Interleaver:
         keys = list(dict.fromkeys(a for g in groups for a in g.arms))
         logs: dict[str, list[float]] = {pk: [] for g in groups for pk, _, _ in g.pairs}
         self.progress(f"session {self.sessions + 1}: starting {len(keys)} worker processes", self._fraction())
-        runners: dict[str, object] = {}
-        try:
-            per_sample = self._parallel(keys, runners)
+        with WorkerPool(self.settings, self.shapes, seed=0) as pool:
+            runners = pool.runners
+            per_sample = self._prepare_all(pool, keys)
             counts = {k: max(1, round(opts.block_ms / max(per_sample[k], 1e-6))) for k in keys}
             self.progress(f"session {self.sessions + 1}: timing", self._fraction())
             for r in range(opts.rounds):
@@ -199,8 +194,6 @@ class Interleaver:
                         values[key] = block.value
                     for pk, num, den in group.pairs:
                         logs[pk].append(math.log(values[num] / values[den]))
-        finally:
-            self._close_all(runners)
         self.sessions += 1
         return logs
 
@@ -229,49 +222,27 @@ class Interleaver:
                 block.value = block.cpu_ms
         return block
 
-    def _prepare(self, key: str, runners: dict) -> float:
-        """Untimed set-up of one arm: new process and session, first run, warm-up, calibration; the
-        per-sample time."""
-        from edgeprof.runtime.worker import WorkerRunner
-
-        arm = self.arms[key]
-        try:
-            runners[key] = runner = WorkerRunner(arm.path, self.settings.as_dict(), self.shapes, seed=0)
-            runner.load()
-            runner.first_run()
-            est_ms = float(runner.warmup(seconds=self.options.warmup_s)["est_ms"])
-            loops = 1
-            if est_ms < self.options.min_sample_ms:  # slower models keep one run per sample: no calibration
-                cal = runner.calibrate(min_sample_ms=self.options.min_sample_ms)
-                loops, est_ms = int(cal["inner_loops"]), float(cal["est_ms"])
-            self.inner_loops[key] = loops
+    def _prepare_all(self, pool: WorkerPool, keys: list[str]) -> dict[str, float]:
+        """Untimed set-up of every arm, in parallel on the usable cores: new process and session, first run,
+        warm-up, calibration. Returns each arm's per-sample time; the first arm that fails stops the session."""
+        failed = pool.start({k: self.arms[k].path for k in keys})
+        setups = {}
+        if not failed:
+            setups, failed = pool.prepare_all(self.options.warmup_s, self.options.min_sample_ms,
+                                              parallel=self.options.parallel_setup or _usable_cores())
+        for key in keys:
+            if key in failed:
+                exc, label = failed[key], self.arms[key].label
+                if isinstance(exc, InputError):
+                    raise InputError(f"{label}: {exc}") from None
+                raise RuntimeFailure(f"{label} failed to load or run: {exc}") from None
+        per_sample = {}
+        for key in keys:
+            self.inner_loops[key] = setups[key].inner_loops
             if self.clock == "cpu":
-                self._overhead_ns[key] = _request_overhead_ns(runner)
-            return est_ms * loops
-        except InputError as exc:
-            raise InputError(f"{arm.label}: {exc}") from None
-        except EdgeprofError as exc:
-            raise RuntimeFailure(f"{arm.label} failed to load or run: {exc}") from None
-
-    def _parallel(self, keys: list[str], runners: dict) -> dict[str, float]:
-        threads = self.options.parallel_setup or _usable_cores()
-        pool = ThreadPoolExecutor(max_workers=max(1, min(threads, len(keys))))
-        try:
-            futures = {k: pool.submit(self._prepare, k, runners) for k in keys}
-            return {k: f.result() for k, f in futures.items()}
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    @staticmethod
-    def _close_all(runners: dict) -> None:
-        for runner in list(runners.values()):
-            try:
-                runner.close()
-            except Exception:
-                try:
-                    runner.kill()
-                except Exception:
-                    pass
+                self._overhead_ns[key] = _request_overhead_ns(pool.runners[key])
+            per_sample[key] = setups[key].sample_ms
+        return per_sample
 
 
 def _request_overhead_ns(runner, calls: int = 7) -> float:

@@ -47,8 +47,9 @@ def caption(report: CheckReport) -> str:
             else "current/reference vs the baseline's stored model/reference")
     return (f"{report.mode} mode ({what}); threshold {report.rule['threshold']:.0%}, one-sided alpha "
             f"{report.rule['alpha']:g} over {len(report.results)} model(s) (Bonferroni; CI is the two-sided "
-            f"{ci}); times are {_CLOCK[report.clock]}; {report.settings['threads']} thread(s), opt level "
-            f"{report.settings['opt_level']}; "
+            f"{ci}); times are {_CLOCK[report.clock]}; {report.settings.get('runtime', 'onnxruntime')}, "
+            f"{report.settings['threads']} thread(s)"
+            + (f", opt level {report.settings['opt_level']}" if "opt_level" in report.settings else "") + "; "
             f"{report.sessions} sessions (fresh processes), {report.wall_s:.0f} s")
 
 

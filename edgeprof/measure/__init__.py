@@ -1,4 +1,5 @@
-"""Profiling with onnxruntime and numpy only: runs on an edge device where torch is not installed."""
+"""Runtime-neutral measuring (numpy only; the runtime runs in worker processes): runs on an edge device where
+torch is not installed. ``SessionSettings`` are onnxruntime's settings, the default runtime's."""
 
 from edgeprof.measure.interleave import (
     Measurement,

@@ -18,27 +18,28 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgeprof.errors import EdgeprofError, InputError
+from edgeprof.measure.pool import PoolOptions, WorkerPool
 from edgeprof.measure.stats import paired_ratio, summarize
-from edgeprof.runtime.onnxruntime.session import SessionSettings
+from edgeprof.runtime.base import RuntimeSettings
 
 
 @dataclass(frozen=True)
-class MeasureOptions:
+class MeasureOptions(PoolOptions):
+    """The sweep's measuring: rounds of ~``burst_ms`` bursts until every median's CI is within ``rel_ci``."""
+
     rel_ci: float = 0.02
-    max_time: float = 3.0
     min_samples: int = 20
     min_rounds: int = 10
-    warmup_s: float = 0.2
-    min_sample_ms: float = 1.0
     burst_ms: float = 20.0
     isolate: bool = True
     seed: int = 0
+    per_op_runs: int = 20  # per-op profile: at least this many runs ...
+    per_op_s: float = 0.5  # ... and this many seconds
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not (0 < self.rel_ci < 1):
             raise InputError(f"--rel-ci must be between 0 and 1 (e.g. 0.02 for ±2%), got {self.rel_ci}")
-        if not (self.max_time > 0):
-            raise InputError(f"--max-time must be positive seconds, got {self.max_time}")
         if self.min_samples < 6:
             raise InputError(f"--min-samples must be at least 6 (a 95% CI of a median needs 6), got {self.min_samples}")
 
@@ -58,8 +59,11 @@ class Measurement:
     samples_ms: list[float] = field(default_factory=list)
     sample_round: list[int] = field(default_factory=list)
     nodes: list[dict] = field(default_factory=list)
-    ort_peak_in_use_mb: float | None = None
-    ort_arena_held_mb: float | None = None
+    per_op_runs: int = 0
+    runtime: str = ""
+    runtime_version: str = ""
+    runtime_peak_in_use_mb: float | None = None
+    runtime_arena_held_mb: float | None = None
     stats: dict = field(default_factory=dict)
 
     def round_medians(self) -> dict[int, float]:
@@ -91,90 +95,68 @@ def paired_ratio_to(current: Measurement, baseline: Measurement) -> tuple[float,
     return paired_ratio([a[r] for r in common], [b[r] for r in common])
 
 
-def _runner(path: str, settings: SessionSettings, shapes: dict | None, seed: int, isolate: bool):
-    if isolate:
-        from edgeprof.runtime.worker import WorkerRunner
-
-        return WorkerRunner(path, settings.as_dict(), shapes, seed)
-    from edgeprof.runtime.onnxruntime.runner import ModelRunner
-
-    return ModelRunner(path, settings, shapes, seed)
-
-
 ProgressFn = Callable[[str, float], None]
 
 
 def measure(
     paths: list[str],
-    settings: SessionSettings,
+    settings: RuntimeSettings,
     options: MeasureOptions = MeasureOptions(),
     shapes: dict | None = None,
     on_progress: ProgressFn | None = None,
 ) -> list[Measurement]:
-    """Measure ``paths`` interleaved; one Measurement each, in the order given.
+    """Measure ``paths`` interleaved with the runtime of ``settings``; one Measurement each, in the order given.
 
     A model that fails to load or run becomes a ``failed`` Measurement with the reason; the others go
     on. Ctrl-C raises MeasurementInterrupted carrying what was measured so far.
     """
     progress = on_progress or (lambda message, fraction: None)
     results = [Measurement(path=str(p)) for p in paths]
-    runners: dict[int, object] = {}
     try:
-        for i, m in enumerate(results):  # start every worker first: their interpreters start side by side
-            try:
-                runners[i] = _runner(m.path, settings, shapes, options.seed, options.isolate)
-            except EdgeprofError as exc:
-                _fail(m, exc, None)
-        for i, m in enumerate(results):  # every worker is idle before any session is created and timed
-            try:
-                if i in runners and hasattr(runners[i], "ready"):
-                    runners[i].ready()
-            except EdgeprofError as exc:
-                _fail(m, exc, runners.pop(i, None))
-        for i, m in enumerate(results):
-            if i not in runners:
-                continue
-            progress(f"loading {_short(m.path)}", 0.0)
-            try:
-                runner = runners[i]
-                loaded = runner.load()
-                m.session_ms = loaded["session_ms"]
-                first = runner.first_run()
-                m.first_run_ms = first["first_run_ms"]
-                runner.warmup(seconds=options.warmup_s)
-                m.inner_loops = runner.calibrate(min_sample_ms=options.min_sample_ms)["inner_loops"]
+        with WorkerPool(settings, shapes, options.seed, options.isolate) as pool:
+            version = pool.runtime.version()
+            for m in results:
+                m.runtime, m.runtime_version = settings.runtime, version
+            for i, exc in pool.start({i: m.path for i, m in enumerate(results)}).items():
+                _fail(results[i], exc)
+            setups, failed = pool.prepare_all(
+                options.warmup_s, options.min_sample_ms,
+                on_each=lambda i: progress(f"loading {_short(results[i].path)}", 0.0))
+            for i, exc in failed.items():
+                _fail(results[i], exc)
+            for i, setup in setups.items():
+                m = results[i]
+                m.session_ms, m.first_run_ms, m.inner_loops = setup.session_ms, setup.first_run_ms, setup.inner_loops
                 if options.isolate:
-                    m.peak_rss_session_mb = loaded["peak_rss_session_mb"]
-            except EdgeprofError as exc:
-                _fail(m, exc, runners.pop(i, None))
-        _rounds(results, runners, options, progress)
-        for i, runner in list(runners.items()):
-            m = results[i]
-            try:
-                if options.isolate:
-                    m.peak_rss_run_mb = runner.peak_run_mb()
-                progress(f"reading executed ops of {_short(m.path)}", 1.0)
-                ops = runner.executed_ops()
-                m.nodes = ops["nodes"]
-                m.ort_peak_in_use_mb = ops["ort_peak_in_use_mb"]
-                m.ort_arena_held_mb = ops["ort_arena_held_mb"]
-            except EdgeprofError as exc:
-                _fail(m, exc, runners.pop(i, None))
+                    m.peak_rss_session_mb = setup.peak_rss_session_mb
+            _rounds(results, pool, options, progress)
+            for i, runner in list(pool.runners.items()):
+                m = results[i]
+                try:
+                    if options.isolate:
+                        m.peak_rss_run_mb = runner.peak_run_mb()
+                    progress(f"reading executed ops of {_short(m.path)}", 1.0)
+                    ops = runner.executed_ops(min_runs=options.per_op_runs, min_seconds=options.per_op_s)
+                    m.nodes = ops["nodes"]
+                    m.per_op_runs = int(ops.get("runs") or 0)
+                    m.runtime_peak_in_use_mb = ops.get("peak_in_use_mb")
+                    m.runtime_arena_held_mb = ops.get("arena_held_mb")
+                except EdgeprofError as exc:
+                    _fail(m, exc)
+                    pool.drop(i)
     except KeyboardInterrupt:
         for m in results:
             if m.status == "ok":
                 m.status = "interrupted"
             m.stats = summarize(m.samples_ms)
         raise MeasurementInterrupted(results) from None
-    finally:
-        for runner in runners.values():
-            _close(runner)
     for m in results:
         m.stats = summarize(m.samples_ms)
     return results
 
 
-def _rounds(results: list[Measurement], runners: dict, options: MeasureOptions, progress: ProgressFn) -> None:
+def _rounds(results: list[Measurement], pool: WorkerPool, options: MeasureOptions, progress: ProgressFn) -> None:
+    runners = pool.runners
     rng = np.random.default_rng(options.seed)
     budget = options.max_time * max(1, len(runners))
     t_start = time.perf_counter()
@@ -189,7 +171,8 @@ def _rounds(results: list[Measurement], runners: dict, options: MeasureOptions, 
             try:
                 samples = runners[i].sample(count=count)
             except EdgeprofError as exc:
-                _fail(m, exc, runners.pop(i))
+                _fail(m, exc)
+                pool.drop(i)
                 continue
             m.samples_ms.extend(samples)
             m.sample_round.extend([round_no] * len(samples))
@@ -214,20 +197,9 @@ def _worst_rel_ci(results, runners, options: MeasureOptions, round_no: int) -> f
     return worst
 
 
-def _fail(m: Measurement, exc: Exception, runner) -> None:
+def _fail(m: Measurement, exc: Exception) -> None:
     m.status = "failed"
     m.error = str(exc)
-    if runner is not None:
-        _close(runner)
-
-
-def _close(runner) -> None:
-    try:
-        runner.close()
-    except Exception:
-        kill = getattr(runner, "kill", None)
-        if kill:
-            kill()
 
 
 def _short(path: str) -> str:

@@ -2,7 +2,7 @@
 
 matplotlib (the ``plots`` extra) is imported lazily, with the Agg backend, so the rest of edgeprof runs
 without it. Every figure is drawn for one host group at a time (``edgeprof.report.scaling.label_hosts``):
-rows of different hosts or onnxruntime versions never share an axes. The functions expect rows that went
+rows of different hosts, runtimes or runtime versions never share an axes. The functions expect rows that went
 through ``edgeprof.report.scaling.prepare``; each returns the PNG's path, or None with nothing to draw.
 """
 
@@ -287,7 +287,8 @@ def plot_ops(ops: pd.DataFrame, path: Path, title: str, acts_order: Sequence[str
         ops["act"] = ops["act"].where(precision.isin(["", "fp32"]), ops["act"] + " (" + precision + ")")
     ops["is_act"] = ops["is_act"].astype("string").str.lower().isin(["true", "1"])
     ops["mean_us"] = pd.to_numeric(ops["mean_us"], errors="coerce").fillna(0.0)
-    varying = [k for k in ("threads", "opt_level") if ops[k].astype("string").nunique(dropna=False) > 1]
+    varying = [k for k in ("threads", "runtime", "runtime_settings", "opt_level")
+               if k in ops.columns and ops[k].astype("string").nunique(dropna=False) > 1]
     row_keys = ["block", *varying]
     panel_keys = ["width", "depth", "imgsz", "batch"]
     ops["_order"] = pd.to_numeric(ops["width"], errors="coerce") * pd.to_numeric(ops["imgsz"], errors="coerce") ** 2

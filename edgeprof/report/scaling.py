@@ -1,9 +1,9 @@
 """Scaling studies over result rows: latency fits against size, ratios to the baseline and a verdict per activation.
 
 Everything here works on the tidy result frame (``edgeprof.results.rows.read_results``) with pandas and
-numpy only. Rows are first split by host: ``(host_fingerprint, ort_version)`` is the host group, and no fit,
-ratio or verdict ever combines rows of two host groups. A row that does not say its host or its onnxruntime
-version gets it from its run's metadata (keyed by ``run_id``) where there is some; where nothing says, it is
+numpy only. Rows are first split by host: ``(host_fingerprint, runtime, runtime_version)`` is the host group,
+and no fit, ratio or verdict ever combines rows of two host groups. A row that does not say its host or its
+runtime version gets it from its run's metadata (keyed by ``run_id``) where there is some; where nothing says, it is
 "unknown" and its run is kept apart from every other run, because nothing shows they ran on the same host.
 
 Within a host group, a *series* is one block measured with the same session settings (threads,
@@ -22,9 +22,8 @@ import numpy as np
 import pandas as pd
 
 UNKNOWN = "unknown"
-HOST_KEYS = ("host_fingerprint", "ort_version")
-SETTINGS_KEYS = ("scaling", "precision", "kernel", "stride", "threads", "inter_threads", "opt_level", "spinning",
-                 "arena", "provider", "exporter", "opset")
+HOST_KEYS = ("host_fingerprint", "runtime", "runtime_version")
+SETTINGS_KEYS = ("scaling", "precision", "kernel", "stride", "threads", "runtime_settings", "exporter", "opset")
 SERIES_KEYS = ("host_group", "block", *SETTINGS_KEYS)
 """Rows that share these are one series: fitted together, their ratios judged together."""
 SIZE_KEYS = ("width", "depth", "imgsz", "batch")
@@ -103,14 +102,19 @@ def _text(series: pd.Series) -> pd.Series:
 
 
 def label_hosts(df: pd.DataFrame, metadata: Mapping[str, dict] | None = None) -> pd.DataFrame:
-    """A copy of the rows with ``host_fingerprint`` and ``ort_version`` filled and a ``host_group`` label.
+    """A copy of the rows with ``host_fingerprint``, ``runtime`` and ``runtime_version`` filled and a
+    ``host_group`` label.
 
-    ``metadata`` maps run_id to that run's metadata JSON (``host_fingerprint``, ``versions.onnxruntime``);
-    it fills what the rows lack (CSVs written before those columns existed). What stays missing becomes
-    "unknown", and a row with an unknown host or version gets a host group of its own run (its run_id, else
+    ``metadata`` maps run_id to that run's metadata JSON (``host_fingerprint``, ``versions.onnxruntime``,
+    ``settings.runtime``); it fills what the rows lack (CSVs written before those columns existed; a CSV with
+    ``ort_version`` is onnxruntime's). What stays missing becomes "unknown", and a row with an unknown host or
+    version gets a host group of its own run (its run_id, else
     its ``source`` file), so two runs of unknown origin are never merged.
     """
     out = df.copy()
+    if "ort_version" in out.columns and "runtime_version" not in out.columns:  # a CSV from before the runtime seam
+        out = out.rename(columns={"ort_version": "runtime_version"})
+        out["runtime"] = "onnxruntime"
     for col in (*HOST_KEYS, "run_id", "cpu_model"):
         if col not in out.columns:
             out[col] = ""
@@ -121,17 +125,19 @@ def label_hosts(df: pd.DataFrame, metadata: Mapping[str, dict] | None = None) ->
         if not rows.any():
             continue
         fingerprint = str(meta.get("host_fingerprint") or "")
-        version = str((meta.get("versions") or {}).get("onnxruntime") or "")
+        runtime = str((meta.get("settings") or {}).get("runtime") or "onnxruntime")
+        version = str((meta.get("versions") or {}).get("onnxruntime") or "") if runtime == "onnxruntime" else ""
         cpu = str((meta.get("host") or {}).get("cpu_model") or "")
-        for col, value in (("host_fingerprint", fingerprint), ("ort_version", version), ("cpu_model", cpu)):
+        for col, value in (("host_fingerprint", fingerprint), ("runtime", runtime), ("runtime_version", version),
+                           ("cpu_model", cpu)):
             if value:
                 out.loc[rows & (out[col] == ""), col] = value
     for col in HOST_KEYS:
         out.loc[out[col] == "", col] = UNKNOWN
     source = _text(out["source"]) if "source" in out.columns else pd.Series("", index=out.index)
     run_marker = out["run_id"].where(out["run_id"] != "", source).where(lambda s: s != "", "no run id")
-    label = out["host_fingerprint"] + " · onnxruntime " + out["ort_version"]
-    unknown = (out["host_fingerprint"] == UNKNOWN) | (out["ort_version"] == UNKNOWN)
+    label = out["host_fingerprint"] + " · " + out["runtime"] + " " + out["runtime_version"]
+    unknown = (out["host_fingerprint"] == UNKNOWN) | (out["runtime_version"] == UNKNOWN)
     out["host_group"] = label.where(~unknown, label + " · run " + run_marker)
     return out
 

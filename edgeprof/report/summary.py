@@ -10,7 +10,7 @@ when present) and writes into ``out_dir``:
 - the PNG figures (``edgeprof.report.plots``), one set per host group;
 - ``report.md``, or ``report.html`` with the same content and the figures embedded (``fmt="html"``).
 
-Host groups (host fingerprint x onnxruntime version) are reported apart: no table, fit or figure mixes two.
+Host groups (host fingerprint x runtime x runtime version) are reported apart: no table, fit or figure mixes two.
 """
 
 from __future__ import annotations
@@ -231,6 +231,7 @@ def _runs_table(inputs: Inputs, results: pd.DataFrame) -> pd.DataFrame:
             "cores": f"{host.get('usable_cores', '—')}/{host.get('cores', '—')}" if host else "—",
             "OS": host.get("os", "—"),
             "versions": ", ".join(f"{k} {versions[k]}" for k in RUN_VERSIONS if versions.get(k)) or "—",
+            "runtime": settings.get("runtime", "onnxruntime") if settings else "—",
             "threads": settings.get("threads", "—"),
             "load 1m start→end": f"{_num(load[0])}→{_num(load[1])}" if meta else "—",
             "command": meta.get("command", "—"),
@@ -348,7 +349,7 @@ def write_report(csv_paths: list[str | Path], out_dir: str | Path, fmt: str = "m
     blocks.append(Block("p", f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} from "
                              f"{len(inputs.files)} result file(s), {len(results)} row(s), {len(groups)} host "
                              "group(s). A host group is one host fingerprint (CPU model, ISA flags, cores, quota) "
-                             "with one onnxruntime version; rows of different host groups are never combined."))
+                             "with one runtime and version; rows of different host groups are never combined."))
     blocks += [Block("h2", "Runs"), Block("table", _runs_table(inputs, results))]
 
     blocks.append(Block("h2", "Does the cost grow with the model? Verdicts"))

@@ -46,11 +46,21 @@ from edgeprof.results.schema import COLUMNS, SCHEMA
 
 # Where and with which runtime version a row was measured: ``stamp_rows`` puts them on every row from its
 # run's metadata, and a config counts as done only where they match this run's.
-MEASURED_WITH = ("host_fingerprint", "ort_version")
+MEASURED_WITH = ("host_fingerprint", "runtime", "runtime_version")
 # What a row of an earlier run must share with a config for the config to count as already measured
 # (--resume): what was built, how it was run, and where and with which runtime version it was measured.
 RESUME_KEYS = ("precision", "act", "block", "width", "depth", "imgsz", "batch", "kernel", "stride", "threads",
-               "inter_threads", "opset", "opt_level", "spinning", "arena", "provider", "exporter", *MEASURED_WITH)
+               "runtime_settings", "opset", "exporter", *MEASURED_WITH)
+
+
+def _runtime_version(name: str) -> str | None:
+    """The installed version of runtime ``name`` (None where it cannot be loaded here)."""
+    from edgeprof.runtime.registry import get_runtime
+
+    try:
+        return get_runtime(name).version()
+    except EdgeprofError:
+        return None
 
 
 class SweepInterrupted(EdgeprofError):
@@ -302,7 +312,9 @@ class RunRecorder:
             key[len(RESUME_KEYS):]
 
     def _config_key(self, config: dict) -> tuple:
-        here = stamp_rows([{}], self.meta)[0]  # this run's host and versions, as its rows get them
+        runtime = config.get("runtime") or "onnxruntime"
+        # this run's host and runtime version, as its rows get them
+        here = stamp_rows([{"runtime": runtime, "runtime_version": _runtime_version(runtime)}], self.meta)[0]
         return resume_key({**config, **{k: here.get(k) for k in MEASURED_WITH}})
 
     def is_done(self, config: dict) -> bool:

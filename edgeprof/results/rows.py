@@ -13,10 +13,33 @@ import pandas as pd
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.results.schema import COLUMNS, SCHEMA, SCHEMA_VERSION
 
+# columns of files written before the runtime seam: onnxruntime's settings and version
+_ORT_SETTINGS = ("inter_threads", "opt_level", "spinning", "arena", "provider")
+
+
+def upgrade_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """A frame read from a file written before the runtime seam, in today's columns: ``ort_version`` becomes
+    ``runtime_version``, ``ort_*_mb`` become ``runtime_*_mb``, onnxruntime's settings columns become
+    ``runtime_settings``, and ``runtime`` is onnxruntime."""
+    from edgeprof.runtime.base import encode_settings
+
+    if "runtime" in df.columns or not any(c in df.columns for c in ("ort_version", *_ORT_SETTINGS)):
+        return df
+    df = df.rename(columns={"ort_version": "runtime_version", "ort_peak_in_use_mb": "runtime_peak_in_use_mb",
+                            "ort_arena_held_mb": "runtime_arena_held_mb"})
+    present = [c for c in _ORT_SETTINGS if c in df.columns]
+    if present:
+        df["runtime_settings"] = [encode_settings({c: r[c] for c in present if not pd.isna(r[c])})
+                                  for r in df[present].to_dict("records")]
+        df = df.drop(columns=present)
+    df["runtime"] = "onnxruntime"
+    return df
+
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:
-    """Rows as a DataFrame with exactly the schema's columns, in order, with the schema's dtypes."""
-    df = pd.DataFrame(rows)
+    """Rows as a DataFrame with exactly the schema's columns, in order, with the schema's dtypes (rows with the
+    columns of before the runtime seam, ``ort_version`` and onnxruntime's settings, are read as onnxruntime's)."""
+    df = upgrade_columns(pd.DataFrame(rows))
     for col in COLUMNS:
         if col not in df.columns:
             df[col] = None
@@ -127,7 +150,8 @@ def measurement_row(
     run_id: str = "",
     static_memory: dict | None = None,
 ) -> dict:
-    """One CSV row from a Measurement (edgeprof.measure), the session settings, and what was built.
+    """One CSV row from a Measurement (edgeprof.measure), the runtime settings (``RuntimeSettings.as_dict()``),
+    and what was built.
 
     ``build`` holds the spec fields, params, macs, exporter, opset, parity and the exported act ops.
     ``baseline`` is the Measurement of the baseline activation in the same interleaved group.
@@ -136,14 +160,16 @@ def measurement_row(
     ``static_memory`` is the graph's static estimate (edgeprof.analysis).
     """
     from edgeprof.measure import paired_ratio_to
-    from edgeprof.runtime.onnxruntime.ops import time_share
+    from edgeprof.runtime.base import settings_columns
+    from edgeprof.runtime.nodes import time_share
 
     build = build or {}
     stats = measurement.stats
     row = {
         **{k: build.get(k) for k in ("act", "block", "width", "depth", "imgsz", "batch", "kernel", "stride",
                                       "params", "macs", "exporter", "opset", "parity_max_abs_err")},
-        **{k: settings.get(k) for k in ("threads", "inter_threads", "opt_level", "spinning", "arena", "provider")},
+        **settings_columns(settings),
+        "runtime_version": getattr(measurement, "runtime_version", ""),
         **{k: stats.get(k) for k in ("median_ms", "mean_ms", "std_ms", "min_ms", "p90_ms", "p99_ms", "iqr_ms",
                                       "n", "ci95_low_ms", "ci95_high_ms", "noisy")},
         "inner_loops": measurement.inner_loops,
@@ -166,8 +192,9 @@ def measurement_row(
     if act_nodes is not None:
         row["act_ops"] = "+".join(n.op_type for n in act_nodes)
         row["act_share"] = time_share(act_nodes, nodes)
-    row["ort_peak_in_use_mb"] = measurement.ort_peak_in_use_mb
-    row["ort_arena_held_mb"] = measurement.ort_arena_held_mb
+    row["runtime_peak_in_use_mb"] = measurement.runtime_peak_in_use_mb
+    row["runtime_arena_held_mb"] = measurement.runtime_arena_held_mb
+    row["per_op_runs"] = measurement.per_op_runs or None
     row.update(static_memory or {})
     if baseline is not None and baseline_name:
         row["baseline"] = baseline_name
@@ -182,7 +209,7 @@ def split_act_nodes(nodes: list[dict], reference_nodes: list[dict] | None, act: 
     """(all nodes, the activation's own nodes): with a reference (a block edgeprof built), the nodes of the
     activation's op types (edgeprof.spec.acts: exported or fused forms), never the block's other ops; an empty
     reference means every node is the activation's (block ``act``); without one, any activation op type."""
-    from edgeprof.runtime.onnxruntime.ops import activation_nodes, nodes_from_dicts
+    from edgeprof.runtime.nodes import activation_nodes, nodes_from_dicts
     from edgeprof.spec.acts import act_op_types
 
     all_nodes = nodes_from_dicts(nodes)
@@ -195,12 +222,13 @@ def split_act_nodes(nodes: list[dict], reference_nodes: list[dict] | None, act: 
     return all_nodes, activation_nodes(all_nodes)
 
 
-PER_OP_KEYS = ("run_id", "precision", "act", "block", "width", "depth", "imgsz", "batch", "threads", "opt_level",
-               "model")
+PER_OP_KEYS = ("run_id", "precision", "act", "block", "width", "depth", "imgsz", "batch", "threads", "runtime",
+               "runtime_settings", "per_op_runs", "model")
 
 
 def per_op_rows(row: dict, nodes: list[dict], reference_nodes: list[dict] | None) -> list[dict]:
-    """One row per node onnxruntime ran (its profiler's mean kernel time), labelled with the config's row.
+    """One row per node the runtime ran (mean time over ``per_op_runs`` profiled runs; for onnxruntime its
+    profiler's kernel time), labelled with the config's row.
 
     ``share`` is the node's fraction of the summed kernel time; ``is_act`` marks the activation's nodes;
     ``output_bytes`` and ``mem_in_use_delta`` are onnxruntime's per-node memory figures from its profiler (the
@@ -244,6 +272,7 @@ def stamp_rows(rows: list[dict], metadata: dict) -> list[dict]:
     for row in rows:
         row["host_fingerprint"] = metadata.get("host_fingerprint")
         row["cpu_model"] = (metadata.get("host") or {}).get("cpu_model")
-        row["ort_version"] = (metadata.get("versions") or {}).get("onnxruntime")
+        if not row.get("runtime_version") and row.get("runtime", "onnxruntime") == "onnxruntime":
+            row["runtime_version"] = (metadata.get("versions") or {}).get("onnxruntime")
         row["load_1m"] = load
     return rows

@@ -29,12 +29,10 @@ COLUMNS: dict[str, str] = {
     "scale": "YOLO scale preset (n, s, m, l, x) of the row, if any",
     "params": "parameters of the torch model (BN included, before folding)",
     "macs": "multiply-accumulates of one forward pass (Conv2d/Linear layers)",
-    "threads": "onnxruntime intra-op threads",
-    "inter_threads": "onnxruntime inter-op threads",
-    "opt_level": "onnxruntime graph optimisation level: disable, basic, extended, all",
-    "spinning": "whether onnxruntime's idle threads spin (session.intra_op.allow_spinning)",
-    "arena": "whether onnxruntime's CPU memory arena is on",
-    "provider": "onnxruntime execution provider",
+    "runtime": "inference runtime that ran the model: onnxruntime, or your own as pkg.module:Class (--runtime)",
+    "threads": "compute threads of the runtime (onnxruntime: intra-op threads)",
+    "runtime_settings": "the runtime's other settings as key=value;key=value (onnxruntime: inter_threads, "
+                        "opt_level, spinning, arena, provider)",
     "exporter": "torch ONNX exporter used (torchscript or dynamo)",
     "opset": "ONNX opset read from the written model",
     "median_ms": "median latency of one run, ms",
@@ -75,8 +73,11 @@ COLUMNS: dict[str, str] = {
     "act_share": "share of the block's kernel time (onnxruntime profiler) spent in the activation's ops",
     "weights_mb": "static estimate: bytes of the graph's weights, MiB",
     "act_peak_mb": "static estimate: peak live activation bytes by liveness over the graph, MiB",
-    "ort_peak_in_use_mb": "onnxruntime's own peak bytes in use from its profiler, MiB (arena on only)",
-    "ort_arena_held_mb": "bytes onnxruntime's CPU arena held, from its profiler, MiB (arena on only)",
+    "runtime_peak_in_use_mb": "the runtime's own peak bytes in use, MiB (onnxruntime: its profiler, arena on "
+                              "only; empty for runtimes without it)",
+    "runtime_arena_held_mb": "bytes the runtime's memory arena held, MiB (onnxruntime: its profiler, arena on "
+                             "only; empty for runtimes without it)",
+    "per_op_runs": "profiled runs the per-op figures (act_ops, act_share, <csv>-ops.csv) are averaged over",
     "parity_max_abs_err": "max abs difference between torch and onnxruntime outputs at export",
     "model": "path of the ONNX file measured",
     "status": "ok, failed or interrupted",
@@ -84,19 +85,19 @@ COLUMNS: dict[str, str] = {
     "run_id": "identifies the sweep this row came from (its results JSON has the metadata)",
     "host_fingerprint": "class of host: CPU model, ISA flags, cores, cgroup quota (rows of different hosts never mix)",
     "cpu_model": "CPU model name",
-    "ort_version": "onnxruntime version",
+    "runtime_version": "version of the runtime",
     "load_1m": "1-minute load average of the machine when the row's group finished measuring",
 }
 
 STATUSES = ("ok", "failed", "interrupted")
 
 # dtypes by column; every other column is float64
-BOOL_COLUMNS = ("spinning", "arena", "ci_reached", "noisy", "fused", "fused_by_timing")
+BOOL_COLUMNS = ("ci_reached", "noisy", "fused", "fused_by_timing")
 INT_COLUMNS = ("width", "depth", "imgsz", "batch", "kernel", "stride", "params", "macs", "threads",
-               "inter_threads", "opset", "n", "inner_loops", "act_alone_elements")
-STR_COLUMNS = ("precision", "scaling", "scale", "act", "block", "opt_level", "provider", "exporter", "baseline",
-               "act_ops", "act_ops_exported", "model", "status", "error", "run_id",
-               "host_fingerprint", "cpu_model", "ort_version")
+               "opset", "n", "inner_loops", "act_alone_elements", "per_op_runs")
+STR_COLUMNS = ("precision", "scaling", "scale", "act", "block", "runtime", "runtime_settings", "exporter",
+               "baseline", "act_ops", "act_ops_exported", "model", "status", "error", "run_id",
+               "host_fingerprint", "cpu_model", "runtime_version")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""A fresh worker process hosting one ModelRunner, driven over JSON lines; and its parent-side proxy.
+"""A fresh worker process hosting one runtime's Runner, driven over JSON lines; and its parent-side proxy.
 
 Run as ``python -m edgeprof.runtime.worker``: it reads one JSON request a line on stdin
 (``{"method": "sample", "kwargs": {"count": 5}}``) and answers one JSON line on its original stdout
-(``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``). Anything onnxruntime prints
-goes to stderr. The worker never imports torch, so its peak-memory figures are its own.
+(``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``). The start message (``init``) names
+the runtime (a built-in name or ``pkg.mod:Class``) in its settings; the worker imports only that runtime,
+and never torch, so its peak-memory figures are its own. Anything the runtime prints goes to stderr.
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ from edgeprof.errors import EdgeprofError, RuntimeFailure
 _ALLOWED = {"load", "first_run", "warmup", "calibrate", "sample", "peak_run_mb", "executed_ops", "close"}
 
 
-def serve(inp, out) -> None:
-    from edgeprof.runtime.onnxruntime.runner import ModelRunner
+def _start(runtime: str, path: str, settings: dict, shapes: dict | None = None, seed: int = 0):
+    """The start message: the runtime to import (a built-in name or pkg.mod:Class), its settings, the model."""
+    from edgeprof.runtime.registry import get_runtime
 
+    rt = get_runtime(runtime)
+    return rt.runner(path, rt.settings_from_dict(settings), shapes, seed)
+
+
+def serve(inp, out) -> None:
     runner = None
     for line in inp:
         line = line.strip()
@@ -32,7 +39,7 @@ def serve(inp, out) -> None:
         method = request.get("method")
         try:
             if method == "init":
-                runner = ModelRunner(**request["kwargs"])
+                runner = _start(**request["kwargs"])
                 result = None
             elif method == "quit":
                 out.write(json.dumps({"ok": True, "result": None}) + "\n")
@@ -61,9 +68,11 @@ def main() -> None:
 
 
 class WorkerRunner:
-    """Drives a ModelRunner in a fresh ``python -m edgeprof.runtime.worker`` process; same methods."""
+    """Drives a Runner in a fresh ``python -m edgeprof.runtime.worker`` process; same methods. ``settings`` is a
+    RuntimeSettings or its ``as_dict()``: its ``runtime`` names the runtime the worker imports."""
 
-    def __init__(self, path: str, settings: dict, shapes: dict | None = None, seed: int = 0, timeout: float = 600):
+    def __init__(self, path: str, settings, shapes: dict | None = None, seed: int = 0, timeout: float = 600):
+        settings = settings if isinstance(settings, dict) else settings.as_dict()
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", "1")
         self.timeout = timeout
@@ -82,7 +91,8 @@ class WorkerRunner:
         # The init request is sent now and its reply read by the first call (or ready()), so a caller can
         # start many workers at once and let their interpreters start up side by side.
         self._init_pending = True
-        self._send("init", path=str(path), settings=settings, shapes=shapes, seed=seed)
+        self._send("init", runtime=settings.get("runtime") or "onnxruntime", path=str(path), settings=settings,
+                   shapes=shapes, seed=seed)
 
     def ready(self) -> None:
         """Wait until the worker has started and taken its model (raises if it could not)."""

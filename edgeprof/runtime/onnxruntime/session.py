@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgeprof.errors import InputError, RuntimeFailure
+from edgeprof.runtime.base import RuntimeSettings, check_file
 from edgeprof.spec.memory import check_fits, inputs_need_bytes
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
@@ -26,10 +27,10 @@ _ORT_DTYPES = {
 
 
 @dataclass(frozen=True)
-class SessionSettings:
-    """The onnxruntime settings that move latency; every result row records them."""
+class SessionSettings(RuntimeSettings):
+    """The onnxruntime settings that move latency (``threads`` is the intra-op threads); every result row
+    records them (``threads`` and the rest in ``runtime_settings``)."""
 
-    threads: int = 1
     inter_threads: int = 1
     opt_level: str = "all"
     spinning: bool = False
@@ -37,13 +38,20 @@ class SessionSettings:
     provider: str = "CPUExecutionProvider"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.opt_level not in OPT_LEVELS:
             raise InputError(f"unknown optimisation level {self.opt_level!r}; valid: {', '.join(OPT_LEVELS)}")
-        if self.threads < 1 or self.inter_threads < 1:
-            raise InputError(f"threads must be at least 1, got {self.threads}")
+        if self.inter_threads < 1:
+            raise InputError(f"inter-op threads must be at least 1, got {self.inter_threads}")
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def single_threaded(self) -> bool:
+        return self.threads == 1 and self.inter_threads == 1
+
+    def label(self) -> str:
+        return f"{super().label()}, opt level {self.opt_level}"
+
+
+OrtSettings = SessionSettings
 
 
 def session_options(settings: SessionSettings, profile_prefix: str | None = None):
@@ -71,14 +79,7 @@ def session_options(settings: SessionSettings, profile_prefix: str | None = None
 
 def check_model_file(path: str | Path) -> Path:
     """A readable, non-empty file; onnxruntime itself judges whether it is a valid model."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"ONNX file not found: {path}")
-    if not path.is_file():
-        raise InputError(f"not a file: {path}")
-    if path.stat().st_size == 0:
-        raise InputError(f"ONNX file is empty: {path}")
-    return path
+    return check_file(path, "ONNX file")
 
 
 def create_session(path: str | Path, settings: SessionSettings, profile_prefix: str | None = None):

@@ -1,0 +1,187 @@
+"""The one worker pool both measuring engines use (the sweep's ``measure`` and the gate's ``Interleaver``).
+
+It starts one runner per model (a fresh ``python -m edgeprof.runtime.worker`` process each, or with
+``isolate=False`` a runner in this process), waits until every worker is up before any model is loaded
+and timed, sets each model up untimed (load, first run, warm-up, calibration), and closes every runner at
+the end, killing those that do not close and all of them on Ctrl-C or an error. What each engine then
+times (rounds of bursts; paired blocks) is its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+from edgeprof.errors import EdgeprofError, InputError
+from edgeprof.runtime.base import RuntimeSettings
+from edgeprof.runtime.registry import get_runtime
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """What both engines' options share: the untimed warm-up, the shortest timed sample (faster models are
+    timed in loops of runs), and the time budget. ``MeasureOptions`` and ``GateOptions`` add what differs."""
+
+    warmup_s: float = 0.2
+    min_sample_ms: float = 1.0
+    max_time: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not (self.max_time > 0):
+            raise InputError(f"--max-time must be positive seconds, got {self.max_time}")
+        if not (self.warmup_s >= 0 and self.min_sample_ms > 0):
+            raise InputError(f"warm-up must be >= 0 s and the shortest sample > 0 ms, got {self.warmup_s} s and "
+                             f"{self.min_sample_ms} ms")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Setup:
+    """What setting one model up gave: load time and memory, first-run time, runs per sample, ms per sample."""
+
+    session_ms: float
+    peak_rss_session_mb: float | None
+    first_run_ms: float
+    inner_loops: int
+    sample_ms: float
+
+
+class WorkerPool:
+    """Runners of one runtime, keyed by the caller's keys. Use as a context manager: every runner is closed
+    (or killed) on the way out, whatever happened."""
+
+    def __init__(self, settings: RuntimeSettings, shapes: dict | None = None, seed: int = 0, isolate: bool = True):
+        self.settings = settings
+        self.runtime = get_runtime(settings.runtime)
+        self.shapes = shapes
+        self.seed = seed
+        self.isolate = isolate
+        self.runners: dict[Hashable, object] = {}
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close_all()
+
+    # -- start ------------------------------------------------------------------------------------------
+    def start(self, paths: dict[Hashable, str]) -> dict[Hashable, EdgeprofError]:
+        """Start a runner per model (all processes first, so their interpreters start side by side), then wait
+        until each is up. Returns the keys that failed to start, with why; the others are in ``runners``."""
+        failed: dict[Hashable, EdgeprofError] = {}
+        for key, path in paths.items():
+            try:
+                self.runners[key] = self._new_runner(str(path))
+            except EdgeprofError as exc:
+                failed[key] = exc
+        for key in list(self.runners):
+            ready = getattr(self.runners[key], "ready", None)
+            try:
+                if ready is not None:
+                    ready()
+            except EdgeprofError as exc:
+                failed[key] = exc
+                self.drop(key)
+        return failed
+
+    def _new_runner(self, path: str):
+        artifact = path
+        if not path.endswith(self.runtime.artifact_suffix):  # an ONNX file for a runtime with its own format
+            artifact = str(self.runtime.convert(path, _artifact_dir(path)))
+        if self.isolate:
+            from edgeprof.runtime.worker import WorkerRunner
+
+            return WorkerRunner(artifact, self.settings, self.shapes, self.seed)
+        return self.runtime.runner(artifact, self.settings, self.shapes, self.seed)
+
+    # -- set up -----------------------------------------------------------------------------------------
+    def prepare(self, key: Hashable, warmup_s: float, min_sample_ms: float) -> Setup:
+        """Untimed set-up of one model: load, first run, warm-up and, for models faster than ``min_sample_ms``
+        a run, calibration of the runs per sample (slower models keep one run per sample)."""
+        runner = self.runners[key]
+        loaded = runner.load()
+        first = runner.first_run()
+        est_ms = float(runner.warmup(seconds=warmup_s)["est_ms"])
+        loops = 1
+        if est_ms < min_sample_ms:
+            cal = runner.calibrate(min_sample_ms=min_sample_ms)
+            loops, est_ms = int(cal["inner_loops"]), float(cal["est_ms"])
+        return Setup(session_ms=loaded["session_ms"], peak_rss_session_mb=loaded.get("peak_rss_session_mb"),
+                     first_run_ms=first["first_run_ms"], inner_loops=loops, sample_ms=est_ms * loops)
+
+    def prepare_all(
+        self,
+        warmup_s: float,
+        min_sample_ms: float,
+        parallel: int = 1,
+        on_each: Callable[[Hashable], None] | None = None,
+    ) -> tuple[dict[Hashable, Setup], dict[Hashable, EdgeprofError]]:
+        """``prepare`` every running model, ``parallel`` at a time (nothing is timed yet, so set-up may use every
+        core). A model that fails is dropped (closed) and returned with why."""
+        keys = list(self.runners)
+        done: dict[Hashable, Setup] = {}
+        failed: dict[Hashable, EdgeprofError] = {}
+
+        def one(key):
+            if on_each is not None:
+                on_each(key)
+            return self.prepare(key, warmup_s, min_sample_ms)
+
+        if parallel <= 1 or len(keys) <= 1:
+            results = {}
+            for key in keys:
+                try:
+                    results[key] = one(key)
+                except EdgeprofError as exc:
+                    results[key] = exc
+        else:
+            pool = ThreadPoolExecutor(max_workers=min(parallel, len(keys)))
+            try:
+                futures = {k: pool.submit(one, k) for k in keys}
+                results = {}
+                for k, f in futures.items():
+                    try:
+                        results[k] = f.result()
+                    except EdgeprofError as exc:
+                        results[k] = exc
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
+        for key, value in results.items():
+            if isinstance(value, EdgeprofError):
+                failed[key] = value
+                self.drop(key)
+            else:
+                done[key] = value
+        return done, failed
+
+    # -- close ------------------------------------------------------------------------------------------
+    def drop(self, key: Hashable) -> None:
+        """Close (or kill) one runner and forget it."""
+        runner = self.runners.pop(key, None)
+        if runner is not None:
+            _close(runner)
+
+    def close_all(self) -> None:
+        for key in list(self.runners):
+            self.drop(key)
+
+
+def _close(runner) -> None:
+    try:
+        runner.close()
+    except Exception:  # a runner that will not close is killed
+        kill = getattr(runner, "kill", None)
+        if kill is not None:
+            try:
+                kill()
+            except Exception:
+                pass
+
+
+def _artifact_dir(path: str):
+    from pathlib import Path
+
+    return Path(path).parent

@@ -1,0 +1,257 @@
+"""The runtime seam: a ``Runtime`` (what runs a model artifact, its settings and checks) and the ``Runner`` it
+builds inside a worker process (load, first run, warm-up, calibrate, timed samples, memory, executed ops).
+
+Callers never branch on a runtime's name: they get a Runtime from ``edgeprof.runtime.registry.get_runtime``
+and use only what is declared here. Adding a runtime is one folder (or one file) with a Runtime subclass,
+its settings dataclass and its Runner; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import ClassVar
+
+from edgeprof.errors import InputError, RuntimeFailure
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Settings every runtime has (``threads``) and the runtime they belong to (a built-in name or an import
+    path ``pkg.mod:Class``). A runtime's own settings subclass this and add their fields, all with defaults."""
+
+    threads: int = 1
+    runtime: str = "onnxruntime"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise InputError(f"threads must be at least 1, got {self.threads}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def specific(self) -> dict:
+        """The runtime-specific fields (everything but ``threads`` and ``runtime``), in declaration order."""
+        return {k: v for k, v in self.as_dict().items() if k not in ("threads", "runtime")}
+
+    def single_threaded(self) -> bool:
+        """Whether the runtime computes on one thread (its on-CPU time is then its latency)."""
+        return self.threads == 1
+
+    def label(self) -> str:
+        """A short human label for titles: ``onnxruntime, 1 thread(s), opt level all``."""
+        return f"{self.runtime}, {self.threads} thread(s)"
+
+    def row(self) -> dict:
+        """The result-row columns of these settings: ``threads``, ``runtime`` and ``runtime_settings``."""
+        return {"threads": self.threads, "runtime": self.runtime, "runtime_settings": encode_settings(self.specific())}
+
+
+def encode_settings(values: dict) -> str:
+    """``{"opt_level": "all", "arena": True}`` -> ``opt_level=all;arena=true`` (stable: the order given)."""
+    def text(v) -> str:
+        return str(v).lower() if isinstance(v, bool) else str(v)
+
+    return ";".join(f"{k}={text(v)}" for k, v in values.items())
+
+
+def decode_settings(text: str) -> dict[str, str]:
+    """The inverse of ``encode_settings``, values as strings."""
+    out = {}
+    for part in (text or "").split(";"):
+        if part:
+            key, _, value = part.partition("=")
+            out[key] = value
+    return out
+
+
+def settings_columns(settings: dict) -> dict:
+    """Row columns from a settings dict (``RuntimeSettings.as_dict()``); a dict without ``runtime`` is
+    onnxruntime's (older callers and files)."""
+    rest = {k: v for k, v in settings.items() if k not in ("threads", "runtime")}
+    return {"threads": settings.get("threads"), "runtime": settings.get("runtime") or "onnxruntime",
+            "runtime_settings": encode_settings(rest)}
+
+
+class Runner:
+    """One model loaded by one runtime, fed with seeded inputs and timed. Built inside the worker process.
+
+    A runtime implements ``load``, ``first_run`` and ``run`` (one inference on pre-bound inputs); the warm-up,
+    calibration and timed samples below are shared. ``executed_ops`` reports what ran, if the runtime can tell.
+    """
+
+    def __init__(self, path: str, settings: RuntimeSettings, shapes: dict | None = None, seed: int = 0):
+        self.path = str(path)
+        self.settings = settings
+        self.shapes = {k: tuple(v) for k, v in (shapes or {}).items()}
+        self.seed = seed
+        self.inner_loops = 1
+        self._base_rss: float | None = None
+
+    # -- what a runtime implements ---------------------------------------------------------------------
+    def load(self) -> dict:
+        """Load the artifact; ``{"session_ms": ..., "peak_rss_session_mb": ..., "inputs": {name: shape}}``."""
+        raise NotImplementedError
+
+    def first_run(self) -> dict:
+        """The first inference, timed alone (lazy set-up), then bind inputs and outputs for ``run``;
+        ``{"first_run_ms": ..., "outputs": [shape, ...]}``."""
+        raise NotImplementedError
+
+    def run(self) -> None:
+        """One inference on the pre-bound inputs."""
+        raise NotImplementedError
+
+    def run_fn(self) -> Callable[[], None]:
+        """What ``sample`` calls once per run: ``run`` itself, or a runtime's cheaper bound call."""
+        return self.run
+
+    def executed_ops(self, min_runs: int = 20, min_seconds: float = 0.5) -> dict:
+        """The nodes that ran after the runtime's own graph optimisation, with their mean time::
+
+            {"nodes": [{"name", "op_type", "calls", "mean_us", "output_bytes", "mem_in_use_delta"}, ...],
+             "runs": profiled runs, "peak_in_use_mb": ..., "arena_held_mb": ...}
+
+        profiled over at least ``min_runs`` runs and ``min_seconds``. A runtime without per-op times returns
+        no nodes; memory figures it does not have are None."""
+        return {"nodes": [], "runs": 0, "peak_in_use_mb": None, "arena_held_mb": None}
+
+    def close(self) -> None:
+        pass
+
+    # -- shared -----------------------------------------------------------------------------------------
+    def _start_memory(self) -> None:
+        from edgeprof.measure import memory
+
+        memory.reset_peak()
+        self._base_rss = memory.rss_mib()
+
+    def _peak_since_start(self) -> float | None:
+        from edgeprof.measure import memory
+
+        return _delta(memory.peak_rss_mib(), self._base_rss)
+
+    def warmup(self, seconds: float = 0.2, min_runs: int = 3) -> dict:
+        """Run until ``seconds`` have passed and at least ``min_runs`` runs; return the per-run estimate."""
+        runs = 0
+        t0 = time.perf_counter()
+        try:
+            while runs < min_runs or time.perf_counter() - t0 < seconds:
+                self.run()
+                runs += 1
+        except Exception as exc:
+            raise RuntimeFailure(f"{self.settings.runtime} failed during warm-up: "
+                                 f"{(str(exc).splitlines() or [type(exc).__name__])[0][:300]}") from None
+        return {"runs": runs, "est_ms": (time.perf_counter() - t0) * 1e3 / runs}
+
+    def calibrate(self, min_sample_ms: float = 1.0) -> dict:
+        """Choose how many runs one sample times, so a sample lasts at least ``min_sample_ms``.
+
+        Blocks of a millisecond or more are timed one run per sample (so p90/p99 are per-run latencies);
+        faster models are timed in loops so the timer and loop overhead stay small against the sample.
+        """
+        t0 = time.perf_counter_ns()
+        for _ in range(5):
+            self.run()
+        est_ms = (time.perf_counter_ns() - t0) / 5e6
+        self.inner_loops = max(1, math.ceil(min_sample_ms / max(est_ms, 1e-6)))
+        return {"inner_loops": self.inner_loops, "est_ms": est_ms}
+
+    def sample(self, count: int = 1) -> list[float]:
+        """``count`` samples, each the mean per-run time in ms of ``inner_loops`` back-to-back runs."""
+        run = self.run_fn()
+        loops = range(self.inner_loops)
+        clock = time.perf_counter_ns
+        out = []
+        for _ in range(count):
+            t0 = clock()
+            for _ in loops:
+                run()
+            out.append((clock() - t0) / 1e6 / self.inner_loops)
+        return out
+
+    def peak_run_mb(self) -> float | None:
+        """Peak RSS over the pre-load baseline since the first run began (MiB)."""
+        return self._peak_since_start()
+
+
+def _delta(peak: float | None, base: float | None) -> float | None:
+    if peak is None or base is None:
+        return None
+    return max(0.0, peak - base)
+
+
+class Runtime:
+    """An inference runtime. Subclasses set the class attributes and implement ``version`` and ``runner``.
+
+    ``spec`` is how the runtime was asked for (its built-in name or an import path); the settings it makes
+    carry it, so a worker process imports the same runtime.
+    """
+
+    name: ClassVar[str] = ""
+    extra: ClassVar[str] = ""  # the pip extra that installs it: pip install 'edgeprof[<extra>]'
+    artifact_suffix: ClassVar[str] = ".onnx"
+    settings_class: ClassVar[type[RuntimeSettings]] = RuntimeSettings
+    per_op_times: ClassVar[bool] = False  # executed_ops gives per-node times
+    fusion_info: ClassVar[bool] = False  # executed_ops gives the nodes that ran after fusion
+
+    def __init__(self, spec: str | None = None):
+        self.spec = spec or self.name
+
+    # -- identity ---------------------------------------------------------------------------------------
+    @classmethod
+    def version(cls) -> str:
+        return ""
+
+    @classmethod
+    def available(cls) -> bool:
+        return True
+
+    def describe(self) -> dict:
+        return {"name": self.name, "spec": self.spec, "version": self.version(),
+                "per_op_times": self.per_op_times, "fusion_info": self.fusion_info}
+
+    # -- settings ---------------------------------------------------------------------------------------
+    def settings(self, **values) -> RuntimeSettings:
+        """This runtime's settings from ``values``; a field it does not have is a one-line InputError."""
+        known = [f.name for f in fields(self.settings_class) if f.name != "runtime"]
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            raise InputError(f"runtime {self.name} has no setting {', '.join(unknown)}; its settings: "
+                             f"{', '.join(known)}")
+        return self.settings_class(**values, runtime=self.spec)
+
+    def settings_from_dict(self, values: dict) -> RuntimeSettings:
+        """Settings from a stored dict (a manifest, a worker's start message); unknown keys are ignored."""
+        known = {f.name for f in fields(self.settings_class)} - {"runtime"}
+        return self.settings_class(**{k: v for k, v in values.items() if k in known}, runtime=self.spec)
+
+    # -- models -----------------------------------------------------------------------------------------
+    def convert(self, onnx_path: str | Path, out_dir: str | Path) -> Path:
+        """The artifact this runtime loads, made from an ONNX file (identity for runtimes that read ONNX); a runtime
+        with its own format caches it by content in ``out_dir``. The pool converts only files that do not already
+        end in ``artifact_suffix``, so a bundle's converted artifacts are loaded as they are."""
+        return Path(onnx_path)
+
+    def validate(self, path: str | Path, settings: RuntimeSettings, shapes: dict | None = None) -> None:
+        """Parent-side check before any measuring: a missing, empty or corrupt file, or inputs that cannot be
+        fed (unfed dynamic dims), is a one-line InputError."""
+        check_file(path)
+
+    def runner(self, path: str, settings: RuntimeSettings, shapes: dict | None = None, seed: int = 0) -> Runner:
+        raise NotImplementedError
+
+
+def check_file(path: str | Path, what: str = "model file") -> Path:
+    """A readable, non-empty file; the runtime itself judges whether it is a valid model."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} not found: {path}")
+    if not path.is_file():
+        raise InputError(f"not a file: {path}")
+    if path.stat().st_size == 0:
+        raise InputError(f"{what} is empty: {path}")
+    return path
