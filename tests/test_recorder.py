@@ -48,7 +48,7 @@ def test_resume_skips_what_this_host_and_runtime_measured(measured, tiny_models)
     assert len(pd.read_csv(measured)) == 2
 
 
-@pytest.mark.parametrize("column, value", [("host_fingerprint", "0123456789"), ("ort_version", "1.0.0")])
+@pytest.mark.parametrize("column, value", [("host_fingerprint", "0123456789"), ("runtime_version", "1.0.0")])
 def test_resume_measures_again_what_another_host_or_runtime_measured(measured, tiny_models, column, value):
     assert column in RESUME_KEYS
     first = pd.read_csv(measured)
@@ -57,13 +57,13 @@ def test_resume_measures_again_what_another_host_or_runtime_measured(measured, t
     assert result.exit_code == 0, result.output
     note = next(line for line in result.output.splitlines() if "resuming" in line)
     assert "1 of 2 configs already measured; 1 measured again" in note and value in note
-    df = pd.read_csv(measured, dtype={"ort_version": str})
+    df = pd.read_csv(measured, dtype={"runtime_version": str})
     assert len(df) == 3
     new = df.iloc[2]
     # the new row carries this run's id, host and runtime version, never the first run's
     assert new["run_id"] != first["run_id"].iloc[0]
     assert new["host_fingerprint"] == first["host_fingerprint"].iloc[0]
-    assert new["ort_version"] == first["ort_version"].iloc[0]
+    assert new["runtime_version"] == first["runtime_version"].iloc[0]
     assert new["model"] == str(tiny_models["relu"])
     # the metadata keeps both runs, so the report finds each run_id
     runs = runs_of(json.loads(measured.with_suffix(".json").read_text()))
