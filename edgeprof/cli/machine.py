@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from edgeprof.cli.common import Threads, boundary
+from edgeprof.cli.common import boundary
+from edgeprof.cli.options import Threads
 
 
 @boundary
