@@ -2,11 +2,12 @@
 
 - ``make_plan(**options)``: a ``SweepPlan`` from option values as typed (``"16,32,64"``) or as sequences,
   with the ``--model`` defaults, every name checked before torch is imported, and the ``--calib`` rules.
-- ``profile(paths, ...)``: ONNX files, or one bundle folder made by ``edgeprof bundle``.
+- ``profile(paths, ...)``: ONNX files, or one bundle folder made by ``edgeprof bundle``;
+  ``profile_swapped(model, plan, ...)``: your ONNX model with each activation swapped in (``sweep --onnx``).
 - ``acts_table()``: the activation table as a DataFrame (torch-free).
 - ``per_op_table(csv_path, run_ids)``: where the time went in a run, from its per-op CSV.
 - ``threads_warning(threads)``: a one-line warning when more threads are asked for than cores are usable.
-- ``default_models_dir()`` / ``default_results_dir()``: where exported models and results go.
+- ``default_models_dir()``: where exported models are cached ($EDGEPROF_MODELS_DIR, else the user's cache).
 
 Nothing here imports torch; building happens later, in the pipeline.
 """
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 MODEL_WIDTH = 3
 MODEL_IMGSZ = (320, 640)
 MODELS_DIR_ENV = "EDGEPROF_MODELS_DIR"
-RESULTS_DIR_ENV = "EDGEPROF_RESULTS_DIR"
+RESULTS_DIR_ENV = "EDGEPROF_RESULTS_DIR"  # --results-dir
 EXPORTERS = ("torchscript", "dynamo")  # the same as edgeprof.convert.onnx_export.EXPORTERS (which imports torch)
 CALIB_SUFFIXES = (".npy", ".npz")
 
@@ -178,7 +179,32 @@ def profile(paths: Sequence[str | Path], settings=None, options=None, shapes: di
     if folder is not None:
         raise InputError(f"{folder} is a folder but not an edgeprof bundle (no manifest.json); give ONNX files or "
                          "one bundle folder")
+    check_shapes(paths, shapes, settings)
     return profile_models(paths, settings, options, shapes=shapes, csv_path=csv_path, on_progress=on_progress)
+
+
+def profile_swapped(onnx_model: str | Path, plan, settings=None, options=None, shapes: dict | None = None,
+                    csv_path: Path | None = None, models_dir: Path | None = None,
+                    on_progress=None) -> tuple[pd.DataFrame, Path]:
+    """Your ONNX model with each of ``plan.acts`` swapped in, measured interleaved (``sweep --onnx``)."""
+    from edgeprof.measure import MeasureOptions, SessionSettings
+    from edgeprof.pipeline import run_onnx_swap
+
+    settings = settings or SessionSettings()
+    check_shapes([onnx_model], shapes, settings)
+    return run_onnx_swap(onnx_model, plan.acts, plan.baseline, settings, options or MeasureOptions(),
+                         csv_path=csv_path, models_dir=models_dir or default_models_dir(), shapes=shapes,
+                         on_progress=on_progress)
+
+
+def check_shapes(paths: Sequence[str | Path], shapes: dict | None, settings=None) -> None:
+    """Each ``--shape`` must name an input (or a named dynamic dimension) of the models: none is ignored."""
+    if not shapes:
+        return
+    from edgeprof.measure import SessionSettings
+    from edgeprof.runtime.onnxruntime.session import check_shape_names, create_session
+
+    check_shape_names([create_session(p, settings or SessionSettings()) for p in paths], shapes)
 
 
 def acts_table() -> pd.DataFrame:
@@ -233,8 +259,3 @@ def default_models_dir() -> Path:
     from platformdirs import user_cache_path
 
     return user_cache_path("edgeprof") / "models"
-
-
-def default_results_dir() -> Path:
-    """Where result CSVs go without --csv: $EDGEPROF_RESULTS_DIR, else results/ in the working directory."""
-    return Path(os.environ.get(RESULTS_DIR_ENV) or "results")

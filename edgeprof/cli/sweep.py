@@ -82,12 +82,12 @@ def sweep(
     try:
         with progress_bar(not output.quiet) as progress:
             if onnx_model is not None:
-                from edgeprof.pipeline import run_onnx_swap
+                from edgeprof.api import profile_swapped
                 from edgeprof.runtime.onnxruntime.session import parse_shapes
 
-                df, csv_path = run_onnx_swap(onnx_model, sweep_plan.acts, sweep_plan.baseline, settings, options,
-                                             csv_path=output.csv_path("swap"), models_dir=models_dir,
-                                             shapes=parse_shapes(shape), on_progress=progress)
+                df, csv_path = profile_swapped(onnx_model, sweep_plan, settings, options, shapes=parse_shapes(shape),
+                                               csv_path=output.csv_path("swap"), models_dir=models_dir,
+                                               on_progress=progress)
             else:
                 df, csv_path = run_sweep(sweep_plan, settings, options,
                                          csv_path=output.csv if resume else output.csv_path("sweep"),
