@@ -34,7 +34,7 @@ class OneLineErrors(Group):
             sys.exit(exc.exit_code)
         except ClickException as exc:
             ctx = getattr(exc, "ctx", None)
-            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            hint = f" (see {ctx.command_path if ctx is not None else 'edgeprof'} --help)"
             message = " ".join(exc.format_message().split())
             typer.echo(f"edgeprof: error: {message}{hint}", err=True)
             sys.exit(exc.exit_code)
