@@ -75,12 +75,6 @@ def _private_machine_cache(tmp_path_factory):
 @pytest.fixture(autouse=True, scope="session")
 def _private_models_dir(tmp_path_factory):
     """Keep the tests' exported models out of the user's cache (the CLI's default models folder)."""
-    import os
-
-    old = os.environ.get("EDGEPROF_MODELS_DIR")
-    os.environ["EDGEPROF_MODELS_DIR"] = str(tmp_path_factory.mktemp("edgeprof-models"))
-    yield
-    if old is None:
-        os.environ.pop("EDGEPROF_MODELS_DIR", None)
-    else:
-        os.environ["EDGEPROF_MODELS_DIR"] = old
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGEPROF_MODELS_DIR", str(tmp_path_factory.mktemp("edgeprof-models")))
+        yield
