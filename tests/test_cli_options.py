@@ -80,6 +80,7 @@ def test_acts_needs_no_torch():
     (["--acts", "nosuchpkg.mod:Act"], "nosuchpkg"),
     (["--model", "yolo-n", "--widths", "16"], "--widths does not apply to --model"),
     (["--calib", "samples.npy"], "--calib needs --quantize int8"),
+    (["--shape", "images=1x3x64x64"], "--shape applies to --onnx only"),
 ])
 def test_bad_names_fail_before_torch_is_imported(args, needle, tmp_path):
     csv = tmp_path / "r.csv"

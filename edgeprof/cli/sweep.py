@@ -18,6 +18,7 @@ from edgeprof.cli.options import (
     Shape,
     with_groups,
 )
+from edgeprof.errors import InputError
 from edgeprof.pipeline import SweepInterrupted, run_sweep
 
 
@@ -75,6 +76,8 @@ def sweep(
     """
     from edgeprof.api import default_models_dir, make_plan
 
+    if shape and onnx_model is None:
+        raise InputError("--shape applies to --onnx only: built blocks have the shapes their sizes say")
     sweep_plan = make_plan(**plan.given_values(), **export.given_values())
     settings, options = session.settings(), measuring.options(seed=sweep_plan.seed)
     warn_threads(settings.threads)
