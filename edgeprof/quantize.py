@@ -53,9 +53,10 @@ def calibration_inputs(path: Path, count: int, seed: int, calib: str | Path | No
     as many at a time as the model's batch)."""
     if calib is None:
         return _inputs(path, count, seed)
+    from edgeprof.api import check_calib
     from edgeprof.runtime.onnxruntime.session import SessionSettings, create_session
 
-    calib = Path(calib)
+    calib = check_calib(calib)  # an .npy/.npz numpy can read, or one line saying so (not numpy's pickle message)
     names = [i.name for i in create_session(path, SessionSettings(opt_level="disable")).get_inputs()]
     try:
         loaded = np.load(calib, allow_pickle=False)

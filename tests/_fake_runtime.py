@@ -58,7 +58,7 @@ class FakeRunner(Runner):
             self.run()
             runs += 1
         per_run_us = (time.perf_counter() - t0) * 1e6 / runs
-        nodes = [{"name": f"/fake/{op}_{i}", "op_type": op, "calls": runs, "mean_us": per_run_us / len(self.ops),
+        nodes = [{"name": f"fake_{op}_{i}", "op_type": op, "calls": runs, "mean_us": per_run_us / len(self.ops),
                   "output_bytes": self.y.nbytes, "mem_in_use_delta": None} for i, op in enumerate(self.ops)]
         return {"nodes": nodes, "runs": runs, "peak_in_use_mb": None, "arena_held_mb": None}
 

@@ -70,3 +70,11 @@ def _private_machine_cache(tmp_path_factory):
         os.environ.pop("EDGEPROF_CACHE", None)
     else:
         os.environ["EDGEPROF_CACHE"] = old
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_models_dir(tmp_path_factory):
+    """Keep the tests' exported models out of the user's cache (the CLI's default models folder)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGEPROF_MODELS_DIR", str(tmp_path_factory.mktemp("edgeprof-models")))
+        yield

@@ -15,6 +15,7 @@ from conftest import conv_act_model, one_line_error
 from typer.testing import CliRunner
 
 from edgeprof.cli import app
+from edgeprof.results.recorder import runs_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FAKE = "tests._fake_runtime:FakeRuntime"
@@ -55,7 +56,7 @@ def test_sweep_profile_and_report_with_a_runtime_from_one_file(at_repo_root, tmp
     ops = pd.read_csv(tmp_path / "sweep-ops.csv")
     assert set(ops["runtime"]) == {FAKE} and (ops["per_op_runs"] >= 20).all()
     meta = json.loads(sweep_csv.with_suffix(".json").read_text())
-    assert meta["settings"]["runtime"] == FAKE
+    assert [run["settings"]["runtime"] for run in runs_of(meta)] == [FAKE]
 
     small, big = _small_and_big(tmp_path)
     _ok(runner.invoke(app, ["profile", str(small), str(big), "--runtime", FAKE, "--csv", str(profile_csv), *QUICK]))

@@ -7,54 +7,16 @@ from typing import Annotated
 
 import typer
 
-from edgeprof.cli.common import Quiet, RuntimeOpt, boundary, progress_bar
-from edgeprof.cli.plan_options import (
-    DEFAULT_ACTS_TEXT,
-    ActAlone,
-    Acts,
-    Baseline,
-    Batch,
-    Blocks,
-    Calib,
-    Depths,
-    Exporter,
-    Imgsz,
-    Kernel,
-    Model,
-    Opset,
-    Quantize,
-    Roofline,
-    Scale,
-    Scaling,
-    Seed,
-    Stride,
-    Widths,
-    make_plan,
-)
+from edgeprof.cli.common import boundary, progress_bar
+from edgeprof.cli.options import ExportFlags, PlanFlags, Quiet, RuntimeOpt, with_groups
 
 
 @boundary
+@with_groups
 def bundle(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the bundle to.")],
-    acts: Acts = DEFAULT_ACTS_TEXT,
-    blocks: Blocks = "conv",
-    scale: Scale = None,
-    scaling: Scaling = "auto",
-    widths: Widths = "16,32,64",
-    depths: Depths = "1",
-    imgsz: Imgsz = None,
-    model: Model = None,
-    batch: Batch = "1",
-    kernel: Kernel = 3,
-    stride: Stride = 1,
-    baseline: Baseline = "relu",
-    opset: Opset = 17,
-    exporter: Exporter = "torchscript",
-    act_alone: ActAlone = True,
-    roofline: Roofline = True,
-    quantize: Quantize = None,
-    calib: Calib = None,
-    seed: Seed = 0,
+    plan: PlanFlags,
+    export: ExportFlags,
     runtime: RuntimeOpt = None,
     quiet: Quiet = False,
 ) -> None:
@@ -67,12 +29,12 @@ def bundle(
 
       then, on the device: edgeprof profile bundle/ --csv results/device.csv
     """
+    from edgeprof.api import make_plan
     from edgeprof.bundle import make_bundle
 
-    plan = make_plan(acts, blocks, scale, scaling, widths, depths, imgsz, model, batch, kernel, stride, baseline,
-                     opset, exporter, act_alone, roofline, seed, quantize, calib)
+    sweep_plan = make_plan(**plan.given_values(), **export.given_values())
     with progress_bar(not quiet) as progress:
-        manifest = make_bundle(plan, out, on_progress=progress, runtime=runtime)
+        manifest = make_bundle(sweep_plan, out, on_progress=progress, runtime=runtime)
     files = len(list((manifest.parent / "models").glob("*.onnx")))
     typer.echo(f"bundle: {manifest.parent} ({files} models; manifest {manifest.name}). On the device: "
                f"edgeprof profile {manifest.parent}", err=True)

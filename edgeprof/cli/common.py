@@ -1,39 +1,26 @@
-"""What every command shares: the error boundary, option types, progress and rendering."""
+"""What every command shares: the error boundary, progress, warnings and rendering."""
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
+from edgeprof.cli.options import Format
 from edgeprof.errors import EdgeprofError
-
-
-class OptLevel(StrEnum):
-    disable = "disable"
-    basic = "basic"
-    extended = "extended"
-    all = "all"
-
-
-class Format(StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-    md = "md"
 
 
 def err_console():
     from rich.console import Console
 
-    return Console(stderr=True)
+    console = Console(stderr=True)
+    return console if console.is_terminal else Console(stderr=True, soft_wrap=True)  # CI logs: whole lines
 
 
 def out_console():
@@ -99,85 +86,97 @@ def progress_bar(enabled: bool = True):
         yield update
 
 
-def render(df, fmt: Format, title: str | None = None) -> None:
-    """Print results: a rich table, or CSV/JSON/Markdown on stdout for other tools."""
-    from edgeprof.report.table import render_rich, to_markdown
+def render(df, fmt: Format, title: str | None = None, results: bool = True) -> None:
+    """Print a frame: a rich table, or CSV/JSON/Markdown on stdout for other tools. ``results``: result rows,
+    shown in the table and Markdown through the report's display columns; otherwise the frame as it is."""
+    from edgeprof.report.table import display_frame, render_frame, render_rich
 
     if fmt == Format.table:
-        render_rich(df, out_console(), title=title)
+        (render_rich if results else render_frame)(df, out_console(), title=title)
     elif fmt == Format.csv:
         df.to_csv(sys.stdout, index=False)
     elif fmt == Format.json:
         typer.echo(json.dumps(json.loads(df.to_json(orient="records")), indent=2))
     else:
-        typer.echo(to_markdown(df))
+        typer.echo(markdown(display_frame(df) if results else df))
 
 
-RuntimeOpt = Annotated[str | None, typer.Option("--runtime", help="Inference runtime: onnxruntime (default; for a "
-                                                "bundle or baseline, the one it was made for) or your own as "
-                                                "pkg.module:Class.", show_default=False)]
-Threads = Annotated[int, typer.Option("--threads", min=1, help="The runtime's compute threads (onnxruntime: "
-                                      "intra-op; 1 = one big core).")]
-OptLevelOpt = Annotated[OptLevel, typer.Option("--opt-level", help="onnxruntime graph optimisation level.")]
-Spinning = Annotated[bool, typer.Option("--spinning/--no-spinning",
-                                        help="Let idle onnxruntime threads spin (session.intra_op.allow_spinning).")]
-Arena = Annotated[bool, typer.Option("--arena/--no-arena", help="onnxruntime's CPU memory arena.")]
-RelCI = Annotated[float, typer.Option("--rel-ci", help="Stop when every median's 95% CI is within ± this fraction.")]
-MaxTime = Annotated[float, typer.Option("--max-time", help="Time budget in seconds of measuring per model.")]
-MinSamples = Annotated[int, typer.Option("--min-samples", help="At least this many timed samples per model.")]
-Isolate = Annotated[bool, typer.Option("--isolate/--no-isolate",
-                                       help="Each model in its own fresh worker process (needed for memory figures).")]
-CsvPath = Annotated[Path | None, typer.Option("--csv", help="CSV to write (default: a new file in results/).")]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="How to print the results on stdout.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+def markdown(df) -> str:
+    """A frame as a Markdown table, cells as they are."""
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "| " + " | ".join("---" for _ in df.columns) + " |"]
+    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
 
 
-def runtime_settings(runtime: str | None, threads: int, opt_level: OptLevel = OptLevel.all, spinning: bool = False,
-                     arena: bool = True):
-    """The settings of ``--runtime`` from the options given. onnxruntime's own options (--opt-level, --spinning,
-    --no-arena) are a usage error with a runtime that has no such setting, unless left at their defaults."""
-    from dataclasses import fields
-
-    from edgeprof.errors import InputError
-    from edgeprof.runtime.registry import get_runtime
-
-    rt = get_runtime(runtime)
-    known = {f.name for f in fields(rt.settings_class)}
-    values = {"threads": threads}
-    for key, value, default, flag in (("opt_level", OptLevel(opt_level).value, "all", "--opt-level"),
-                                      ("spinning", spinning, False, "--spinning"),
-                                      ("arena", arena, True, "--no-arena")):
-        if key in known:
-            values[key] = value
-        elif value != default:
-            raise InputError(f"{flag} is not a setting of runtime {rt.name}; its settings: "
-                             f"{', '.join(sorted(known - {'runtime'}))}")
-    return rt.settings(**values)
-
-
-def settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples, isolate, seed=0,
-                         runtime=None):
-    from edgeprof.measure import MeasureOptions
-
-    settings = runtime_settings(runtime, threads, opt_level, spinning, arena)
-    options = MeasureOptions(rel_ci=rel_ci, max_time=max_time, min_samples=min_samples, isolate=isolate, seed=seed)
-    return settings, options
-
-
-def render_per_op(csv_path: Path, df) -> None:
-    """The per-op summary of this run, read back from the per-op CSV the run wrote."""
-    import pandas as pd
-
-    from edgeprof.report.table import per_op_summary, render_frame
+def render_per_op(csv_path: Path, df, fmt: Format) -> None:
+    """The per-op summary of this run: after the table, or in Markdown; for csv and json, whose stdout is for
+    machines, on stderr (the figures are in the per-op CSV beside the results)."""
+    from edgeprof.api import per_op_table
+    from edgeprof.report.table import render_frame
     from edgeprof.results.rows import per_op_path
 
-    path = per_op_path(csv_path)
-    if not path.exists():
+    summary = per_op_table(csv_path, df["run_id"]) if "run_id" in df else None
+    if summary is None:
         typer.echo("no per-op data (the runtime's profiler gave none)", err=True)
         return
-    ops = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    ops = ops[ops["run_id"].isin(set(df["run_id"]))]
-    render_frame(per_op_summary(ops), out_console(), title="where the time goes (the runtime's profiler, kernel time)")
+    title = "where the time goes (the runtime's profiler, kernel time)"
+    if fmt == Format.md:
+        typer.echo(f"\n{title}\n\n{markdown(summary)}")
+    elif fmt == Format.table:
+        render_frame(summary, out_console(), title=title)
+    else:
+        render_frame(summary, err_console(), title=f"{title}; saved in {per_op_path(csv_path)}")
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr, never wrapped."""
+    err_console().print(f"warning: {message}", highlight=False, soft_wrap=True)
+
+
+def warn_threads(threads: int) -> None:
+    from edgeprof.api import threads_warning
+
+    message = threads_warning(threads)
+    if message:
+        warn(message)
+
+
+class OncePerMessage(logging.Filter):
+    """Let each distinct log message through once (onnxruntime's quantizer repeats its advice per model)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+def log_each_message_once() -> None:
+    root = logging.getLogger()
+    if not any(isinstance(f, OncePerMessage) for f in root.filters):
+        root.addFilter(OncePerMessage())
+
+
+def run_and_render(command: str, output, settings, run: Callable) -> None:
+    """``run(progress)`` under a progress bar, then its rows (also when they could not be saved, before saying
+    so), the per-op summary with --per-op, and where the results went."""
+    from edgeprof.pipeline import ResultsNotSaved
+
+    try:
+        with progress_bar(not output.quiet) as progress:
+            df, csv_path = run(progress)
+    except ResultsNotSaved as exc:  # show what was measured, then say where it could not be written
+        render(exc.frame, output.fmt, title=f"edgeprof {command}: measured but not saved")
+        raise
+    render(df, output.fmt, title=f"edgeprof {command}: {settings.label()}")
+    if output.per_op:
+        render_per_op(csv_path, df, output.fmt)
+    wrote(csv_path)
 
 
 def wrote(csv_path: Path) -> None:

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from edgeprof.cli.common import (
-    Arena,
-    OptLevel,
-    OptLevelOpt,
+from edgeprof.cli.common import boundary, err_console, out_console, progress_bar
+from edgeprof.cli.options import (
+    BlockFlags,
+    Command,
+    ExportFlags,
+    Group,
+    ModelsDir,
+    OptionGroup,
     Quiet,
     RuntimeOpt,
-    Spinning,
-    Threads,
-    boundary,
-    err_console,
-    out_console,
-    progress_bar,
+    SessionFlags,
+    Shape,
+    with_groups,
 )
 from edgeprof.errors import InputError, RegressionError
-from edgeprof.spec.blocks import blocks_help, depths_help
 
 
 class Mode(StrEnum):
@@ -39,39 +40,29 @@ class Clock(StrEnum):
 
 Models = Annotated[list[Path] | None, typer.Argument(
     help="ONNX files, named by their file stem; or nothing, and sweep options to build blocks.", show_default=False)]
-Acts = Annotated[str | None, typer.Option("--acts", "-a", help="Build blocks with these activations "
-                                          "(comma-separated; see `edgeprof acts`). Default: the sweep's.")]
-Blocks = Annotated[str | None, typer.Option("--blocks", "-b", help=blocks_help())]
-Widths = Annotated[str | None, typer.Option("--widths", "-w", help="Channel widths, comma-separated.")]
-Depths = Annotated[str | None, typer.Option("--depths", help=depths_help())]
-Imgsz = Annotated[str | None, typer.Option("--imgsz", help="Input sizes in pixels, comma-separated.")]
-Batch = Annotated[str | None, typer.Option("--batch", help="Batch sizes, comma-separated.")]
-Kernel = Annotated[int | None, typer.Option("--kernel", help="Kernel size of the conv block.")]
-Stride = Annotated[int | None, typer.Option("--stride", help="Stride of the conv block.")]
-Opset = Annotated[int, typer.Option("--opset", help="ONNX opset to export built blocks at.")]
-Exporter = Annotated[str, typer.Option("--exporter", help="torchscript (default) or dynamo.")]
-ModelsDir = Annotated[Path, typer.Option("--models-dir", help="Where built blocks are cached.")]
-Shape = Annotated[list[str] | None, typer.Option("--shape", help="Shape for dynamic inputs: images=1x3x640x640, "
-                                                 "1x3x640x640 (only input) or N=1.")]
 ClockOpt = Annotated[Clock, typer.Option("--clock", help="What a block's time is: cpu (on-CPU time of the worker, "
                                          "waiting for a core left out), wall, or auto (cpu when single-threaded).")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed of the random measuring order (default: fresh; "
                                           "the one used is recorded).")]
 
 
-def _models(models, acts, blocks, widths, depths, imgsz, batch, kernel, stride, opset, exporter, models_dir,
-            progress):
-    from edgeprof.gate.models import BuildOptions, from_files, from_options
+@dataclass(frozen=True)
+class GateFlags(OptionGroup):
+    """The options `baseline save` and `check` share beyond the blocks to build."""
 
-    build = BuildOptions(acts=acts, blocks=blocks, widths=widths, depths=depths, imgsz=imgsz, batch=batch,
-                         kernel=kernel, stride=stride)
-    if models and build.given():
-        raise InputError("give either ONNX files or sweep options (--acts, --widths, ...), not both")
-    if models:
-        return from_files(models)
-    if build.given():
-        return from_options(build, models_dir, opset=opset, exporter=exporter, on_progress=progress)
-    return None
+    models_dir: ModelsDir = None
+    shape: Shape = None
+    clock: ClockOpt = Clock.auto
+    seed: Seed = None
+    quiet: Quiet = False
+
+
+def _models(models, build: BlockFlags, export: ExportFlags, models_dir, progress, for_check: bool = False):
+    from edgeprof.api import default_models_dir
+    from edgeprof.gate.models import DEFAULT_BUILD, BuildOptions, choose_models
+
+    return choose_models(models, BuildOptions(**build.given_values()), models_dir or default_models_dir(),
+                         **export.values(), default=None if for_check else DEFAULT_BUILD, on_progress=progress)
 
 
 def _shapes(shape: list[str] | None) -> dict | None:
@@ -81,30 +72,15 @@ def _shapes(shape: list[str] | None) -> dict | None:
 
 
 @boundary
+@with_groups
 def save(
+    build: BlockFlags,
+    export: ExportFlags,
+    session: SessionFlags,
     models: Models = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Baseline folder to write (new, empty, or an earlier "
                                       "baseline, which is replaced).", show_default=False)] = ...,
-    acts: Acts = None,
-    blocks: Blocks = None,
-    widths: Widths = None,
-    depths: Depths = None,
-    imgsz: Imgsz = None,
-    batch: Batch = None,
-    kernel: Kernel = None,
-    stride: Stride = None,
-    opset: Opset = 17,
-    exporter: Exporter = "torchscript",
-    models_dir: ModelsDir = Path("models"),
-    shape: Shape = None,
-    runtime: RuntimeOpt = None,
-    threads: Threads = 1,
-    opt_level: OptLevelOpt = OptLevel.all,
-    spinning: Spinning = False,
-    arena: Arena = True,
-    clock: ClockOpt = Clock.auto,
-    seed: Seed = None,
-    quiet: Quiet = False,
+    gate: GateFlags = None,
 ) -> None:
     """Save a baseline: the models themselves (by content hash), their raw timings, this host and its A/A noise.
 
@@ -119,20 +95,16 @@ def save(
 
       edgeprof baseline save models/detector.onnx models/backbone.onnx -o baseline/
     """
-    from edgeprof.cli.common import runtime_settings
+    from edgeprof.cli.common import warn_threads
     from edgeprof.gate.check import save_baseline
-    from edgeprof.gate.models import BuildOptions, from_options
 
-    settings = runtime_settings(runtime, threads, opt_level, spinning, arena)
-    shapes = _shapes(shape)
-    with progress_bar(not quiet) as progress:
-        chosen = _models(models, acts, blocks, widths, depths, imgsz, batch, kernel, stride, opset, exporter,
-                         models_dir, progress)
-        if chosen is None:
-            chosen = from_options(BuildOptions(acts=",".join(_default_acts())), models_dir, opset=opset,
-                                  exporter=exporter, on_progress=progress)
-        path, manifest = save_baseline(chosen, out, settings, _options(seed=seed, clock=clock.value), shapes=shapes,
-                                       on_progress=progress)
+    settings = session.settings()
+    warn_threads(settings.threads)
+    shapes = _shapes(gate.shape)
+    with progress_bar(not gate.quiet) as progress:
+        chosen = _models(models, build, export, gate.models_dir, progress)
+        path, manifest = save_baseline(chosen, out, settings, _options(seed=gate.seed, clock=gate.clock.value),
+                                       shapes=shapes, on_progress=progress)
     console = err_console()
     for m in manifest["models"]:
         aa = m["aa"]
@@ -143,14 +115,11 @@ def save(
                f"(host {manifest['host_fingerprint']}, {manifest['gate']['wall_s']:.0f} s)")
 
 
-def _default_acts() -> tuple[str, ...]:
-    from edgeprof.pipeline import DEFAULT_ACTS
-
-    return DEFAULT_ACTS
-
-
 @boundary
+@with_groups
 def check(
+    build: BlockFlags,
+    export: ExportFlags,
     models: Models = None,
     baseline: Annotated[Path, typer.Option("--baseline", help="Baseline folder from `edgeprof baseline save`.",
                                            show_default=False)] = ...,
@@ -166,22 +135,8 @@ def check(
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     max_time: Annotated[float, typer.Option("--max-time", help="Stop measuring more sessions after this many "
                                             "seconds; undecided models are then inconclusive.")] = 300.0,
-    acts: Acts = None,
-    blocks: Blocks = None,
-    widths: Widths = None,
-    depths: Depths = None,
-    imgsz: Imgsz = None,
-    batch: Batch = None,
-    kernel: Kernel = None,
-    stride: Stride = None,
-    opset: Opset = 17,
-    exporter: Exporter = "torchscript",
-    models_dir: ModelsDir = Path("models"),
-    shape: Shape = None,
     runtime: RuntimeOpt = None,
-    clock: ClockOpt = Clock.auto,
-    seed: Seed = None,
-    quiet: Quiet = False,
+    gate: GateFlags = None,
 ) -> None:
     """Check current models against a baseline: exit 0 if none regressed, 1 if one did, 2 on a usage error.
 
@@ -204,17 +159,18 @@ def check(
     from edgeprof.gate.render import markdown, to_json
 
     rule = DecisionRule(threshold=threshold, alpha=alpha)
-    options = _options(max_time=max_time, seed=seed, clock=clock.value)
-    shapes = _shapes(shape)
+    options = _options(max_time=max_time, seed=gate.seed, clock=gate.clock.value)
+    shapes = _shapes(gate.shape)
     base = bl.load(baseline)
     if runtime is not None and runtime != base.settings().runtime:
         raise InputError(f"baseline {baseline} was measured with runtime {base.settings().runtime}, not {runtime}; "
                          f"check with the baseline's runtime, or save a baseline with --runtime {runtime}")
-    with progress_bar(not quiet) as progress:
-        current = _models(models, acts, blocks, widths, depths, imgsz, batch, kernel, stride, opset, exporter,
-                          models_dir, progress)
+    with progress_bar(not gate.quiet) as progress:
+        current = _models(models, build, export, gate.models_dir, progress, for_check=True)
         if current is None:
-            current = current_from_baseline(base, models_dir, on_progress=progress)
+            from edgeprof.api import default_models_dir
+
+            current = current_from_baseline(base, gate.models_dir or default_models_dir(), on_progress=progress)
         report = run_check(base, current, mode=mode.value, rule=rule, options=options, shapes=shapes,
                            on_progress=progress)
     code, message = report.outcome(strict)
@@ -271,5 +227,6 @@ def _options(**overrides):
     return GateOptions(**{**base.as_dict(), **overrides})
 
 
-baseline_app = typer.Typer(help="Save a baseline that `edgeprof check` compares with.", no_args_is_help=True)
-baseline_app.command("save")(save)
+baseline_app = typer.Typer(cls=Group, help="Save a baseline that `edgeprof check` compares with.",
+                           no_args_is_help=True)
+baseline_app.command("save", cls=Command)(save)

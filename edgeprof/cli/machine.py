@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from edgeprof.cli.common import Threads, boundary
+from edgeprof.cli.common import boundary, warn_threads
+from edgeprof.cli.options import Threads
 
 
 @boundary
@@ -20,6 +21,7 @@ def machine(
     """
     from edgeprof.measure.machine import cache_path, machine_ceilings
 
+    warn_threads(threads)
     entry = machine_ceilings(threads, refresh=refresh)
     typer.echo(f"host {entry['host_fingerprint']} ({entry['cpu_model']}), onnxruntime {entry['onnxruntime']}, "
                f"{entry['threads']} thread(s), measured {entry['measured_at']}")

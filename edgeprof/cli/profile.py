@@ -7,56 +7,20 @@ from typing import Annotated
 
 import typer
 
-from edgeprof.cli.common import (
-    Arena,
-    CsvPath,
-    Format,
-    FormatOpt,
-    Isolate,
-    MaxTime,
-    MinSamples,
-    OptLevel,
-    OptLevelOpt,
-    Quiet,
-    RelCI,
-    RuntimeOpt,
-    Spinning,
-    Threads,
-    boundary,
-    progress_bar,
-    render,
-    render_per_op,
-    settings_and_options,
-    wrote,
-)
+from edgeprof.cli.common import boundary, run_and_render, warn_threads
+from edgeprof.cli.options import MeasureFlags, OutputFlags, Roofline, SessionFlags, Shape, with_groups
 
 
 @boundary
+@with_groups
 def profile(
     models: Annotated[list[Path], typer.Argument(help="ONNX files to measure, interleaved; or one bundle folder "
                                                  "made by `edgeprof bundle`.")],
-    shape: Annotated[list[str] | None, typer.Option("--shape", help="Shape for dynamic inputs: "
-                                                   "images=1x3x640x640, 1x3x640x640 (only input) or N=1.")] = None,
-    runtime: RuntimeOpt = None,
-    threads: Threads = 1,
-    opt_level: OptLevelOpt = OptLevel.all,
-    spinning: Spinning = False,
-    arena: Arena = True,
-    rel_ci: RelCI = 0.02,
-    max_time: MaxTime = 3.0,
-    min_samples: MinSamples = 20,
-    isolate: Isolate = True,
-    per_op: Annotated[bool, typer.Option("--per-op", help="Also print where the time goes inside each model "
-                                         "(always saved as <csv>-ops.csv).")] = False,
-    roofline: Annotated[bool, typer.Option("--roofline/--no-roofline", help="Report achieved GFLOP/s as a "
-                                           "fraction of this machine's peak (measured once, cached).")] = True,
-    csv: CsvPath = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --csv: models already there with "
-                                         "the same settings are not measured again.")] = False,
-    append: Annotated[bool, typer.Option("--append", help="Add this run's rows to an existing --csv (without it, "
-                                         "a non-empty --csv is refused).")] = False,
-    fmt: FormatOpt = Format.table,
-    quiet: Quiet = False,
+    session: SessionFlags,
+    measuring: MeasureFlags,
+    output: OutputFlags,
+    shape: Shape = None,
+    roofline: Roofline = True,
 ) -> None:
     """Profile ONNX files you already have (ratios are to the first file), or a bundle folder.
 
@@ -68,35 +32,15 @@ def profile(
 
       edgeprof profile a.onnx b.onnx --threads 2 --csv results/ab.csv
     """
-    from edgeprof.bundle import bundle_runtime, is_bundle, run_bundle
-    from edgeprof.errors import InputError
-    from edgeprof.pipeline import ResultsNotSaved, profile_models
+    from edgeprof import api
+    from edgeprof.bundle import bundle_runtime, is_bundle
     from edgeprof.runtime.onnxruntime.session import parse_shapes
 
+    runtime = session.runtime
     if runtime is None and len(models) == 1 and is_bundle(models[0]):
-        runtime = bundle_runtime(models[0])
-    settings, options = settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, min_samples,
-                                             isolate, runtime=runtime)
-    shapes = parse_shapes(shape)
-    try:
-        with progress_bar(not quiet) as progress:
-            if len(models) == 1 and is_bundle(models[0]):
-                if shapes:
-                    raise InputError("--shape does not apply to a bundle (its models have fixed sizes)")
-                df, csv_path = run_bundle(models[0], settings, options, csv_path=csv, on_progress=progress,
-                                          resume=resume, append=append, roofline=roofline)
-            elif any(m.is_dir() for m in models):
-                bad = next(m for m in models if m.is_dir())
-                raise InputError(f"{bad} is a folder but not an edgeprof bundle (no manifest.json); give ONNX files "
-                                 "or one bundle folder")
-            else:
-                df, csv_path = profile_models(models, settings, options, shapes=shapes, csv_path=csv,
-                                              on_progress=progress, resume=resume, append=append,
-                                              roofline=roofline)
-    except ResultsNotSaved as exc:  # show what was measured, then say where it could not be written
-        render(exc.frame, fmt, title="edgeprof profile: measured but not saved")
-        raise
-    render(df, fmt, title=f"edgeprof profile: {settings.label()}")
-    if per_op:
-        render_per_op(csv_path, df)
-    wrote(csv_path)
+        runtime = bundle_runtime(models[0])  # a bundle is measured with the runtime it was made for
+    settings, options = session.settings(runtime), measuring.options()
+    warn_threads(settings.threads)
+    run_and_render("profile", output, settings, lambda progress: api.profile(
+        models, settings, options, shapes=parse_shapes(shape), on_progress=progress, roofline=roofline,
+        **output.record("profile")))

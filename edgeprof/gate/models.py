@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeprof.errors import InputError
+from edgeprof.pipeline import DEFAULT_ACTS
 from edgeprof.spec import file_sha256
 
 
@@ -45,6 +46,25 @@ class BuildOptions:
     def given(self) -> bool:
         return any(v is not None for v in (self.acts, self.blocks, self.widths, self.depths, self.imgsz,
                                            self.batch, self.kernel, self.stride))
+
+
+# What `baseline save` builds when given neither files nor build options: the default sweep's blocks.
+DEFAULT_BUILD = BuildOptions(acts=",".join(DEFAULT_ACTS))
+
+
+def choose_models(files: list[Path] | None, build: BuildOptions, models_dir: Path, opset: int = 17,
+                  exporter: str = "torchscript", default: BuildOptions | None = DEFAULT_BUILD,
+                  on_progress=None) -> list[GateModel] | None:
+    """The models a gate measures: ONNX files, or blocks built from options, never both; with neither, the
+    ``default`` blocks (``None``: the caller decides, as `check` does by rebuilding the baseline's blocks)."""
+    if files and build.given():
+        raise InputError("give either ONNX files or sweep options (--acts, --widths, ...), not both")
+    if files:
+        return from_files(files)
+    chosen = build if build.given() else default
+    if chosen is None:
+        return None
+    return from_options(chosen, models_dir, opset=opset, exporter=exporter, on_progress=on_progress)
 
 
 
@@ -89,11 +109,15 @@ def plan_from_options(opts: BuildOptions):
 
 def specs_from_options(opts: BuildOptions) -> list:
     """The BlockSpecs the options describe (the sweep's groups, flattened), activations canonical."""
+    from edgeprof.api import check_plan
+
+    plan = plan_from_options(opts)
+    check_plan(plan)  # names and sizes, before torch is imported
+
     from edgeprof.blocks.activations import canonical_act
     from edgeprof.pipeline import plan_groups
     from edgeprof.spec import BlockSpec
 
-    plan = plan_from_options(opts)
     specs = [BlockSpec(**{**spec.as_dict(), "act": canonical_act(spec.act)}) for group in plan_groups(plan)
              for spec in group]
     return list(dict.fromkeys(specs))

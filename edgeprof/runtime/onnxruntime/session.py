@@ -139,11 +139,34 @@ def resolve_input_shape(name: str, declared: list, shapes: dict[str, tuple[int, 
         elif isinstance(dim, str) and dim in shapes and len(shapes[dim]) == 1:
             concrete.append(shapes[dim][0])
         else:
-            raise InputError(
-                f"input {name!r} has a dynamic dimension {dim!r} in {declared}; "
-                f"give it with --shape {name}=1x3x320x320 or --shape {dim}=N"
-            )
+            raise InputError(f"input {name!r} has a dynamic dimension {dim!r} in {declared}; give it with "
+                             + _shape_hint(name, declared, dim))
     return tuple(concrete)
+
+
+def _shape_hint(name: str, declared: list, dim) -> str:
+    """``--shape images=1x3x640x640`` with the declared dims kept (a dynamic one: 1 first, else 640), and
+    ``--shape batch=1`` when the dynamic dim has a name."""
+    example = [str(d) if isinstance(d, int) and d > 0 else ("1" if i == 0 else "640") for i, d in enumerate(declared)]
+    hint = f"--shape {name}={'x'.join(example)}"
+    if isinstance(dim, str) and dim:
+        hint += f" or --shape {dim}={example[declared.index(dim)]}"
+    return hint
+
+
+def check_shape_names(sessions: list, shapes: dict[str, tuple[int, ...]] | None) -> None:
+    """Every ``--shape`` names an input or a named dynamic dimension of at least one of the models (a bare
+    shape needs models with one input); otherwise a one-line error listing the models' inputs."""
+    inputs = {inp.name: list(inp.shape) for session in sessions for inp in session.get_inputs()}
+    dims = {d for shape in inputs.values() for d in shape if isinstance(d, str)}
+    listing = ", ".join(f"{n} {shape}" for n, shape in inputs.items())
+    for key in shapes or {}:
+        if key == "" and any(len(s.get_inputs()) != 1 for s in sessions):
+            raise InputError(f"--shape without a name needs a model with one input; name it: NAME=... with NAME "
+                             f"one of the inputs: {listing}")
+        if key and key not in inputs and key not in dims:
+            raise InputError(f"--shape {key}=...: the model has no input or dynamic dimension {key!r}; "
+                             f"inputs: {listing}")
 
 
 def make_inputs(session, shapes: dict[str, tuple[int, ...]] | None = None, seed: int = 0) -> dict[str, np.ndarray]:
