@@ -84,7 +84,7 @@ def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def _series_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """(label, rows) per series of one host group, labels naming only the settings that differ."""
-    keys = ["block", *[k for k in SETTINGS_KEYS if k in df.columns]]
+    keys = ["block", *[k for k in (*SETTINGS_KEYS, "fixed_sizes") if k in df.columns]]
     varying = varying_settings(df)
     out = []
     for key, grp in df.groupby(keys, sort=True, dropna=False):

@@ -34,8 +34,8 @@ from edgeprof.spec import MODEL_NAMES
 
 FORMATS = ("md", "html")
 RUN_VERSIONS = ("onnxruntime", "torch", "onnx", "numpy", "python", "edgeprof")
-TIDY_EXTRA = ("source", "host_group", "size", "size_kind", "ratio", "ratio_low", "ratio_high", "ratio_of",
-              "ratio_source")
+TIDY_EXTRA = ("source", "host_group", "size", "size_kind", "fixed_sizes", "ratio", "ratio_low", "ratio_high",
+              "ratio_of", "ratio_source")
 
 
 @dataclass
