@@ -26,7 +26,7 @@ import pandas as pd
 
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.report import scaling
-from edgeprof.report.compare import block_vs_model
+from edgeprof.report.compare import block_vs_network
 from edgeprof.report.table import display_frame
 from edgeprof.results.rows import per_op_path, read_results
 from edgeprof.results.schema import COLUMNS
@@ -118,7 +118,9 @@ def _is_results_csv(path: Path) -> bool:
 
 
 @dataclass(frozen=True)
-class Block:
+class Element:
+    """One element of the report document (a heading, paragraph, table, figure or list), not a YOLO block."""
+
     kind: str  # h1, h2, h3, p, table, img, ul
     content: object
 
@@ -127,23 +129,23 @@ def _md_cell(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _to_md(blocks: list[Block], out_dir: Path) -> str:
+def _to_md(doc: list[Element], out_dir: Path) -> str:
     lines: list[str] = []
-    for block in blocks:
-        if block.kind in ("h1", "h2", "h3"):
-            lines += ["#" * int(block.kind[1]) + " " + str(block.content), ""]
-        elif block.kind == "p":
-            lines += [str(block.content), ""]
-        elif block.kind == "ul":
-            lines += [f"- {item}" for item in block.content] + [""]
-        elif block.kind == "table":
-            frame: pd.DataFrame = block.content
+    for element in doc:
+        if element.kind in ("h1", "h2", "h3"):
+            lines += ["#" * int(element.kind[1]) + " " + str(element.content), ""]
+        elif element.kind == "p":
+            lines += [str(element.content), ""]
+        elif element.kind == "ul":
+            lines += [f"- {item}" for item in element.content] + [""]
+        elif element.kind == "table":
+            frame: pd.DataFrame = element.content
             lines.append("| " + " | ".join(_md_cell(c) for c in frame.columns) + " |")
             lines.append("| " + " | ".join("---" for _ in frame.columns) + " |")
             lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
             lines.append("")
-        elif block.kind == "img":
-            figure = block.content
+        elif element.kind == "img":
+            figure = element.content
             lines += [f"![{figure.title}]({figure.path.relative_to(out_dir).as_posix()})", "",
                       f"*{figure.caption}*", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -157,26 +159,26 @@ figure{margin:1em 0 2em}figcaption{font-size:.9em;color:#555}h2{border-bottom:1p
 .scroll{overflow-x:auto}"""
 
 
-def _to_html(blocks: list[Block], title: str) -> str:
+def _to_html(doc: list[Element], title: str) -> str:
     esc = html.escape
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{esc(title)}</title>",
              f"<style>{_CSS}</style>\n</head>\n<body>"]
-    for block in blocks:
-        if block.kind in ("h1", "h2", "h3"):
-            parts.append(f"<{block.kind}>{esc(str(block.content))}</{block.kind}>")
-        elif block.kind == "p":
-            parts.append(f"<p>{esc(str(block.content))}</p>")
-        elif block.kind == "ul":
-            parts.append("<ul>" + "".join(f"<li>{esc(str(i))}</li>" for i in block.content) + "</ul>")
-        elif block.kind == "table":
-            frame: pd.DataFrame = block.content
+    for element in doc:
+        if element.kind in ("h1", "h2", "h3"):
+            parts.append(f"<{element.kind}>{esc(str(element.content))}</{element.kind}>")
+        elif element.kind == "p":
+            parts.append(f"<p>{esc(str(element.content))}</p>")
+        elif element.kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{esc(str(i))}</li>" for i in element.content) + "</ul>")
+        elif element.kind == "table":
+            frame: pd.DataFrame = element.content
             head = "".join(f"<th>{esc(str(c))}</th>" for c in frame.columns)
             body = "".join("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>"
                            for row in frame.itertuples(index=False))
             parts.append(f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
                          "</div>")
-        elif block.kind == "img":
-            figure = block.content
+        elif element.kind == "img":
+            figure = element.content
             data = base64.b64encode(figure.path.read_bytes()).decode("ascii")
             parts.append(f"<figure><img alt=\"{esc(figure.title)}\" src=\"data:image/png;base64,{data}\">"
                          f"<figcaption>{esc(figure.caption)}</figcaption></figure>")
@@ -290,7 +292,7 @@ def _figure_captions() -> dict[str, tuple[str, str]]:
         "ops": ("Where the time goes", "onnxruntime profiler kernel time per op type, one bar per activation's "
                 "block, one panel per block and size; hatched segments are the activation's own nodes."),
         "memory": ("Memory: measured against estimated", "Peak resident memory of the worker during inference "
-                   "(over its pre-session baseline) against the static estimate (peak live activations + "
+                   "(over its RSS before the session was created) against the static estimate (peak live activations + "
                    "weights); the measured figure includes onnxruntime's own allocations."),
     }
 
@@ -342,65 +344,65 @@ def write_report(csv_paths: list[str | Path], out_dir: str | Path, fmt: str = "m
     styles = plots.act_styles(acts_order)
     captions = _figure_captions()
     groups = list(results.groupby("host_group", sort=True))
-    blocks: list[Block] = [Block("h1", "edgeprof report")]
-    blocks.append(Block("p", f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} from "
+    doc: list[Element] = [Element("h1", "edgeprof report")]
+    doc.append(Element("p", f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} from "
                              f"{len(inputs.files)} result file(s), {len(results)} row(s), {len(groups)} host "
                              "group(s). A host group is one host fingerprint (CPU model, ISA flags, cores, quota) "
                              "with one onnxruntime version; rows of different host groups are never combined."))
-    blocks += [Block("h2", "Runs"), Block("table", _runs_table(inputs, results))]
+    doc += [Element("h2", "Runs"), Element("table", _runs_table(inputs, results))]
 
-    blocks.append(Block("h2", "Does the cost grow with the model? Verdicts"))
-    blocks.append(Block("p", VERDICT_RULE))
+    doc.append(Element("h2", "Does the cost grow with the block's size? Verdicts"))
+    doc.append(Element("p", VERDICT_RULE))
     if verds.empty:
-        blocks.append(Block("p", "No verdicts: no activation has ratios to a baseline at any size."))
+        doc.append(Element("p", "No verdicts: no activation has ratios to a baseline at any size."))
     for group, rows in groups:
         sub = verds[verds["host_group"] == group]
         if not sub.empty:
             table = _verdict_table(sub, scaling.varying_settings(rows))
-            blocks += [Block("h3", host_title(rows)), Block("table", table)]
+            doc += [Element("h3", host_title(rows)), Element("table", table)]
 
     for index, (group, rows) in enumerate(groups, start=1):
         title = host_title(rows)
         varying = scaling.varying_settings(rows)
-        blocks.append(Block("h2", f"Host group {index}: {title}"))
+        doc.append(Element("h2", f"Host group {index}: {title}"))
         ok = rows[rows["status"].isin(["ok", ""])]
-        blocks.append(Block("p", f"{len(rows)} row(s) ({len(rows) - len(ok)} not ok) from "
+        doc.append(Element("p", f"{len(rows)} row(s) ({len(rows) - len(ok)} not ok) from "
                                  f"{', '.join(sorted({Path(s).name for s in rows['source']}))}."))
-        blocks += [Block("h3", "Comparison table"), Block("table", display_frame(rows))]
+        doc += [Element("h3", "Comparison table"), Element("table", display_frame(rows))]
         if rows["block"].isin(MODEL_NAMES).any() and (~rows["block"].isin(MODEL_NAMES)).any():
-            versus = block_vs_model(rows)
+            versus = block_vs_network(rows)
             if not versus.empty:
                 cells = versus.map(lambda v: "—" if pd.isna(v) else f"{v:.2f}×").reset_index()
-                blocks += [Block("h3", "Did the block study predict the whole model?"),
-                           Block("p", "Ratio to the baseline of each activation in every block size measured, "
+                doc += [Element("h3", "Did the block study predict the whole network?"),
+                           Element("p", "Ratio to the baseline of each activation in every block size measured, "
                                       "then in the whole networks (the last columns)."),
-                           Block("table", cells)]
+                           Element("table", cells)]
         sub_fits = fits[fits["host_group"] == group]
         if not sub_fits.empty:
-            blocks += [Block("h3", "Latency against size: least-squares fits"),
-                       Block("p", "median_ms = intercept + slope × size, per activation and series."),
-                       Block("table", _fits_table(sub_fits, varying))]
+            doc += [Element("h3", "Latency against size: least-squares fits"),
+                       Element("p", "median_ms = intercept + slope × size, per activation and series."),
+                       Element("table", _fits_table(sub_fits, varying))]
         figures = _host_figures(plots, rows, ops[ops["host_group"] == group] if not ops.empty else ops,
                                 out_dir, group, title, styles, acts_order, captions, notes)
         if figures:
-            blocks.append(Block("h3", "Figures"))
-            blocks += [Block("img", f) for f in figures]
+            doc.append(Element("h3", "Figures"))
+            doc += [Element("img", f) for f in figures]
 
     path, act_notes = plots.plot_activations(acts_order, out_dir / "activations.png", styles)
     notes += act_notes
     if path is not None:
-        blocks += [Block("h2", "The activations"),
-                   Block("img", plots.Figure(path, "The activations: f(x) and f'(x)",
+        doc += [Element("h2", "The activations"),
+                   Element("img", plots.Figure(path, "The activations: f(x) and f'(x)",
                                              "Each activation of the report (registry defaults or the parameters "
                                              "in its spec) and its derivative by torch autograd, on x in [-5, 5]."
                                              ))]
     if notes:
-        blocks += [Block("h2", "Notes"), Block("ul", notes)]
+        doc += [Element("h2", "Notes"), Element("ul", notes)]
     written = sorted(p.name for p in out_dir.iterdir() if p.suffix in (".csv", ".png"))
-    blocks += [Block("h2", "Files"), Block("ul", [f"{name}" for name in written])]
+    doc += [Element("h2", "Files"), Element("ul", [f"{name}" for name in written])]
 
     target = out_dir / f"report.{fmt}"
-    text = _to_md(blocks, out_dir) if fmt == "md" else _to_html(blocks, "edgeprof report")
+    text = _to_md(doc, out_dir) if fmt == "md" else _to_html(doc, "edgeprof report")
     try:
         target.write_text(text, encoding="utf-8")
     except OSError as exc:
