@@ -136,8 +136,9 @@ def settings_and_options(threads, opt_level, spinning, arena, rel_ci, max_time, 
     return settings, options
 
 
-def render_per_op(csv_path: Path, df) -> None:
-    """The per-op summary of this run, read back from the per-op CSV the run wrote."""
+def render_per_op(csv_path: Path, df, fmt: Format = Format.table) -> None:
+    """The per-op summary of this run, read back from the per-op CSV the run wrote. Under a machine format
+    (csv, json) it goes to stderr, so stdout holds only the machine output."""
     import pandas as pd
 
     from edgeprof.report.table import per_op_summary, render_frame
@@ -149,7 +150,8 @@ def render_per_op(csv_path: Path, df) -> None:
         return
     ops = pd.read_csv(path, keep_default_na=False, na_values=[""])
     ops = ops[ops["run_id"].isin(set(df["run_id"]))]
-    render_frame(per_op_summary(ops), out_console(), title="where the time goes (onnxruntime profiler, kernel time)")
+    console = err_console() if fmt in (Format.csv, Format.json) else out_console()
+    render_frame(per_op_summary(ops), console, title="where the time goes (onnxruntime profiler, kernel time)")
 
 
 def wrote(csv_path: Path) -> None:

@@ -80,5 +80,5 @@ def profile(
                                           on_progress=progress)
     render(df, fmt, title=f"edgeprof profile: {threads} thread(s), opt level {opt_level.value}")
     if per_op:
-        render_per_op(csv_path, df)
+        render_per_op(csv_path, df, fmt)
     wrote(csv_path)

@@ -153,5 +153,5 @@ def sweep(
         raise
     render(df, fmt, title=f"edgeprof sweep: {threads} thread(s), opt level {opt_level.value}")
     if per_op:
-        render_per_op(csv_path, df)
+        render_per_op(csv_path, df, fmt)
     wrote(csv_path)
