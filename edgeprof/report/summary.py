@@ -287,7 +287,7 @@ def _ran_as(rows: pd.DataFrame) -> str:
         kinds.append("fused into the conv" if fused is True else (_fmt_ops(ops) if isinstance(ops, str) and ops
                                                                   else "—"))
     counts = pd.Series(kinds).value_counts()
-    return ", ".join(counts.index) if len(counts) <= 2 else f"{counts.index[0]} (and {len(counts) - 1} other forms)"
+    return "; ".join(counts.index) if len(counts) <= 2 else f"{counts.index[0]} (and {len(counts) - 1} other forms)"
 
 
 def _cost_table(rows: pd.DataFrame, verds: pd.DataFrame, varying: set[str]) -> pd.DataFrame:
