@@ -261,6 +261,10 @@ def test_what_grows_follows_the_scaling_mode():
     # preset: width and depth grow together, the input size is held
     preset = [{**r, "depth": i} for i, r in enumerate(synthetic_rows(SLOPES, run_id="p", scaling_mode="preset"))]
     assert set(scaling.prepare(to_frame(preset))["fixed_sizes"]) == {f"imgsz={IMGSZ} batch=1"}
+    # depth: the chain grows at one width and input size
+    depth = [{**r, "depth": r["width"] // 16, "width": 32, "block": "c3"}
+             for r in synthetic_rows(SLOPES, run_id="d", scaling_mode="depth")]
+    assert set(scaling.prepare(to_frame(depth))["fixed_sizes"]) == {f"width=32 imgsz={IMGSZ} batch=1"}
 
 
 def test_a_runtime_or_cache_column_splits_a_series_when_present():

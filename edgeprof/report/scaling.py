@@ -27,7 +27,8 @@ SETTINGS_KEYS = ("scaling", "precision", "kernel", "stride", "threads", "inter_t
                  "arena", "provider", "exporter", "opset", "runtime", "cache")
 """Settings a series holds fixed; a key missing from the rows (an older CSV) is left out."""
 SIZE_KEYS = ("width", "depth", "imgsz", "batch")
-GROWS = {"width": ("width",), "imgsz": ("imgsz",), "fixed-tensor": ("width", "imgsz"), "preset": ("width", "depth")}
+GROWS = {"width": ("width",), "depth": ("depth",), "imgsz": ("imgsz",), "fixed-tensor": ("width", "imgsz"),
+         "preset": ("width", "depth"), "single": ()}
 """The size columns each scaling mode grows. The others are held fixed and part of the series key."""
 SERIES_KEYS = ("host_group", "block", *SETTINGS_KEYS, "fixed_sizes")
 """Rows that share these are one series: fitted together, their ratios judged together. ``fixed_sizes``
