@@ -37,14 +37,28 @@ def test_bundle_manifest_is_checked(tmp_path):
         load_bundle(tmp_path)
 
 
+PIP_NETWORK_ERRORS = ("NewConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "Read timed out",
+                      "Temporary failure in name resolution", "Network is unreachable", "Connection refused")
+"""What pip prints when the package index cannot be reached (the test then skips instead of failing)."""
+
+
+@pytest.mark.slow
+@pytest.mark.network
 @pytest.mark.skipif(not os.access(sys.executable, os.X_OK), reason="needs a python to make a venv with")
 def test_fresh_venv_without_torch_runs_a_bundle(tmp_path):
     bundle = _bundle(tmp_path)
     venv = tmp_path / "device-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    proc = subprocess.run([*pip, "-c", str(REPO / "constraints.txt"), str(REPO)],
-                          capture_output=True, text=True, timeout=600)
+    # pip's own socket timeout and retries bound every request; the subprocess timeout bounds the whole install
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+           "--timeout", "20", "--retries", "2"]
+    try:
+        proc = subprocess.run([*pip, "-c", str(REPO / "constraints.txt"), str(REPO)],
+                              capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        pytest.fail("pip install into a fresh venv took over 600 s")
+    if proc.returncode != 0 and any(e in proc.stderr for e in PIP_NETWORK_ERRORS):
+        pytest.skip(f"the package index is unreachable: {proc.stderr.strip().splitlines()[-1][:200]}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     py = str(venv / "bin" / "python")
     for missing in ("torch", "onnx"):

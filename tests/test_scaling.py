@@ -28,23 +28,25 @@ def synthetic_rows(
     block: str = "conv",
     widths=WIDTHS,
     with_ratio: bool = True,
+    imgsz: int = IMGSZ,
+    scaling_mode: str | None = None,
 ) -> list[dict]:
     """Rows whose latency is exactly intercept + slope * size (ms per GMAC; per M elements for block act)."""
     rows = []
     for width in widths:
-        size = width * IMGSZ * IMGSZ / 1e6 if block == "act" else conv_macs(width) / 1e9
+        size = width * imgsz * imgsz / 1e6 if block == "act" else conv_macs(width, imgsz) / 1e9
         base = slopes["relu"][0] + slopes["relu"][1] * size
         for act, (intercept, slope) in slopes.items():
             median = intercept + slope * size
             row = {
-                "act": act, "block": block, "width": width, "depth": 1, "imgsz": IMGSZ, "batch": 1, "kernel": 3,
-                "stride": 1, "macs": 0 if block == "act" else conv_macs(width), "threads": 1, "inter_threads": 1,
+                "act": act, "block": block, "width": width, "depth": 1, "imgsz": imgsz, "batch": 1, "kernel": 3,
+                "stride": 1, "macs": 0 if block == "act" else conv_macs(width, imgsz), "threads": 1, "inter_threads": 1,
                 "opt_level": "all", "spinning": False, "arena": True, "provider": "CPUExecutionProvider",
                 "exporter": "torchscript", "opset": 17, "median_ms": median, "ci95_low_ms": median * 0.98,
                 "ci95_high_ms": median * 1.02, "n": 50, "status": "ok", "run_id": run_id, "baseline": "relu",
                 "model": f"models/{block}_{act}_w{width}.onnx", "host_fingerprint": host, "ort_version": ort,
                 "cpu_model": f"CPU of {host}" if host else None, "peak_rss_run_mb": 30 + size, "act_peak_mb": size,
-                "weights_mb": 0.01 * width,
+                "weights_mb": 0.01 * width, "scaling": scaling_mode,
             }
             if with_ratio:
                 row.update(ratio_to_baseline=median / base, ratio_ci95_low=median / base * 0.99,
@@ -213,3 +215,61 @@ def test_missing_host_columns_come_from_metadata_or_stay_apart():
     assert groups["old1"] != groups["old2"]  # nothing says they share a host: kept apart
     assert groups["old1"].startswith(scaling.UNKNOWN)
     assert (df.loc[df["run_id"] == "old1", "runtime_version"] == scaling.UNKNOWN).all()
+
+
+def _two_input_sizes(tmp_path, mode: str | None) -> pd.DataFrame:
+    """Two runs written to two CSVs: the same widths, one at 160 px and one at 64 px."""
+    big, small = tmp_path / "w160.csv", tmp_path / "w64.csv"
+    append_rows(big, synthetic_rows(SLOPES, run_id="r160", imgsz=160, widths=(16, 32, 64), scaling_mode=mode))
+    append_rows(small, synthetic_rows(SLOPES, run_id="r64", imgsz=64, widths=(16, 32, 64), scaling_mode=mode))
+    return scaling.prepare(pd.concat([read_results(big), read_results(small)], ignore_index=True))
+
+
+@pytest.mark.parametrize("mode", ["width", "grid", None])
+def test_width_series_at_two_input_sizes_are_never_merged(tmp_path, mode):
+    # the bug: one "width scaling" series over both runs, whose mish ratio fell from the 64 px run's smallest
+    # block to the 160 px run's largest and got a verdict across them (mish 5.81x -> 2.97x shrinks)
+    df = _two_input_sizes(tmp_path, mode)
+    assert set(df["fixed_sizes"]) == {"depth=1 imgsz=160 batch=1", "depth=1 imgsz=64 batch=1"}
+    fits = scaling.scaling_fits(df)
+    assert len(fits) == 6 and set(fits["sizes"]) == {3}  # 3 activations x 2 input sizes, 3 widths each
+    assert (fits["r2"] > 0.999999).all()  # each fit is one input size's exact line, not a pooled one
+    verds = scaling.verdicts(df).set_index(["fixed_sizes", "act"])
+    for imgsz in (160, 64):
+        mish = verds.loc[(f"depth=1 imgsz={imgsz} batch=1", "mish")]
+        expected = [(1.5 + 30 * conv_macs(w, imgsz) / 1e9) / (0.05 + 20 * conv_macs(w, imgsz) / 1e9) for w in (16, 64)]
+        assert [mish["ratio_at_min"], mish["ratio_at_max"]] == pytest.approx(expected)
+    labels = {scaling.series_label(r, scaling.varying_settings(df)) for r in verds.reset_index().to_dict("records")}
+    assert len(labels) == 2 and any("imgsz=160" in x for x in labels) and any("imgsz=64" in x for x in labels)
+
+
+def test_each_held_size_dimension_splits_a_series():
+    base = synthetic_rows(SLOPES, run_id="r1", scaling_mode="width")
+    for col, other in (("depth", 2), ("batch", 4), ("kernel", 5), ("stride", 2)):
+        rows = base + [{**r, col: other, "run_id": "r2"} for r in base]
+        df = scaling.prepare(to_frame(rows))
+        assert len(scaling.scaling_fits(df)) == 6, col
+        assert len(scaling.verdicts(df)) == 4, col  # silu and mish, in each of the two series
+
+
+def test_what_grows_follows_the_scaling_mode():
+    rows = synthetic_rows(SLOPES, run_id="r1", scaling_mode="imgsz")
+    for r in rows:  # an imgsz series at width 32: the input side grows with the "width" the helper was given
+        r["imgsz"], r["width"] = r["width"], 32
+    df = scaling.prepare(to_frame(rows))
+    assert set(df["fixed_sizes"]) == {"width=32 depth=1 batch=1"}
+    # preset: width and depth grow together, the input size is held
+    preset = [{**r, "depth": i} for i, r in enumerate(synthetic_rows(SLOPES, run_id="p", scaling_mode="preset"))]
+    assert set(scaling.prepare(to_frame(preset))["fixed_sizes"]) == {f"imgsz={IMGSZ} batch=1"}
+    # depth: the chain grows at one width and input size
+    depth = [{**r, "depth": r["width"] // 16, "width": 32, "block": "c3"}
+             for r in synthetic_rows(SLOPES, run_id="d", scaling_mode="depth")]
+    assert set(scaling.prepare(to_frame(depth))["fixed_sizes"]) == {f"width=32 imgsz={IMGSZ} batch=1"}
+
+
+def test_a_runtime_or_cache_column_splits_a_series_when_present():
+    rows = synthetic_rows(SLOPES, run_id="r1", scaling_mode="width")
+    rows = [{**r, "cache": "warm"} for r in rows] + [{**r, "cache": "cold", "run_id": "r2"} for r in rows]
+    df = scaling.prepare(pd.DataFrame(rows))
+    assert len(scaling.scaling_fits(df)) == 6
+    assert "cache" in scaling.varying_settings(df)

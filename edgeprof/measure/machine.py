@@ -1,4 +1,4 @@
-"""This machine's ceilings measured with onnxruntime itself, cached per host fingerprint and thread count.
+"""This machine's ceilings measured with onnxruntime itself, cached per host, runtime version and thread count.
 
 Peak compute: a square fp32 MatMul (2*N^3 FLOPs a run). Memory bandwidth: a large elementwise op (Neg)
 that reads one tensor and writes another (2 * bytes a run). Both are shipped as tiny ONNX files with
@@ -7,6 +7,11 @@ fastest sample (what the hardware can do when the shared machine lets it); the m
 With these, a sweep reports each block's achieved GFLOP/s as a fraction of the peak and each standalone
 activation's achieved GB/s as a fraction of the bandwidth: a roofline view of which activations are
 compute-bound and which memory-bound.
+
+The cache is one JSON file in the per-user cache folder (``platformdirs``: ~/.cache/edgeprof on Linux,
+~/Library/Caches/edgeprof on macOS, %LOCALAPPDATA%\\edgeprof\\Cache on Windows; ``EDGEPROF_CACHE`` overrides
+it), keyed by host fingerprint, then runtime and its version (a runtime upgrade can change the kernels and so
+the ceilings), then threads.
 """
 
 from __future__ import annotations
@@ -23,13 +28,24 @@ from edgeprof.runtime.onnxruntime.session import SessionSettings
 DATA = Path(__file__).resolve().parent.parent / "data"
 MATMUL_MODEL = DATA / "matmul.onnx"
 COPY_MODEL = DATA / "copy.onnx"
-MACHINE_SCHEMA_VERSION = 1
+MACHINE_SCHEMA_VERSION = 2
+RUNTIME = "onnxruntime"
+"""The runtime whose kernels measure the ceilings (and whose version is part of the cache key)."""
 
 
 def cache_path() -> Path:
-    base = os.environ.get("EDGEPROF_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgeprof")
+    """The cache file: ``$EDGEPROF_CACHE/machine.json``, else in the per-user cache folder."""
+    from platformdirs import user_cache_dir
+
+    base = os.environ.get("EDGEPROF_CACHE") or user_cache_dir("edgeprof", appauthor=False)
     return Path(base) / "machine.json"
+
+
+def cache_key(threads: int, runtime: str = RUNTIME) -> tuple[str, str, str]:
+    """Where an entry lives in the cache: (host fingerprint, ``<runtime> <version>``, threads)."""
+    from edgeprof.measure.host import fingerprint, versions
+
+    return fingerprint(), f"{runtime} {versions().get(runtime) or 'unknown'}", str(threads)
 
 
 def _time_model(path: Path, shapes: dict, threads: int, seconds: float) -> tuple[float, float]:
@@ -66,7 +82,9 @@ def measure_machine(threads: int = 1, seconds: float = 1.5, matmul_sizes: tuple[
         "schema_version": MACHINE_SCHEMA_VERSION,
         "host_fingerprint": fingerprint(info),
         "cpu_model": info["cpu_model"],
-        "onnxruntime": versions().get("onnxruntime"),
+        "onnxruntime": versions().get(RUNTIME),
+        "runtime": RUNTIME,
+        "runtime_version": versions().get(RUNTIME),
         "threads": threads,
         "peak_gflops": peak,
         "median_gflops": median_peak,
@@ -79,13 +97,13 @@ def measure_machine(threads: int = 1, seconds: float = 1.5, matmul_sizes: tuple[
 
 
 def load_cached(threads: int) -> dict | None:
-    from edgeprof.measure.host import fingerprint
-
+    """The cached entry for this host, runtime version and thread count, or None."""
+    host, runtime, thread_key = cache_key(threads)
     try:
         data = json.loads(cache_path().read_text())
     except (OSError, ValueError):
         return None
-    entry = data.get(fingerprint(), {}).get(str(threads))
+    entry = data.get(host, {}).get(runtime, {}).get(thread_key) if isinstance(data, dict) else None
     if not isinstance(entry, dict) or entry.get("schema_version") != MACHINE_SCHEMA_VERSION:
         return None
     return entry
@@ -98,7 +116,13 @@ def save(entry: dict) -> Path | None:
         data = json.loads(path.read_text()) if path.exists() else {}
     except (OSError, ValueError):
         data = {}
-    data.setdefault(entry["host_fingerprint"], {})[str(entry["threads"])] = entry
+    if not isinstance(data, dict):
+        data = {}
+    host = data.setdefault(entry["host_fingerprint"], {})
+    if not all(isinstance(v, dict) and "schema_version" not in v for v in host.values()):
+        host.clear()  # entries of schema 1 (no runtime level): dropped
+    runtime = f"{entry['runtime']} {entry['runtime_version'] or 'unknown'}"
+    host.setdefault(runtime, {})[str(entry["threads"])] = entry
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2) + "\n")

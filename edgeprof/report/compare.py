@@ -1,4 +1,4 @@
-"""Did the block study predict the whole model? Block-level and whole-model ratios side by side."""
+"""Did the block study predict the whole network? Block-level and whole-network ratios side by side."""
 
 from __future__ import annotations
 
@@ -15,22 +15,22 @@ def _label(row) -> str:
     return f"{row['block']} w{row['width']}{depth} {row['imgsz']}px"
 
 
-def block_vs_model(df: pd.DataFrame) -> pd.DataFrame:
+def block_vs_network(df: pd.DataFrame) -> pd.DataFrame:
     """One row per activation (and precision); a column of ratio_to_baseline for every block size, then for
-    every whole model. Rows from different hosts or runtimes must be split before calling this."""
+    every whole network. Rows from different hosts or runtimes must be split before calling this."""
     ok = df[(df["status"] == "ok") & df["ratio_to_baseline"].notna()].copy()
     if ok.empty:
         return pd.DataFrame()
     ok["config"] = ok.apply(_label, axis=1)
-    ok["is_model"] = ok["block"].isin(MODEL_NAMES)
-    order = list(dict.fromkeys(ok.sort_values(["is_model", "macs"])["config"]))
+    ok["is_network"] = ok["block"].isin(MODEL_NAMES)
+    order = list(dict.fromkeys(ok.sort_values(["is_network", "macs"])["config"]))
     index = ["act"] if ok["precision"].nunique() <= 1 else ["precision", "act"]
     table = ok.pivot_table(index=index, columns="config", values="ratio_to_baseline", aggfunc="median", sort=False)
     return table[[c for c in order if c in table.columns]]
 
 
-def block_vs_model_markdown(df: pd.DataFrame) -> str:
-    table = block_vs_model(df)
+def block_vs_network_markdown(df: pd.DataFrame) -> str:
+    table = block_vs_network(df)
     if table.empty:
         return ""
     head = [*table.index.names, *table.columns]

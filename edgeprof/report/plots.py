@@ -85,7 +85,7 @@ def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def _series_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """(label, rows) per series of one host group, labels naming only the settings that differ."""
-    keys = ["block", *[k for k in SETTINGS_KEYS if k in df.columns]]
+    keys = ["block", *[k for k in (*SETTINGS_KEYS, "fixed_sizes") if k in df.columns]]
     varying = varying_settings(df)
     out = []
     for key, grp in df.groupby(keys, sort=True, dropna=False):
@@ -93,10 +93,15 @@ def _series_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
-def _grid(plt, n: int, width: float = 5.6, height: float = 4.2, max_cols: int = 3):
+PAGE_INCHES = 11.2
+"""Figures are at most this wide: at ``DPI`` that is the report page's width, so text is shown at its size."""
+
+
+def _grid(plt, n: int, width: float = 5.6, height: float = 4.2, max_cols: int = 2):
     cols = min(n, max_cols)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(max(width * cols, 7.0), height * rows), squeeze=False,
+    fig, axes = plt.subplots(rows, cols, figsize=(min(max(width * cols, 7.0), PAGE_INCHES), height * rows),
+                             squeeze=False,
                              layout="constrained")
     flat = list(axes.flat)
     for ax in flat[n:]:
@@ -117,9 +122,15 @@ def _size_ticks(ax, sizes, base: float = 10) -> None:
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     sizes = sorted({float(s) for s in sizes if s > 0})
-    if len(sizes) > 8:
-        step = math.ceil(len(sizes) / 8)
-        sizes = sizes[::step]
+    if sizes:  # no two ticks closer than a ninth of the axis (log), so labels never overlap
+        gap = math.log10(sizes[-1] / sizes[0]) / 9
+        kept = [sizes[0]]
+        for size in sizes[1:]:
+            if math.log10(size / kept[-1]) >= gap:
+                kept.append(size)
+        if len(kept) > 1 and math.log10(sizes[-1] / kept[-1]) < gap:
+            kept[-1] = sizes[-1]  # the largest size is always labelled
+        sizes = kept
     ax.set_xscale("log", base=base)
     ax.xaxis.set_major_locator(FixedLocator(sizes))
     ax.xaxis.set_minor_locator(NullLocator())
@@ -141,6 +152,42 @@ def _plain_log_y(ax, low: float, high: float, suffix: str = "", axis: str = "y")
     target.set_major_locator(LogLocator(base=10, subs=subs))
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}{suffix}"))
     target.set_minor_formatter(NullFormatter())
+
+RATIO_LINEAR = 0.05
+"""The ratio axis is linear within about ±5% of 1 and logarithmic beyond (an asinh scale of ratio - 1), so
+1.0-1.3x stays readable beside a 5-14x Mish instead of being squashed into the bottom tenth of a log axis."""
+RATIO_TICKS = (0.5, 0.7, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.3, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50, 100)
+
+
+def _ratio_forward(r):
+    return np.arcsinh((np.asarray(r, dtype=float) - 1.0) / RATIO_LINEAR)
+
+
+def _ratio_inverse(y):
+    return 1.0 + RATIO_LINEAR * np.sinh(np.asarray(y, dtype=float))
+
+
+def _ratio_axis(ax, low: float, high: float, axis: str = "y") -> None:
+    """A ratio axis from ``low`` to ``high`` (the asinh scale of ``RATIO_LINEAR``), ticks labelled 1.1×, 2×
+    ..., thinned so that no two labels are closer than a tenth of the axis."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    low, high = min(low, 1.0), max(high, 1.0)
+    lo_y, hi_y = float(_ratio_forward(low)), float(_ratio_forward(high))
+    pad = 0.06 * max(hi_y - lo_y, 1.0)
+    lo_y, hi_y = lo_y - pad, hi_y + pad
+    getattr(ax, f"set_{axis}scale")("function", functions=(_ratio_forward, _ratio_inverse))
+    getattr(ax, f"set_{axis}lim")(float(_ratio_inverse(lo_y)), float(_ratio_inverse(hi_y)))
+    ticks: list[float] = []
+    for tick in sorted(RATIO_TICKS, key=lambda t: (t != 1.0, t)):  # 1.0 first: it is always shown
+        y = float(_ratio_forward(tick))
+        if lo_y <= y <= hi_y and all(abs(y - float(_ratio_forward(t))) >= (hi_y - lo_y) / 10 for t in ticks):
+            ticks.append(tick)
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(FixedLocator(sorted(ticks)))
+    target.set_minor_locator(NullLocator())
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+
 
 def _suptitle(fig, title: str) -> None:
     """The figure's title, each line wrapped to the figure's width so nothing is cut off."""
@@ -204,8 +251,6 @@ def plot_ratio(df: pd.DataFrame, path: Path, title: str, styles: dict[str, dict]
     from edgeprof.report.scaling import ratio_trend
 
     plt = require_matplotlib()
-    from matplotlib.ticker import FuncFormatter
-
     df = _ok_rows(df)
     df = df[df["ratio"].notna()]
     groups = _series_groups(df)
@@ -215,7 +260,6 @@ def plot_ratio(df: pd.DataFrame, path: Path, title: str, styles: dict[str, dict]
     for ax, (label, grp) in zip(axes, groups, strict=True):
         baselines = sorted(set(grp["ratio_of"]))
         ax.axhline(1.0, color="0.4", linewidth=1, linestyle=":")
-        span = grp["ratio"].max() / max(grp["ratio"].min(), 1e-12)
         for act, rows in grp.groupby(_text(grp["act"]), sort=False):
             style = styles[act]
             if set(rows["ratio_of"]) == {act}:
@@ -233,16 +277,64 @@ def plot_ratio(df: pd.DataFrame, path: Path, title: str, styles: dict[str, dict]
                 xs = np.geomspace(rows["size"].min(), rows["size"].max(), 50)
                 ax.plot(xs, trend.fit.predict(np.log2(xs)), color=style["color"], linestyle="--", linewidth=1.2)
         _size_ticks(ax, grp["size"], base=2)
-        if span > 3:
-            _plain_log_y(ax, min(1.0, grp["ratio_low"].min(skipna=True) if grp["ratio_low"].notna().any() else 1.0,
-                                 grp["ratio"].min()), grp["ratio"].max(), suffix="×")
-        else:
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2f}×"))
+        low = pd.concat([grp["ratio"], grp["ratio_low"]]).min(skipna=True)
+        high = pd.concat([grp["ratio"], grp["ratio_high"]]).max(skipna=True)
+        _ratio_axis(ax, low, high)
         ax.set_xlabel(_size_label(grp["size_kind"].iloc[0]) + " (log scale)")
-        ax.set_ylabel(f"latency ÷ {'/'.join(baselines)} latency" + (" (log scale)" if span > 3 else ""))
+        ax.set_ylabel(f"latency ÷ {'/'.join(baselines)} latency\n(linear near 1×, logarithmic beyond)")
         ax.set_title(label, fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize=8, title=f"vs {'/'.join(baselines)}: verdict", title_fontsize=8)
+    _suptitle(fig, title)
+    return _save(fig, plt, path)
+
+
+def plot_summary(df: pd.DataFrame, path: Path, title: str, styles: dict[str, dict],
+                 acts_order: Sequence[str] = ()) -> Path | None:
+    """What each activation costs against the baseline, one panel per series: a bar over the range of its
+    ratios across the measured sizes, a dot per size, the range written beside it. The answer at a glance."""
+    plt = require_matplotlib()
+    df = _ok_rows(df)
+    df = df[df["ratio"].notna()]
+    groups = []
+    for label, grp in _series_groups(df):
+        grp = grp[_text(grp["act"]) != _text(grp["ratio_of"])]  # the baseline is the line at 1×
+        if not grp.empty:
+            groups.append((label, grp))
+    if not groups:
+        return None
+    known = list(dict.fromkeys([*acts_order, *sorted(set(_text(df["act"])))]))
+    most = max(_text(grp["act"]).nunique() for _, grp in groups)
+    cols = min(len(groups), 2)
+    rows = math.ceil(len(groups) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_INCHES if cols > 1 else 7.5, (0.42 * most + 1.3) * rows),
+                             squeeze=False, layout="constrained")
+    flat = list(axes.flat)
+    for ax in flat[len(groups):]:
+        ax.set_visible(False)
+    low = min(1.0, float(df["ratio"].min()))
+    high = max(1.0, float(df["ratio"].max()))
+    for ax, (label, grp) in zip(flat, groups, strict=False):
+        acts = [a for a in known if a in set(_text(grp["act"]))]
+        baselines = "/".join(sorted(set(grp["ratio_of"])))
+        for y, act in enumerate(reversed(acts)):
+            per_size = grp[_text(grp["act"]) == act].groupby("size")["ratio"].median()
+            style = styles.get(act, {"color": "0.3", "marker": "o"})
+            lo, hi = float(per_size.min()), float(per_size.max())
+            ax.plot([lo, hi], [y, y], color=style["color"], linewidth=7, alpha=0.35, solid_capstyle="round")
+            ax.scatter(per_size.to_numpy(), np.full(len(per_size), y), color=style["color"],
+                       marker=style["marker"], s=26, zorder=3)
+            text = f"{lo:.2f}×" if math.isclose(lo, hi, rel_tol=0.005) else f"{lo:.2f}–{hi:.2f}×"
+            ax.annotate(f"{text}  ({len(per_size)} size{'s' if len(per_size) > 1 else ''})", (hi, y),
+                        xytext=(8, 0), textcoords="offset points", va="center", fontsize=8.5)
+        ax.axvline(1.0, color="0.35", linewidth=1, linestyle=":")
+        _ratio_axis(ax, low, high * 1.6, axis="x")  # room on the right for the written range
+        ax.set_yticks(range(len(acts)), list(reversed(acts)), fontsize=9)
+        ax.set_ylim(-0.7, len(acts) - 0.3)
+        ax.set_xlabel(f"latency ÷ {baselines} latency (linear near 1×, logarithmic beyond)", fontsize=9)
+        ax.set_title(label, fontsize=10)
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.tick_params(axis="x", labelsize=8)
     _suptitle(fig, title)
     return _save(fig, plt, path)
 
@@ -256,14 +348,28 @@ def _size_name(row: Mapping) -> str:
     return name
 
 
-def _op_colors(op_types: Sequence[str]) -> dict[str, tuple]:
-    """Distinct colours for op types, largest first: tab10, then the lighter half of tab20."""
+OP_COLOURS = {
+    "Conv": "#1f77b4", "FusedConv": "#1f77b4", "QLinearConv": "#1f77b4", "ConvInteger": "#1f77b4",
+    "ReorderInput": "#aec7e8", "ReorderOutput": "#c5d7ea", "Add": "#7f7f7f", "Concat": "#bcbd22",
+    "Split": "#dbdb8d", "MaxPool": "#8c564b", "Resize": "#c49c94", "Relu": "#2ca02c", "Clip": "#98df8a",
+    "LeakyRelu": "#ff7f0e", "Sigmoid": "#e377c2", "QuickGelu": "#9467bd", "HardSigmoid": "#17becf",
+    "HardSwish": "#9edae5", "Mul": "#ffbb78", "Softplus": "#d62728", "Tanh": "#ff9896", "Mish": "#d62728",
+    "Elu": "#f7b6d2", "Selu": "#c5b0d5", "Gelu": "#8c6d31", "Erf": "#bd9e39", "Div": "#e7cb94",
+    "QuantizeLinear": "#636363", "DequantizeLinear": "#969696", "QLinearSigmoid": "#e377c2",
+    "QLinearMul": "#ffbb78", "QLinearAdd": "#7f7f7f",
+}
+"""One colour per op type in every report, so two reports' op plots can be compared at a glance."""
+
+
+def _op_colors(op_types: Sequence[str]) -> dict[str, tuple | str]:
+    """The colour of each op type: ``OP_COLOURS``, else one picked from tab20 by a stable hash of its name
+    (the same in every report and every Python process)."""
+    import zlib
+
     import matplotlib
 
-    strong = matplotlib.colormaps["tab10"].colors
-    light = matplotlib.colormaps["tab20"].colors[1::2]
-    palette = [*strong, *light]
-    return {op: palette[i % len(palette)] for i, op in enumerate(op_types)}
+    spare = matplotlib.colormaps["tab20b"].colors
+    return {op: OP_COLOURS.get(op) or spare[zlib.crc32(op.encode()) % len(spare)] for op in op_types}
 
 
 def plot_ops(ops: pd.DataFrame, path: Path, title: str, acts_order: Sequence[str]) -> Path | None:
@@ -297,7 +403,7 @@ def plot_ops(ops: pd.DataFrame, path: Path, title: str, acts_order: Sequence[str
         panels = list(grp.sort_values("_order").groupby(panel_keys, sort=False, dropna=False))
         row = dict(zip(row_keys, row_key if isinstance(row_key, tuple) else (row_key,), strict=True))
         rows_of_panels.append((row, panels))
-    max_cols = 5
+    max_cols = 3
     layout = []  # (figure row, column, row key, panel key, rows)
     fig_row = 0
     for row, panels in rows_of_panels:
@@ -305,7 +411,8 @@ def plot_ops(ops: pd.DataFrame, path: Path, title: str, acts_order: Sequence[str
             layout.append((fig_row + i // max_cols, i % max_cols, row, panel_key, grp))
         fig_row += math.ceil(len(panels) / max_cols)
     cols = max(c for _, c, *_ in layout) + 1
-    fig, axes = plt.subplots(fig_row, cols, figsize=(3.6 * cols + 1.8, 3.5 * fig_row), squeeze=False,
+    fig, axes = plt.subplots(fig_row, cols, figsize=(min(3.4 * cols + 1.8, PAGE_INCHES), 3.5 * fig_row),
+                             squeeze=False,
                              layout="constrained")
     used = {(r, c) for r, c, *_ in layout}
     for (r, c), ax in np.ndenumerate(axes):
@@ -427,11 +534,16 @@ def plot_activations(acts: Sequence[str], path: Path, styles: dict[str, dict]) -
         return None, notes
     xs = x.detach().numpy()
     step = float(xs[1] - xs[0])
-    fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(11.5, 4.4), layout="constrained")
-    for act, y, grad in curves:
+    fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(PAGE_INCHES, 4.4), layout="constrained")
+    dashes = ["-", "--", "-.", (0, (5, 1.5, 1, 1.5, 1, 1.5)), (0, (1, 1.2))]
+    for index, (act, y, grad) in enumerate(curves):
+        # relu shares x > 0 with leakyrelu and most of its curve with others: each act gets its own dash
+        # pattern, and relu is drawn on top, thicker, so it is never hidden
         style = styles.get(act, {"color": None})
-        ax_f.plot(*_break_jumps(xs, y, step), label=act, color=style["color"], linewidth=1.6)
-        ax_d.plot(*_break_jumps(xs, grad, step), label=act, color=style["color"], linewidth=1.6)
+        line = {"color": style["color"], "label": act, "linestyle": dashes[index % len(dashes)],
+                "linewidth": 2.4 if act == "relu" else 1.6, "zorder": 5 if act == "relu" else 3}
+        ax_f.plot(*_break_jumps(xs, y, step), **line)
+        ax_d.plot(*_break_jumps(xs, grad, step), **line)
     for ax, what in ((ax_f, "f(x)"), (ax_d, "f′(x)  (torch autograd)")):
         ax.axhline(0, color="0.6", linewidth=0.8)
         ax.axvline(0, color="0.6", linewidth=0.8)

@@ -23,10 +23,17 @@ import pandas as pd
 
 UNKNOWN = "unknown"
 HOST_KEYS = ("host_fingerprint", "runtime", "runtime_version")
-SETTINGS_KEYS = ("scaling", "precision", "kernel", "stride", "threads", "runtime_settings", "exporter", "opset")
-SERIES_KEYS = ("host_group", "block", *SETTINGS_KEYS)
-"""Rows that share these are one series: fitted together, their ratios judged together."""
+SETTINGS_KEYS = ("scaling", "precision", "kernel", "stride", "threads", "runtime_settings", "exporter", "opset",
+                 "cache")
+"""Settings a series holds fixed; a key missing from the rows (an older CSV) is left out."""
 SIZE_KEYS = ("width", "depth", "imgsz", "batch")
+GROWS = {"width": ("width",), "depth": ("depth",), "imgsz": ("imgsz",), "fixed-tensor": ("width", "imgsz"),
+         "preset": ("width", "depth"), "single": ()}
+"""The size columns each scaling mode grows. The others are held fixed and part of the series key."""
+SERIES_KEYS = ("host_group", "block", *SETTINGS_KEYS, "fixed_sizes")
+"""Rows that share these are one series: fitted together, their ratios judged together. ``fixed_sizes``
+(``add_size``) names the size columns the series held fixed, so a width series at 160 px and one at 64 px,
+or at depth 1 and depth 2, are never merged."""
 
 GROW_THRESHOLD = 0.05
 """A ratio must change by more than this fraction over the measured range to be called growing or shrinking."""
@@ -152,7 +159,34 @@ def add_size(df: pd.DataFrame) -> pd.DataFrame:
     macs = pd.to_numeric(out["macs"], errors="coerce").astype("float64")
     out["size"] = elements.where(alone, macs)
     out["size_kind"] = np.where(alone, "elements", "macs")
+    out["fixed_sizes"] = fixed_sizes(out)
     return out
+
+
+def fixed_sizes(df: pd.DataFrame) -> pd.Series:
+    """Per row, the size columns its series holds fixed and their values, e.g. ``imgsz=160 depth=1 batch=1``.
+
+    What grows comes from the row's ``scaling`` (``GROWS``). For ``grid``, an empty or an unknown mode, it is
+    what varies within the row's run (same run_id, block and settings); everything else is held fixed.
+    """
+    sizes = [k for k in SIZE_KEYS if k in df.columns]
+    if df.empty or not sizes:
+        return pd.Series("", index=df.index, dtype="string")
+    values = pd.DataFrame({k: df[k].astype("string").fillna("?") for k in sizes}, index=df.index)
+    mode = _text(df["scaling"]) if "scaling" in df.columns else pd.Series("", index=df.index)
+    grows = pd.Series([GROWS.get(m) for m in mode], index=df.index, dtype="object")
+    unknown = grows.isna()
+    if unknown.any():
+        keys = [k for k in ("run_id", "source", "block", *SETTINGS_KEYS) if k in df.columns]
+        sub = values[unknown]
+        if keys:
+            group = pd.DataFrame({k: df.loc[unknown, k].astype("string").fillna("<NA>") for k in keys})
+            varies = sub.groupby([group[k] for k in keys], dropna=False).transform("nunique").gt(1)
+        else:
+            varies = pd.DataFrame({k: sub[k].nunique() > 1 for k in sizes}, index=sub.index)
+        grows[unknown] = [tuple(k for k in sizes if row[k]) for row in varies.to_dict("records")]
+    return pd.Series([" ".join(f"{k}={values.at[i, k]}" for k in sizes if k not in g)
+                      for i, g in grows.items()], index=df.index, dtype="string")
 
 
 SIZE_UNITS = {"macs": ("GMAC", 1e9), "elements": ("M elements", 1e6)}
@@ -200,8 +234,12 @@ def prepare(df: pd.DataFrame, metadata: Mapping[str, dict] | None = None, baseli
     return with_ratios(add_size(label_hosts(df, metadata)), baseline)
 
 
+def _present(df: pd.DataFrame, keys) -> list[str]:
+    return [k for k in keys if k in df.columns]
+
+
 def _series(df: pd.DataFrame):
-    keys = [k for k in SERIES_KEYS if k in df.columns]
+    keys = _present(df, SERIES_KEYS)
     for key, grp in df[_ok(df)].groupby(keys, sort=True, dropna=False):
         yield dict(zip(keys, key, strict=True)), grp
 
@@ -224,8 +262,8 @@ def scaling_fits(df: pd.DataFrame) -> pd.DataFrame:
                         "sizes": int(pd.Series(x).nunique()), "size_min": float(np.nanmin(x)) if len(x) else math.nan,
                         "size_max": float(np.nanmax(x)) if len(x) else math.nan, "slope_ms": fit.slope,
                         "intercept_ms": fit.intercept, "r2": fit.r2})
-    return pd.DataFrame(out, columns=[*SERIES_KEYS, "act", "size_kind", "unit", "n", "sizes", "size_min",
-                                      "size_max", "slope_ms", "intercept_ms", "r2"])
+    return pd.DataFrame(out, columns=[*_present(df, SERIES_KEYS), "act", "size_kind", "unit", "n", "sizes",
+                                      "size_min", "size_max", "slope_ms", "intercept_ms", "r2"])
 
 
 @dataclass(frozen=True)
@@ -322,8 +360,8 @@ def verdicts(df: pd.DataFrame, threshold: float = GROW_THRESHOLD) -> pd.DataFram
                         "slope_per_doubling": trend.slope_per_doubling, "slope_ci95_low": trend.slope_ci95_low,
                         "slope_ci95_high": trend.slope_ci95_high, "change": trend.change, "verdict": trend.verdict,
                         "reason": trend.reason})
-    return pd.DataFrame(out, columns=[*SERIES_KEYS, "act", "baseline", "size_kind", "unit", "sizes", "size_min",
-                                      "size_max", "ratio_at_min", "ratio_at_max", "slope_per_doubling",
+    return pd.DataFrame(out, columns=[*_present(df, SERIES_KEYS), "act", "baseline", "size_kind", "unit", "sizes",
+                                      "size_min", "size_max", "ratio_at_min", "ratio_at_max", "slope_per_doubling",
                                       "slope_ci95_low", "slope_ci95_high", "change", "verdict", "reason"])
 
 
@@ -342,13 +380,18 @@ def series_label(key: Mapping, varying: set[str] | None = None) -> str:
         parts.append(f"{scaling} scaling")
     if precision not in ("", "fp32", "<NA>"):
         parts.append(precision)
-    for col in sorted(varying - {"scaling", "precision"}):
+    for col in sorted(varying - {"scaling", "precision", "fixed_sizes"}):
         if col in ("kernel", "stride") and block != "conv":
             continue
         parts.append(f"{col}={key.get(col)}")
+    fixed = str(key.get("fixed_sizes") or "")
+    if "fixed_sizes" in varying and fixed and fixed != "<NA>":
+        parts.append(fixed)
     return " · ".join(parts)
 
 
 def varying_settings(df: pd.DataFrame) -> set[str]:
-    """The settings columns that take more than one value in these rows (so a label must name them)."""
-    return {c for c in SETTINGS_KEYS if c in df.columns and df[c].astype("string").nunique(dropna=False) > 1}
+    """The settings columns (and ``fixed_sizes``) that take more than one value in these rows (so a label must
+    name them)."""
+    return {c for c in (*SETTINGS_KEYS, "fixed_sizes")
+            if c in df.columns and df[c].astype("string").nunique(dropna=False) > 1}

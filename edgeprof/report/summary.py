@@ -26,8 +26,8 @@ import pandas as pd
 
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.report import scaling
-from edgeprof.report.compare import block_vs_model
-from edgeprof.report.table import display_frame
+from edgeprof.report.compare import block_vs_network
+from edgeprof.report.table import _fmt_ops, display_frame
 from edgeprof.results.recorder import runs_of
 from edgeprof.results.rows import per_op_path, read_results
 from edgeprof.results.schema import COLUMNS
@@ -35,8 +35,8 @@ from edgeprof.spec import MODEL_NAMES
 
 FORMATS = ("md", "html")
 RUN_VERSIONS = ("onnxruntime", "torch", "onnx", "numpy", "python", "edgeprof")
-TIDY_EXTRA = ("source", "host_group", "size", "size_kind", "ratio", "ratio_low", "ratio_high", "ratio_of",
-              "ratio_source")
+TIDY_EXTRA = ("source", "host_group", "size", "size_kind", "fixed_sizes", "ratio", "ratio_low", "ratio_high",
+              "ratio_of", "ratio_source")
 
 
 @dataclass
@@ -120,8 +120,10 @@ def _is_results_csv(path: Path) -> bool:
 
 
 @dataclass(frozen=True)
-class Block:
-    kind: str  # h1, h2, h3, p, table, img, ul
+class Element:
+    """One element of the report document (a heading, paragraph, table, figure or list), not a YOLO block."""
+
+    kind: str  # h1, h2, h3, h4, p, table, img, ul, details (content: (summary, [elements]), folded away)
     content: object
 
 
@@ -129,60 +131,74 @@ def _md_cell(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _to_md(blocks: list[Block], out_dir: Path) -> str:
+def _to_md(doc: list[Element], out_dir: Path) -> str:
     lines: list[str] = []
-    for block in blocks:
-        if block.kind in ("h1", "h2", "h3"):
-            lines += ["#" * int(block.kind[1]) + " " + str(block.content), ""]
-        elif block.kind == "p":
-            lines += [str(block.content), ""]
-        elif block.kind == "ul":
-            lines += [f"- {item}" for item in block.content] + [""]
-        elif block.kind == "table":
-            frame: pd.DataFrame = block.content
+    for element in doc:
+        if element.kind in ("h1", "h2", "h3", "h4"):
+            lines += ["#" * int(element.kind[1]) + " " + str(element.content), ""]
+        elif element.kind == "p":
+            lines += [str(element.content), ""]
+        elif element.kind == "ul":
+            lines += [f"- {item}" for item in element.content] + [""]
+        elif element.kind == "table":
+            frame: pd.DataFrame = element.content
             lines.append("| " + " | ".join(_md_cell(c) for c in frame.columns) + " |")
             lines.append("| " + " | ".join("---" for _ in frame.columns) + " |")
             lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
             lines.append("")
-        elif block.kind == "img":
-            figure = block.content
+        elif element.kind == "img":
+            figure = element.content
             lines += [f"![{figure.title}]({figure.path.relative_to(out_dir).as_posix()})", "",
                       f"*{figure.caption}*", ""]
+        elif element.kind == "details":  # GitHub renders Markdown inside <details> when blank lines surround it
+            summary, inner = element.content
+            lines += [f"<details><summary>{html.escape(str(summary))}</summary>", "", _to_md(inner, out_dir),
+                      "</details>", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}th{background:#f3f3f3}
-tr:nth-child(even) td{background:#fafafa}img{max-width:100%;height:auto;border:1px solid #eee}
-figure{margin:1em 0 2em}figcaption{font-size:.9em;color:#555}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
-.scroll{overflow-x:auto}"""
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1240px;margin:1.5em auto;
+padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em;
+max-width:100%}th,td{border:1px solid #ccc;padding:.2em .45em;text-align:left;vertical-align:top;
+overflow-wrap:break-word}th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}
+img{max-width:100%;height:auto;border:1px solid #eee}figure{margin:1em 0 2em}figcaption{font-size:.9em;color:#555}
+h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}details{margin:.4em 0 1em}
+summary{cursor:pointer;color:#345}td.num{text-align:right;white-space:nowrap}"""
 
 
-def _to_html(blocks: list[Block], title: str) -> str:
+def _html_elements(doc: list[Element]) -> list[str]:
     esc = html.escape
-    parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{esc(title)}</title>",
-             f"<style>{_CSS}</style>\n</head>\n<body>"]
-    for block in blocks:
-        if block.kind in ("h1", "h2", "h3"):
-            parts.append(f"<{block.kind}>{esc(str(block.content))}</{block.kind}>")
-        elif block.kind == "p":
-            parts.append(f"<p>{esc(str(block.content))}</p>")
-        elif block.kind == "ul":
-            parts.append("<ul>" + "".join(f"<li>{esc(str(i))}</li>" for i in block.content) + "</ul>")
-        elif block.kind == "table":
-            frame: pd.DataFrame = block.content
+    parts = []
+    for element in doc:
+        if element.kind in ("h1", "h2", "h3", "h4"):
+            parts.append(f"<{element.kind}>{esc(str(element.content))}</{element.kind}>")
+        elif element.kind == "p":
+            parts.append(f"<p>{esc(str(element.content))}</p>")
+        elif element.kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{esc(str(i))}</li>" for i in element.content) + "</ul>")
+        elif element.kind == "table":
+            frame: pd.DataFrame = element.content
             head = "".join(f"<th>{esc(str(c))}</th>" for c in frame.columns)
             body = "".join("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>"
                            for row in frame.itertuples(index=False))
-            parts.append(f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-                         "</div>")
-        elif block.kind == "img":
-            figure = block.content
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif element.kind == "img":
+            figure = element.content
             data = base64.b64encode(figure.path.read_bytes()).decode("ascii")
             parts.append(f"<figure><img alt=\"{esc(figure.title)}\" src=\"data:image/png;base64,{data}\">"
                          f"<figcaption>{esc(figure.caption)}</figcaption></figure>")
-    parts.append("</body>\n</html>\n")
+        elif element.kind == "details":
+            summary, inner = element.content
+            parts += [f"<details><summary>{esc(str(summary))}</summary>", *_html_elements(inner), "</details>"]
+    return parts
+
+
+def _to_html(doc: list[Element], title: str) -> str:
+    esc = html.escape
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+             f"<title>{esc(title)}</title>", f"<style>{_CSS}</style>\n</head>\n<body>", *_html_elements(doc),
+             "</body>\n</html>\n"]
     return "\n".join(parts)
 
 
@@ -239,6 +255,81 @@ def _runs_table(inputs: Inputs, results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _run_elements(inputs: Inputs, results: pd.DataFrame) -> list[Element]:
+    """Each run file's metadata as a two-column table (field, value): narrow however long its command."""
+    out: list[Element] = []
+    for record in _runs_table(inputs, results).to_dict("records"):
+        name = record.pop("file")
+        out += [Element("h4", name), Element("table", pd.DataFrame({"field": list(record),
+                                                                    "value": [str(v) for v in record.values()]}))]
+    return out
+
+
+TIMING_COLUMNS = ("block", "size", "act", "median ms", "p90 ms", "CI95", "fused", "by timing", "act ran as",
+                  "notes")
+"""The comparison table's first part (with the ratio column); the rest go into a folded second table."""
+
+
+def _comparison_tables(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The comparison table in two parts that each fit the page: timing and fusion (with the ratio), then
+    sizes, memory and roofline (with block, size and act again); an empty second part when it has nothing."""
+    disp = display_frame(rows)
+    ratio = [c for c in disp.columns if c.startswith("× ") and c != "× fp32"]
+    first = [c for c in disp.columns if c in TIMING_COLUMNS or c in ratio]
+    keys = [c for c in ("block", "size", "act") if c in disp.columns]
+    rest = [c for c in disp.columns if c not in first]
+    return disp[first], (disp[keys + rest] if rest else pd.DataFrame())
+
+
+def _ran_as(rows: pd.DataFrame) -> str:
+    """What the activation ran as over these rows: fused, its ops, or both when sizes differ."""
+    kinds = []
+    for _, row in rows.iterrows():
+        fused = row.get("fused")
+        ops = row.get("act_ops")
+        kinds.append("fused into the conv" if fused is True else (_fmt_ops(ops) if isinstance(ops, str) and ops
+                                                                  else "—"))
+    counts = pd.Series(kinds).value_counts()
+    return "; ".join(counts.index) if len(counts) <= 2 else f"{counts.index[0]} (and {len(counts) - 1} other forms)"
+
+
+def _cost_table(rows: pd.DataFrame, verds: pd.DataFrame, varying: set[str]) -> pd.DataFrame:
+    """The answer in a few columns: per series and activation, its ratio to the baseline over the sizes
+    measured, what it ran as and the size verdict."""
+    ok = rows[rows["status"].isin(["ok", ""]) & rows["ratio"].notna() & (rows["act"] != "")]
+    ok = ok[ok["act"] != ok["ratio_of"]]
+    if ok.empty:
+        return pd.DataFrame()
+    keys = [k for k in scaling.SERIES_KEYS if k in ok.columns]
+    verdict_of = {(scaling.series_label(v, varying), v["act"]): v["verdict"] for v in verds.to_dict("records")}
+    acts = list(dict.fromkeys(ok["act"]))
+    out = []
+    for key, grp in ok.groupby(keys, sort=True, dropna=False):
+        label = scaling.series_label(dict(zip(keys, key, strict=True)), varying)
+        for act in acts:
+            sub = grp[grp["act"] == act]
+            if sub.empty:
+                continue
+            per_size = sub.groupby("size")["ratio"].median().sort_index()
+            lo = per_size.min()
+            out.append({
+                "series": label,
+                "act": act,
+                f"× {'/'.join(sorted(set(sub['ratio_of'])))}": _ratio(per_size.median()),
+                "smallest → largest size": _ratio(lo) if len(per_size) == 1 else
+                f"{_ratio(per_size.iloc[0])} → {_ratio(per_size.iloc[-1])}",
+                "sizes": len(per_size),
+                "ran as": _ran_as(sub),
+                "verdict": verdict_of.get((label, act), "—"),
+            })
+    table = pd.DataFrame(out)
+    ratio_cols = [c for c in table.columns if c.startswith("× ")]
+    if len(ratio_cols) > 1:  # rows against different baselines: one column saying which
+        table["× baseline"] = table[ratio_cols].bfill(axis=1).iloc[:, 0]
+        table = table.drop(columns=ratio_cols)
+    return table
+
+
 def _fits_table(fits: pd.DataFrame, varying: set[str]) -> pd.DataFrame:
     out = []
     for row in fits.to_dict("records"):
@@ -286,6 +377,10 @@ VERDICT_RULE = (
 
 def _figure_captions() -> dict[str, tuple[str, str]]:
     return {
+        "summary": ("What each activation costs", "Each activation's latency divided by the baseline's: the "
+                    "bar spans the ratios over the sizes measured, a dot per size, the range written beside it. "
+                    "The axis is linear near 1× and logarithmic beyond, so a few percent and a several-fold cost "
+                    "both read."),
         "latency": ("Latency against size", "Median latency against size per activation, log-log; the band is "
                     "the 95% CI of the median (often thinner than the line)."),
         "ratio": ("Ratio to the baseline against size", "Each activation's latency divided by the baseline's "
@@ -293,7 +388,7 @@ def _figure_captions() -> dict[str, tuple[str, str]]:
         "ops": ("Where the time goes", "onnxruntime profiler kernel time per op type, one bar per activation's "
                 "block, one panel per block and size; hatched segments are the activation's own nodes."),
         "memory": ("Memory: measured against estimated", "Peak resident memory of the worker during inference "
-                   "(over its pre-session baseline) against the static estimate (peak live activations + "
+                   "(over its RSS before the session was created) against the static estimate (peak live activations + "
                    "weights); the measured figure includes onnxruntime's own allocations."),
     }
 
@@ -345,65 +440,91 @@ def write_report(csv_paths: list[str | Path], out_dir: str | Path, fmt: str = "m
     styles = plots.act_styles(acts_order)
     captions = _figure_captions()
     groups = list(results.groupby("host_group", sort=True))
-    blocks: list[Block] = [Block("h1", "edgeprof report")]
-    blocks.append(Block("p", f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} from "
-                             f"{len(inputs.files)} result file(s), {len(results)} row(s), {len(groups)} host "
-                             "group(s). A host group is one host fingerprint (CPU model, ISA flags, cores, quota) "
-                             "with one runtime and version; rows of different host groups are never combined."))
-    blocks += [Block("h2", "Runs"), Block("table", _runs_table(inputs, results))]
+    titles = {group: host_title(rows) for group, rows in groups}
+    doc: list[Element] = [Element("h1", "edgeprof report")]
+    doc.append(Element("p", f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} from "
+                            f"{len(inputs.files)} result file(s), {len(results)} row(s), {len(groups)} host "
+                            "group(s). A host group is one host fingerprint (CPU model, ISA flags, cores, quota) "
+                            "with one runtime and version; rows of different host groups are never combined. "
+                            "First the answer (what each activation costs against the baseline), then the "
+                            "verdicts, then the details; the runs' metadata is folded away at the end."))
 
-    blocks.append(Block("h2", "Does the cost grow with the model? Verdicts"))
-    blocks.append(Block("p", VERDICT_RULE))
+    # 1. the answer: per host and runtime, a chart of the cost, then a compact table
+    for group, rows in groups:
+        doc.append(Element("h2", f"What each activation costs — {titles[group]}"))
+        chart = plots.plot_summary(rows, out_dir / f"summary-{plots.slug(group)}.png",
+                                   f"What each activation costs against the baseline\n{titles[group]}", styles,
+                                   acts_order)
+        if chart is not None:
+            doc.append(Element("img", plots.Figure(chart, f"Cost against the baseline — {titles[group]}",
+                                                   captions["summary"][1], group)))
+        table = _cost_table(rows, verds[verds["host_group"] == group], scaling.varying_settings(rows))
+        if table.empty:
+            doc.append(Element("p", "No ratios to a baseline in these rows (edgeprof profile rows of files that "
+                                    "are not one activation's variants have none)."))
+        else:
+            doc.append(Element("table", table))
+
+    # 2. the verdicts
+    doc.append(Element("h2", "Does the cost grow with the block's size? Verdicts"))
+    doc.append(Element("details", ("How a verdict is decided", [Element("p", VERDICT_RULE)])))
     if verds.empty:
-        blocks.append(Block("p", "No verdicts: no activation has ratios to a baseline at any size."))
+        doc.append(Element("p", "No verdicts: no activation has ratios to a baseline at any size."))
     for group, rows in groups:
         sub = verds[verds["host_group"] == group]
         if not sub.empty:
-            table = _verdict_table(sub, scaling.varying_settings(rows))
-            blocks += [Block("h3", host_title(rows)), Block("table", table)]
+            doc += [Element("h3", titles[group]), Element("table", _verdict_table(sub, scaling.varying_settings(rows)))]
 
+    # 3. the details
+    doc.append(Element("h2", "Details"))
     for index, (group, rows) in enumerate(groups, start=1):
-        title = host_title(rows)
+        title = titles[group]
         varying = scaling.varying_settings(rows)
-        blocks.append(Block("h2", f"Host group {index}: {title}"))
+        doc.append(Element("h3", f"Host group {index}: {title}"))
         ok = rows[rows["status"].isin(["ok", ""])]
-        blocks.append(Block("p", f"{len(rows)} row(s) ({len(rows) - len(ok)} not ok) from "
-                                 f"{', '.join(sorted({Path(s).name for s in rows['source']}))}."))
-        blocks += [Block("h3", "Comparison table"), Block("table", display_frame(rows))]
+        doc.append(Element("p", f"{len(rows)} row(s) ({len(rows) - len(ok)} not ok) from "
+                                f"{', '.join(sorted({Path(s).name for s in rows['source']}))}."))
+        timing, other = _comparison_tables(rows)
+        doc += [Element("h4", "Comparison table"), Element("table", timing)]
+        if not other.empty:
+            doc.append(Element("details", ("Size, memory and roofline of each row", [Element("table", other)])))
         if rows["block"].isin(MODEL_NAMES).any() and (~rows["block"].isin(MODEL_NAMES)).any():
-            versus = block_vs_model(rows)
+            versus = block_vs_network(rows)
             if not versus.empty:
                 cells = versus.map(lambda v: "—" if pd.isna(v) else f"{v:.2f}×").reset_index()
-                blocks += [Block("h3", "Did the block study predict the whole model?"),
-                           Block("p", "Ratio to the baseline of each activation in every block size measured, "
-                                      "then in the whole networks (the last columns)."),
-                           Block("table", cells)]
+                doc += [Element("h4", "Did the block study predict the whole network?"),
+                        Element("p", "Ratio to the baseline of each activation in every block size measured, "
+                                     "then in the whole networks (the last columns)."),
+                        Element("table", cells)]
         sub_fits = fits[fits["host_group"] == group]
         if not sub_fits.empty:
-            blocks += [Block("h3", "Latency against size: least-squares fits"),
-                       Block("p", "median_ms = intercept + slope × size, per activation and series."),
-                       Block("table", _fits_table(sub_fits, varying))]
+            doc.append(Element("details", ("Latency against size: least-squares fits", [
+                Element("p", "median_ms = intercept + slope × size, per activation and series."),
+                Element("table", _fits_table(sub_fits, varying))])))
         figures = _host_figures(plots, rows, ops[ops["host_group"] == group] if not ops.empty else ops,
                                 out_dir, group, title, styles, acts_order, captions, notes)
         if figures:
-            blocks.append(Block("h3", "Figures"))
-            blocks += [Block("img", f) for f in figures]
+            doc.append(Element("h4", "Figures"))
+            doc += [Element("img", f) for f in figures]
 
     path, act_notes = plots.plot_activations(acts_order, out_dir / "activations.png", styles)
     notes += act_notes
     if path is not None:
-        blocks += [Block("h2", "The activations"),
-                   Block("img", plots.Figure(path, "The activations: f(x) and f'(x)",
-                                             "Each activation of the report (registry defaults or the parameters "
-                                             "in its spec) and its derivative by torch autograd, on x in [-5, 5]."
-                                             ))]
+        doc += [Element("h3", "The activations"),
+                Element("img", plots.Figure(path, "The activations: f(x) and f'(x)",
+                                            "Each activation of the report (registry defaults or the parameters "
+                                            "in its spec) and its derivative by torch autograd, on x in [-5, 5]."
+                                            ))]
     if notes:
-        blocks += [Block("h2", "Notes"), Block("ul", notes)]
+        doc += [Element("h3", "Notes"), Element("ul", notes)]
+    doc.append(Element("h2", "Runs"))
+    doc.append(Element("details", (f"Metadata of the {len(inputs.files)} run file(s): machine, versions, "
+                                   "command, load", _run_elements(inputs, results))))
     written = sorted(p.name for p in out_dir.iterdir() if p.suffix in (".csv", ".png"))
-    blocks += [Block("h2", "Files"), Block("ul", [f"{name}" for name in written])]
+    doc.append(Element("details", (f"Files written beside this report ({len(written)})", [Element("ul", written)])))
 
     target = out_dir / f"report.{fmt}"
-    text = _to_md(blocks, out_dir) if fmt == "md" else _to_html(blocks, "edgeprof report")
+    text = _to_md(doc, out_dir) if fmt == "md" else _to_html(doc, "edgeprof report")
     try:
         target.write_text(text, encoding="utf-8")
     except OSError as exc:
