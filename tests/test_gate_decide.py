@@ -164,3 +164,26 @@ def test_sequential_stops_when_out_of_time():
     decisions, sessions = judge_sequentially([PairData("x")], lambda names: {"x": [0.1, -0.1, 0.2]}, first=4,
                                              most=50, out_of_time=lambda: True)
     assert sessions == 4 and decisions[0].verdict in (INCONCLUSIVE, NOISY)
+
+
+@pytest.mark.parametrize("first, step, most", [(4, 3, 10), (4, 2, 10), (3, 4, 5), (4, 5, 4), (1, 1, 1)])
+def test_sequential_never_exceeds_the_session_cap(first, step, most):
+    calls = []
+
+    def fetch(names):  # never decided: the median straddles the threshold with a wide spread
+        calls.append(names)
+        return {n: [math.log(1.10) + (0.3 if len(calls) % 2 else -0.3)] for n in names}
+
+    decisions, done = judge_sequentially([PairData("x")], fetch, first=first, step=step, most=most)
+    assert done == len(calls) <= most
+    assert done == most  # undecided to the end: the cap itself is reached, not overrun
+    assert decisions[0].sessions == done
+
+
+def test_gate_options_refuse_a_cap_the_steps_do_not_reach():
+    from edgeprof.errors import InputError
+    from edgeprof.gate.measure import GateOptions
+
+    with pytest.raises(InputError, match=r"max sessions \(10\) must be the first look \(4\) plus"):
+        GateOptions(first_sessions=4, step_sessions=4, max_sessions=10)
+    assert GateOptions(first_sessions=4, step_sessions=3, max_sessions=10).max_sessions == 10

@@ -291,14 +291,17 @@ def judge_sequentially(
     block log-ratios. The verdicts are first looked at after ``first`` sessions and then after every
     ``step`` more; only undecided models go on. Returns the final decisions and the sessions measured.
     """
+    if not (1 <= first <= most) or step < 1:
+        raise InputError(f"sessions: need 1 <= first ({first}) <= most ({most}) and step ({step}) >= 1")
     by_name = {p.name: p for p in pairs}
     active = list(by_name)
     done = 0
-    while active:
+    while active and done < most:
         for name, logs in fetch(active).items():
             by_name[name].sessions.append(list(logs))
         done += 1
-        if done < first or (done - first) % step:
+        # look after ``first`` sessions, then every ``step`` more, and always at the cap (never past it)
+        if done < most and (done < first or (done - first) % step):
             continue
         if done >= most or out_of_time():
             break

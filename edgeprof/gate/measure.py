@@ -67,6 +67,10 @@ class GateOptions:
             raise InputError("rounds and session counts must be at least 1")
         if self.max_sessions < self.first_sessions:
             raise InputError(f"max sessions ({self.max_sessions}) is below the first look ({self.first_sessions})")
+        if (self.max_sessions - self.first_sessions) % self.step_sessions:
+            valid = ", ".join(str(self.first_sessions + k * self.step_sessions) for k in range(4))
+            raise InputError(f"max sessions ({self.max_sessions}) must be the first look ({self.first_sessions}) plus "
+                             f"a whole number of steps of {self.step_sessions}: e.g. {valid}")
         if not (self.max_time > 0):
             raise InputError(f"--max-time must be positive seconds, got {self.max_time}")
         if self.clock not in CLOCKS:
