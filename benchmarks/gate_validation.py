@@ -204,23 +204,14 @@ class Hog:
 
 
 def upper_95(k: int, n: int) -> float:
-    """One-sided 95% upper bound of a binomial proportion (Clopper-Pearson), by bisection on the exact CDF."""
+    """One-sided 95% upper bound of a binomial proportion (Clopper-Pearson, exact)."""
+    from scipy import stats
+
     if n == 0:
         return math.nan
     if k >= n:
         return 1.0
-
-    def cdf(p: float) -> float:
-        return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
-
-    lo, hi = k / n, 1.0
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if cdf(mid) > 0.05:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+    return float(stats.beta.ppf(0.95, k + 1, n - k))
 
 
 def rate(checks: list[dict], hit) -> tuple[int, int]:

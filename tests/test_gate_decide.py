@@ -18,8 +18,6 @@ from edgeprof.gate.decide import (
     decide,
     decide_all,
     judge_sequentially,
-    t_ppf,
-    t_sf,
 )
 
 
@@ -34,13 +32,13 @@ def sessions(ratio: float, seed: int, n_sessions: int = 6, blocks: int = 4, bloc
     return out
 
 
-def test_student_t_matches_tables():
-    assert t_ppf(0.99, 5) == pytest.approx(3.364930, abs=1e-5)
-    assert t_ppf(0.975, 10) == pytest.approx(2.228139, abs=1e-5)
-    assert t_ppf(0.9995, 3) == pytest.approx(12.92398, abs=1e-4)
-    assert t_ppf(0.025, 10) == pytest.approx(-2.228139, abs=1e-5)
-    assert t_sf(2.0, 30) == pytest.approx(0.027312, abs=1e-5)
-    assert t_sf(0.0, 7) == pytest.approx(0.5)
+def test_interval_is_the_textbook_t_interval_of_session_medians():
+    medians = [0.01, 0.03, 0.02, 0.04, 0.00, 0.02]  # one block per session: the medians themselves
+    d = decide(PairData("m", [[m] for m in medians]))
+    half = 3.364930 * np.std(medians, ddof=1) / math.sqrt(6)  # t(0.99, 5) from the table
+    assert d.lo == pytest.approx(math.exp(np.mean(medians) - half), rel=1e-6)
+    assert d.hi == pytest.approx(math.exp(np.mean(medians) + half), rel=1e-6)
+    assert 0 < d.p_slower < 0.01
 
 
 @pytest.mark.parametrize("seed", range(5))

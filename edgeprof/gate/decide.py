@@ -1,4 +1,4 @@
-"""The regression gate's statistics and verdicts: paired log-ratios in, one verdict per model out (numpy only).
+"""The regression gate's statistics and verdicts: paired log-ratios in, one verdict per model out (numpy, scipy).
 
 What the decision sees for one model is a list of *sessions*: each session is one fresh worker process
 (and onnxruntime session) per side, and holds the paired log-ratios ``log(current_block / baseline_block)``
@@ -105,76 +105,6 @@ class Decision:
         return (self.ratio - 1.0) * 100.0
 
 
-# -- Student's t without scipy ----------------------------------------------------------------------
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the regularised incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        step = d * c
-        h *= step
-        if abs(step - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta function I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
-
-
-def t_sf(t: float, df: float) -> float:
-    """P(T > t) for Student's t with ``df`` degrees of freedom."""
-    if math.isinf(t):
-        return 0.0 if t > 0 else 1.0
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return tail if t > 0 else 1.0 - tail
-
-
-def t_ppf(q: float, df: float) -> float:
-    """The q-quantile of Student's t (bisection on ``t_sf``; exact to ~1e-10)."""
-    if not (0.0 < q < 1.0):
-        raise ValueError(f"quantile must be in (0, 1), got {q}")
-    if q < 0.5:
-        return -t_ppf(1.0 - q, df)
-    lo, hi = 0.0, 1.0
-    while t_sf(hi, df) > 1.0 - q:
-        hi *= 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if t_sf(mid, df) > 1.0 - q:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
-
-
 # -- the decision ---------------------------------------------------------------------------------
 
 
@@ -192,10 +122,12 @@ def _iqr_frac(log_ratios: np.ndarray) -> float:
 
 def _t_stats(diff: float, se: float, df: float, alpha_m: float) -> tuple[float, float, float, float]:
     """One-sided p-values (slower, faster) and the CI bounds of the log-ratio at level alpha_m per side."""
+    from scipy import stats
+
     se = max(se, 1e-9)  # identical sessions: a zero spread must not divide by zero
     t = diff / se
-    p_slower = t_sf(t, df)
-    crit = t_ppf(1.0 - alpha_m, df)
+    p_slower = float(stats.t.sf(t, df))
+    crit = float(stats.t.ppf(1.0 - alpha_m, df))
     return p_slower, 1.0 - p_slower, diff - crit * se, diff + crit * se
 
 
