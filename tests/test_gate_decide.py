@@ -262,3 +262,19 @@ def test_gate_options_refuse_a_cap_the_steps_do_not_reach():
     with pytest.raises(InputError, match=r"max sessions \(10\) must be the first look \(4\) plus"):
         GateOptions(first_sessions=4, step_sessions=4, max_sessions=10)
     assert GateOptions(first_sessions=4, step_sessions=3, max_sessions=10).max_sessions == 10
+
+
+def test_progress_moves_with_the_work_left_and_the_time_spent():
+    from edgeprof.gate.measure import GateOptions, Interleaver
+    from edgeprof.runtime.onnxruntime.session import SessionSettings
+
+    inter = Interleaver([], SessionSettings(), GateOptions(rounds=6, clock="wall"))
+    inter.plan(10, 4)  # up to 10 sessions of 4 arms: 240 blocks
+    inter._blocks_done = 96  # 4 sessions done
+    assert inter._fraction() == pytest.approx(96 / 240, abs=0.01)
+    inter.plan(2, 2)  # after the first look one model (2 arms) goes on for at most 2 more sessions: 24 blocks
+    assert inter._fraction() == pytest.approx(96 / 120)
+    inter._blocks_done += 12
+    assert inter._fraction() == pytest.approx(108 / 120)
+    inter.plan(0, 0, budget_s=1e-9)  # out of budget: the time spent says it is done
+    assert inter._fraction() == 1.0

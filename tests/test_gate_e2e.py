@@ -59,14 +59,14 @@ def test_save_and_check_for_real_without_torch(saved):
     # identical files: never regressed; on a busy machine the interval may still straddle +10% (exit 4, not 0)
     assert row["verdict"] != "regressed" and row["identical"] is True, row
     assert same.returncode == {"inconclusive": 4}.get(row["verdict"], 0), same.stderr
-    assert row["ci_low_pct"] < 10  # the interval never lies wholly above the threshold
-    assert "load" in report and "other_cpu_cores" in report["load"]
+    assert row["ci_low_pct"] < 10, row  # the interval never lies wholly above the threshold
+    assert "load" in report and "other_cpu_cores" in report["load"], report.get("load")
 
     worse = _edgeprof("check", "--baseline", baseline, slower, "--json", "-q")
     (row,) = json.loads(worse.stdout)["results"]
     assert worse.returncode == 1, row
-    assert row["verdict"] == "regressed" and row["ci_low_pct"] > 10
-    assert "regressed by more than 10%: block" in worse.stderr
+    assert row["verdict"] == "regressed" and row["ci_low_pct"] > 10, row
+    assert "regressed by more than 10%: block" in worse.stderr, worse.stderr
 
 
 def _children(pid: int) -> list[int]:
