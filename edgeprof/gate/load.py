@@ -98,4 +98,4 @@ def describe(load: dict) -> str:
     if load.get("steal_pct") is not None:
         parts.append(f"steal {load['steal_pct']:.1f}%")
     head = "loaded host" if load.get("loaded") else "host load"
-    return f"{head}: " + ", ".join(parts) + (f" ({load['why']})" if load.get("why") else "")
+    return f"{head}: " + ", ".join(parts)
