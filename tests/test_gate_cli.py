@@ -401,3 +401,21 @@ def test_baseline_model_file_changed_on_disk(saved, models):
     manifest = json.loads((saved / "manifest.json").read_text())
     shutil.copyfile(models["mish"], saved / manifest["models"][0]["file"])
     assert "does not match its sha256" in _one_line_error(_check(saved, models["relu"]))
+
+
+def test_a_check_in_which_every_model_is_noisy_does_not_pass_silently(fake, saved, models):
+    """All blocks noisy (IQR far over 10%): a model is cleared only if its CI lies wholly below +10% after the
+    extra sessions; any other is inconclusive, and then the check exits 4 and names it."""
+    for path in models.values():
+        fake.NOISE[file_sha256(path)] = 0.40
+    result = runner.invoke(app, ["check", "--baseline", str(saved), str(models["relu"]), str(models["mish"]),
+                                 "--json", "-q"])
+    report = json.loads(result.stdout)
+    rows = report["results"]
+    assert all(r["decision"]["noisy"] for r in rows)
+    assert all(r["verdict"] in ("same", "inconclusive") for r in rows)
+    assert all(r["ci_high_pct"] < 10 for r in rows if r["verdict"] == "same")  # cleared by the interval alone
+    undecided = [r["name"] for r in rows if r["verdict"] == "inconclusive"]
+    assert undecided  # with this seed, at least one stays undecided...
+    assert result.exit_code == 4 and [u["name"] for u in report["undecided"]] == undecided  # ...and is no pass
+    assert all(u["range_pct"][0] < 10 < u["range_pct"][1] for u in report["undecided"])
