@@ -200,6 +200,7 @@ def test_sequential_stops_within_its_time_budget():
                                          budget_s=45.0, clock=clock)
     assert done == 4 and clock.now <= 45.0  # a fifth session would have ended at 50 s
     assert decisions[0].verdict == INCONCLUSIVE and "after 4 sessions" in decisions[0].reason
+    assert "stopped: the time budget of 45 s (--max-time) was spent" in decisions[0].reason
     clock = FakeClock(per_session=10.0)
     _, done = judge_sequentially([PairData("x")], clock.fetch(1.10, 0.05), first=4, budget_s=1.0, clock=clock)
     assert done == DecisionRule().min_sessions  # no verdict at all is possible with fewer
@@ -224,6 +225,7 @@ def test_the_cap_does_not_grow_for_a_change_sitting_on_the_threshold():
     decisions, done = judge_sequentially([PairData("x")], clock.fetch(1.10, 0.002), first=4, most=10, grow_to=30,
                                          clock=clock)
     assert done == 10 and decisions[0].verdict == INCONCLUSIVE  # more sessions would not settle it
+    assert "stopped: up to 30 sessions are not projected to settle it" in decisions[0].reason
 
 
 def test_a_model_that_fails_drops_out_and_the_others_are_judged():

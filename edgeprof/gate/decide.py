@@ -265,12 +265,14 @@ def judge_sequentially(
     cap = most
     done = 0
     spent_s, model_sessions = 0.0, 0
+    stopped: dict[str, str] = {}  # why measuring stopped for a model still undecided
     if on_plan:
         on_plan(list(active), cap)
     while active and done < cap:
         if done >= rule.min_sessions and model_sessions:
             per_model_s = spent_s / model_sessions
             if clock() - start + per_model_s * len(active) > budget_s:
+                stopped.update({n: f"the time budget of {budget_s:.0f} s (--max-time) was spent" for n in active})
                 break
         t0 = clock()
         for name, logs in fetch(active).items():
@@ -287,6 +289,8 @@ def judge_sequentially(
         active = [n for n in active if decisions[n].verdict == UNDECIDED]
         if done >= cap and active and cap < grow_to:
             wanted = [sessions_to_decide(decisions[n], rule, grow_to) for n in active]
+            stopped.update({n: f"up to {grow_to} sessions are not projected to settle it"
+                            for n, k in zip(active, wanted, strict=True) if k is None})
             if any(k is not None for k in wanted):
                 active = [n for n, k in zip(active, wanted, strict=True) if k is not None]
                 needed = max(k for k in wanted if k is not None)
@@ -295,6 +299,9 @@ def judge_sequentially(
             on_plan(list(active), max(0, cap - done))
     final = decide_all(pairs, rule, final=True)
     for i, d in enumerate(final):
+        if d.verdict == INCONCLUSIVE and d.name not in failures:
+            why = stopped.get(d.name) or (f"the session cap ({done}) was reached" if done >= cap else "")
+            d.reason += f"; stopped: {why}" if why else ""
         if d.name in failures:
             final[i] = Decision(name=d.name, verdict=FAILED, ratio=d.ratio, sessions=d.sessions, blocks=d.blocks,
                                 alpha_corrected=d.alpha_corrected, confidence=d.confidence,
