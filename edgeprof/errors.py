@@ -23,3 +23,9 @@ class RegressionError(EdgeprofError):
     """The regression gate found a real slowdown. Exit 1."""
 
     exit_code = 1
+
+
+class InconclusiveError(EdgeprofError):
+    """The regression gate could not rule out a slowdown over its threshold for some model. Exit 4."""
+
+    exit_code = 4

@@ -81,12 +81,12 @@ def test_linear_fit_r2_and_degenerate_inputs():
     assert flat.slope == 0 and flat.r2 == 1.0
 
 
-def test_t_quantiles():
-    assert scaling.t975(1) == pytest.approx(12.7062)
-    assert scaling.t975(30) == pytest.approx(2.0423, abs=1e-4)
-    assert scaling.t975(31) == pytest.approx(2.0395, abs=2e-4)  # expansion, continuous with the table
-    assert scaling.t975(120) == pytest.approx(1.9799, abs=2e-4)
-    assert math.isnan(scaling.t975(0))
+def test_slope_ci_is_the_textbook_t_interval():
+    fit = scaling.linear_fit([0.0, 1.0, 2.0], [0.0, 1.0, 3.0])  # slope 1.5, SE sqrt(1/12), df 1
+    half = 12.7062 * math.sqrt(1 / 12)  # t(0.975, 1) from the table
+    assert fit.slope == pytest.approx(1.5)
+    assert fit.slope_ci95_low == pytest.approx(1.5 - half, abs=1e-3)
+    assert fit.slope_ci95_high == pytest.approx(1.5 + half, abs=1e-3)
 
 
 def test_fits_recover_known_slopes_per_activation_and_block():

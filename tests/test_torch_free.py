@@ -4,7 +4,16 @@ import json
 import subprocess
 import sys
 
-BLOCK_TORCH = "import sys; sys.modules['torch'] = None\n"
+# torch made unimportable as on a device without it: a finder that refuses it. (Not sys.modules['torch'] = None:
+# libraries such as scipy take a 'torch' key in sys.modules to mean torch is loaded, and then fail on None.)
+BLOCK_TORCH = (
+    "import sys\n"
+    "class _NoTorch:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'torch' or name.startswith('torch.'):\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r} (blocked)', name=name)\n"
+    "sys.meta_path.insert(0, _NoTorch())\n"
+)
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ from edgeprof.cli.options import (
     Shape,
     with_groups,
 )
-from edgeprof.errors import InputError, RegressionError
+from edgeprof.errors import InconclusiveError, InputError, RegressionError, RuntimeFailure
 
 
 class Mode(StrEnum):
@@ -130,15 +130,19 @@ def check(
                                              "(0.10 = 10%).")] = 0.10,
     alpha: Annotated[float, typer.Option("--alpha", help="One-sided significance level, split over the models "
                                          "(Bonferroni).")] = 0.01,
-    strict: Annotated[bool, typer.Option("--strict", help="Also fail (exit 1) when a model is inconclusive or "
-                                         "noisy.")] = False,
+    allow_inconclusive: Annotated[bool, typer.Option("--allow-inconclusive", help="Exit 0 instead of 4 when a "
+                                                     "model is inconclusive (a slowdown over the threshold could "
+                                                     "neither be shown nor ruled out); it is still reported.")
+                                  ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
-    max_time: Annotated[float, typer.Option("--max-time", help="Stop measuring more sessions after this many "
-                                            "seconds; undecided models are then inconclusive.")] = 300.0,
+    max_time: Annotated[float, typer.Option("--max-time", help="Wall-time budget of the measuring, in seconds: no "
+                                            "session is started that would end after it; models still undecided "
+                                            "are then inconclusive.")] = 120.0,
     runtime: RuntimeOpt = None,
     gate: GateFlags = None,
 ) -> None:
-    """Check current models against a baseline: exit 0 if none regressed, 1 if one did, 2 on a usage error.
+    """Check current models against a baseline: exit 0 if every model was judged and none regressed, 1 if one
+    regressed, 2 on a usage error, 3 if a model failed while measured, 4 if one is inconclusive, 130 on Ctrl-C.
 
     Models are matched to the baseline's by name (ONNX file stem, or block slug). With neither files
     nor sweep options, the baseline's blocks are rebuilt with the code installed now. Settings
@@ -154,7 +158,7 @@ def check(
       edgeprof check --baseline baseline/ models/detector.onnx --threshold 0.05 --json
     """
     from edgeprof.gate import baseline as bl
-    from edgeprof.gate.check import current_from_baseline, run_check
+    from edgeprof.gate.check import CheckInterrupted, current_from_baseline, run_check
     from edgeprof.gate.decide import DecisionRule
     from edgeprof.gate.render import markdown, to_json
 
@@ -171,19 +175,25 @@ def check(
             from edgeprof.api import default_models_dir
 
             current = current_from_baseline(base, gate.models_dir or default_models_dir(), on_progress=progress)
-        report = run_check(base, current, mode=mode.value, rule=rule, options=options, shapes=shapes,
-                           on_progress=progress)
-    code, message = report.outcome(strict)
+        try:
+            report = run_check(base, current, mode=mode.value, rule=rule, options=options, shapes=shapes,
+                               on_progress=progress)
+        except CheckInterrupted as interrupted:  # what was decided so far, then exit 130
+            report = interrupted.report
+    code, message = report.outcome(allow_inconclusive)
     if json_out:
-        typer.echo(to_json(report, strict))
+        typer.echo(to_json(report, allow_inconclusive))
     else:
         _print_table(report)
     console = err_console()
     for w in report.warnings:
         console.print(f"warning: {w}", highlight=False, soft_wrap=True)
-    _append_summary(markdown(report, strict))
+    _append_summary(markdown(report, allow_inconclusive))
+    if code == 130:
+        typer.echo(f"edgeprof: {message}", err=True)
+        raise typer.Exit(130)
     if code:
-        raise RegressionError(message)
+        raise {1: RegressionError, 3: RuntimeFailure, 4: InconclusiveError}[code](message)
     if not json_out:
         typer.echo(message)
 
@@ -194,7 +204,7 @@ def _print_table(report) -> None:
     from edgeprof.gate.render import COLUMNS, caption, rows
 
     table = Table(title="edgeprof check", caption=caption(report), caption_justify="left")
-    styles = {"regressed": "bold red", "inconclusive": "yellow", "noisy": "yellow", "faster": "green",
+    styles = {"regressed": "bold red", "inconclusive": "yellow", "failed": "bold red", "faster": "green",
               "same": "green", "slower-within-threshold": "cyan"}
     for col in COLUMNS:
         table.add_column(col, justify="right" if col.endswith(("ms", "change")) else "left")

@@ -1,8 +1,9 @@
 """The CI latency regression gate: save a baseline, then check that current models did not get slower.
 
 ``save_baseline`` and ``run_check`` are the library behind ``edgeprof baseline save`` and
-``edgeprof check``; ``decide`` holds the statistics (numpy only), ``measure`` the paired, interleaved
-timing in fresh worker processes (onnxruntime only), ``baseline`` the folder and its manifest.
+``edgeprof check``; ``decide`` holds the statistics (numpy, scipy.stats), ``load`` how busy the host was,
+``measure`` the paired, interleaved timing in fresh worker processes (onnxruntime only), ``baseline`` the
+folder and its manifest.
 Nothing here imports torch unless blocks are to be built from sweep options.
 """
 

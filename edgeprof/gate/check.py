@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeprof.errors import InputError
+from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.gate import baseline as bl
 from edgeprof.gate.decide import (
+    FAILED,
     INCONCLUSIVE,
-    NOISY,
     REGRESSED,
     SAME,
     Decision,
@@ -36,6 +36,8 @@ from edgeprof.gate.decide import (
     decide_all,
     judge_sequentially,
 )
+from edgeprof.gate.load import LoadProbe
+from edgeprof.gate.load import describe as describe_load
 from edgeprof.gate.measure import Arm, GateOptions, Group, Interleaver, ProgressFn, resolve_clock
 from edgeprof.gate.models import GateModel
 from edgeprof.runtime.base import RuntimeSettings
@@ -85,30 +87,71 @@ class CheckReport:
     warnings: list[str] = field(default_factory=list)
     wall_s: float = math.nan
     sessions: int = 0
+    interrupted: bool = False
+    load: dict = field(default_factory=dict)  # how busy the host was during the check (edgeprof.gate.load)
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(r.verdict for r in self.results))
 
-    def outcome(self, strict: bool = False) -> tuple[int, str]:
-        """Exit code (0 or 1) and a one-line summary: 1 when a model regressed, or with ``strict`` when one
-        is inconclusive or noisy."""
+    def undecided(self) -> list[dict]:
+        """The models the gate could not judge (inconclusive or failed), each with why and its plausible range."""
+        out = []
+        for r in self.results:
+            if r.verdict in (INCONCLUSIVE, FAILED):
+                d = r.decision
+                out.append({"name": r.name, "verdict": r.verdict, "reason": d.reason, "sessions": d.sessions,
+                            "range_pct": [_num((d.lo - 1) * 100), _num((d.hi - 1) * 100)], "noisy": d.noisy})
+        return out
+
+    def outcome(self, allow_inconclusive: bool = False) -> tuple[int, str]:
+        """Exit code and a one-line summary. 1: a model regressed. 3: a model failed while being measured (the
+        others were judged). 4: a model is inconclusive, so a slowdown over the threshold is still plausible
+        (0 with ``allow_inconclusive``). 130: interrupted. 0: every model was judged and none regressed."""
         regressed = [r for r in self.results if r.verdict == REGRESSED]
-        unsettled = [r for r in self.results if r.verdict in (INCONCLUSIVE, NOISY)]
+        failed = [r for r in self.results if r.verdict == FAILED]
+        unsettled = [r for r in self.results if r.verdict == INCONCLUSIVE]
         n = len(self.results)
+        limit = f"{self.rule['threshold']:.0%}"
+        if self.interrupted:
+            return 130, f"interrupted after {self.sessions} session(s); decided so far: {self._counts_text()}"
         if regressed:
             named = ", ".join(f"{r.name} ({r.decision.change_pct:+.1f}%)" for r in regressed)
-            return 1, f"{len(regressed)} of {n} model(s) regressed by more than {self.rule['threshold']:.0%}: {named}"
-        if strict and unsettled:
-            named = ", ".join(f"{r.name} ({r.verdict})" for r in unsettled)
-            return 1, f"--strict: {len(unsettled)} of {n} model(s) could not be cleared: {named}"
-        counts = ", ".join(f"{v} {k}" for k, v in sorted(self.counts().items()))
-        return 0, f"no regression in {n} model(s): {counts}"
+            return 1, f"{len(regressed)} of {n} model(s) regressed by more than {limit}: {named}"
+        if failed:
+            named = ", ".join(f"{r.name} ({r.decision.reason})" for r in failed)
+            return 3, f"{len(failed)} of {n} model(s) failed while being measured: {named}"
+        if unsettled:
+            named = ", ".join(f"{r.name} ({_pct_range(r.decision)})" for r in unsettled)
+            text = (f"{len(unsettled)} of {n} model(s) inconclusive: a slowdown over {limit} is still plausible "
+                    f"for {named}")
+            if allow_inconclusive:
+                return 0, f"no regression shown, but {text} (--allow-inconclusive)"
+            return 4, text + "; more time (--max-time) or a quieter runner may settle it, or --allow-inconclusive"
+        return 0, f"no regression in {n} model(s): {self._counts_text()}"
 
-    def as_dict(self, strict: bool = False) -> dict:
-        code, message = self.outcome(strict)
+    def _counts_text(self) -> str:
+        return ", ".join(f"{v} {k}" for k, v in sorted(self.counts().items())) or "nothing"
+
+    def as_dict(self, allow_inconclusive: bool = False) -> dict:
+        code, message = self.outcome(allow_inconclusive)
         data = asdict(self)
         data["results"] = [r.as_dict() for r in self.results]
-        return {"exit_code": code, "summary": message, "counts": self.counts(), **data}
+        return {"exit_code": code, "summary": message, "counts": self.counts(), "undecided": self.undecided(),
+                **data}
+
+
+class CheckInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a check; ``report`` holds what was decided from the sessions measured so far."""
+
+    def __init__(self, report: CheckReport):
+        super().__init__("interrupted")
+        self.report = report
+
+
+def _pct_range(d: Decision) -> str:
+    if not (math.isfinite(d.lo) and math.isfinite(d.hi)):
+        return "range unknown"
+    return f"{(d.lo - 1) * 100:+.1f}% to {(d.hi - 1) * 100:+.1f}%"
 
 
 def _num(x: float) -> float | None:
@@ -172,10 +215,12 @@ def save_baseline(
     t0 = time.perf_counter()
     inter = Interleaver(arms, settings, options, shapes=shapes, rng=rng, on_progress=on_progress)
     sessions: dict[str, list[list[float]]] = {}
-    inter.plan_more(options.save_sessions)
+    inter.plan(options.save_sessions, len(arms))
     for _ in range(options.save_sessions):
         for key, logs in inter.session(groups).items():
             sessions.setdefault(key, []).append(logs)
+        for reason in getattr(inter, "failed", {}).values():
+            raise RuntimeFailure(reason)
     rule = DecisionRule()
     aa = {d.name: d for d in decide_all([PairData(m.name, sessions[f"aa:{m.name}"]) for m in models], rule)}
     entries = []
@@ -335,14 +380,33 @@ def run_check(
 
     inter = Interleaver(arms, settings, options, shapes=shapes, rng=np.random.default_rng(seed),
                         on_progress=on_progress)
+    failures: dict[str, str] = {}
+    probe = LoadProbe()
 
     def fetch(active: list[str]) -> dict[str, list[float]]:
-        inter.plan_more(1)
-        return inter.session([groups[n] for n in active])
+        logs = inter.session([groups[n] for n in active])
+        failed_arms = getattr(inter, "failed", {})
+        for n in active:
+            reasons = [failed_arms[a] for a in groups[n].arms if a in failed_arms]
+            if reasons and n not in failures:
+                failures[n] = reasons[0]
+        return {n: v for n, v in logs.items() if n not in failures}
 
-    decisions, _ = judge_sequentially(
-        pairs, fetch, rule, first=options.first_sessions, step=options.step_sessions, most=options.max_sessions,
-        out_of_time=lambda: time.perf_counter() - t0 > options.max_time)
+    def plan(active: list[str], sessions_left: int) -> None:
+        inter.plan(sessions_left, sum(len(groups[n].arms) for n in active), options.max_time)
+
+    interrupted = False
+    try:
+        decisions, _ = judge_sequentially(
+            pairs, fetch, rule, first=options.first_sessions, step=options.step_sessions,
+            most=options.max_sessions, grow_to=options.max_sessions_noisy,
+            budget_s=options.max_time - (time.perf_counter() - t0), failures=failures, on_plan=plan)
+    except KeyboardInterrupt:  # what was measured so far is still judged, then the interrupt goes on
+        interrupted = True
+        decisions = decide_all(pairs, rule, final=True)
+        for d in decisions:
+            if d.verdict == INCONCLUSIVE:
+                d.reason = f"interrupted after {d.sessions} session(s): {d.reason}"
     for m, d, pair in zip(matched, decisions, pairs, strict=True):
         entry = base.model(m.name)
         report.results.append(ModelResult(
@@ -350,6 +414,12 @@ def run_check(
             baseline_ms=inter.median_ms(f"base:{m.name}") if mode == "relative" else float(entry["median_ms"]),
             identical=m.sha256 == entry["sha256"],
             aa_at_save={k: entry["aa"].get(k) for k in ("verdict", "ratio", "lo", "hi", "iqr_frac")}))
+    report.load = probe.finish()
+    if report.load.get("loaded"):
+        report.warnings.append(f"{describe_load(report.load)}: intervals are wider and more sessions are needed")
+    report.interrupted = interrupted
     report.sessions = inter.sessions
     report.wall_s = time.perf_counter() - t0
+    if interrupted:
+        raise CheckInterrupted(report)
     return report

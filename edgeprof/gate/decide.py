@@ -1,4 +1,4 @@
-"""The regression gate's statistics and verdicts: paired log-ratios in, one verdict per model out (numpy only).
+"""The regression gate's statistics and verdicts: paired log-ratios in, one verdict per model out (numpy, scipy).
 
 What the decision sees for one model is a list of *sessions*: each session is one fresh worker process
 (and onnxruntime session) per side, and holds the paired log-ratios ``log(current_block / baseline_block)``
@@ -9,22 +9,27 @@ each session's median log-ratio is one observation, and a Student t-test on thos
 Bonferroni-corrected for the number of models) gives the p-value and a confidence interval that
 includes the process-to-process noise. The reported change is the median of all paired block ratios.
 
-Verdicts, with ``lo, hi`` the (1 - 2·alpha/m) two-sided CI of the ratio (so ``lo > 1`` exactly when
-the one-sided test for a slowdown is significant at alpha/m, ``hi < 1`` for a speed-up):
+Verdicts, with ``lo, hi`` the (1 - 2·alpha/m) two-sided CI of the ratio and ``limit = 1 + threshold``.
+The interval decides; the spread of the blocks only widens it and never vetoes what it shows:
 
-- ``noisy``: the paired block ratios' IQR is over 10% of their median; never fails the gate;
-- ``regressed``: ``lo > 1`` and the median ratio > 1 + threshold;
-- ``slower-within-threshold``: ``lo > 1`` and ``hi < 1 + threshold``;
+- ``regressed``: ``lo > limit``: the whole interval lies above the threshold, however wide it is;
+- ``slower-within-threshold``: ``1 < lo`` and ``hi < limit``;
 - ``faster``: ``hi < 1``;
-- ``same``: no significant change either way and ``hi < 1 + threshold``;
-- otherwise undecided: more sessions are measured, and at the cap the verdict is ``inconclusive``
-  (as it is with fewer than ``min_sessions`` sessions).
+- ``same``: ``lo <= 1 <= hi < limit``: no significant change, and a slowdown over the threshold is excluded;
+- otherwise (the interval straddles the limit) undecided: more sessions are measured for that model,
+  and what is still undecided when the sessions or the time run out is ``inconclusive``, with its
+  interval as the plausible range of the change (as it is with fewer than ``min_sessions`` sessions);
+- ``failed``: the model could not be measured (its worker died, say); the reason says why.
+
+``Decision.noisy`` flags a model whose paired block ratios have an IQR over ``noisy_iqr`` of their median:
+a note for the reader, not a verdict.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -35,10 +40,10 @@ REGRESSED = "regressed"
 SLOWER = "slower-within-threshold"
 SAME = "same"
 FASTER = "faster"
-NOISY = "noisy"
 INCONCLUSIVE = "inconclusive"
+FAILED = "failed"
 UNDECIDED = "undecided"  # only between measurement batches, never in a final report
-VERDICTS = (FASTER, SAME, SLOWER, REGRESSED, INCONCLUSIVE, NOISY)
+VERDICTS = (FASTER, SAME, SLOWER, REGRESSED, INCONCLUSIVE, FAILED)
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class Decision:
     sessions: int = 0
     blocks: int = 0
     iqr_frac: float = math.nan  # IQR of the paired block ratios over their median
+    noisy: bool = False  # iqr_frac over the rule's noisy_iqr: a note, never a verdict
     reason: str = ""
 
     def as_dict(self) -> dict:
@@ -103,76 +109,6 @@ class Decision:
     @property
     def change_pct(self) -> float:
         return (self.ratio - 1.0) * 100.0
-
-
-# -- Student's t without scipy ----------------------------------------------------------------------
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the regularised incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        step = d * c
-        h *= step
-        if abs(step - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta function I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
-
-
-def t_sf(t: float, df: float) -> float:
-    """P(T > t) for Student's t with ``df`` degrees of freedom."""
-    if math.isinf(t):
-        return 0.0 if t > 0 else 1.0
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return tail if t > 0 else 1.0 - tail
-
-
-def t_ppf(q: float, df: float) -> float:
-    """The q-quantile of Student's t (bisection on ``t_sf``; exact to ~1e-10)."""
-    if not (0.0 < q < 1.0):
-        raise ValueError(f"quantile must be in (0, 1), got {q}")
-    if q < 0.5:
-        return -t_ppf(1.0 - q, df)
-    lo, hi = 0.0, 1.0
-    while t_sf(hi, df) > 1.0 - q:
-        hi *= 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if t_sf(mid, df) > 1.0 - q:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
 
 
 # -- the decision ---------------------------------------------------------------------------------
@@ -192,10 +128,12 @@ def _iqr_frac(log_ratios: np.ndarray) -> float:
 
 def _t_stats(diff: float, se: float, df: float, alpha_m: float) -> tuple[float, float, float, float]:
     """One-sided p-values (slower, faster) and the CI bounds of the log-ratio at level alpha_m per side."""
+    from scipy import stats
+
     se = max(se, 1e-9)  # identical sessions: a zero spread must not divide by zero
     t = diff / se
-    p_slower = t_sf(t, df)
-    crit = t_ppf(1.0 - alpha_m, df)
+    p_slower = float(stats.t.sf(t, df))
+    crit = float(stats.t.ppf(1.0 - alpha_m, df))
     return p_slower, 1.0 - p_slower, diff - crit * se, diff + crit * se
 
 
@@ -245,35 +183,50 @@ def decide(data: PairData, rule: DecisionRule = DecisionRule(), n_models: int = 
     out.p_slower, out.p_faster, lo, hi = _t_stats(diff, se, df, alpha_m)
     out.lo, out.hi = float(math.exp(lo)), float(math.exp(hi))
     limit = 1.0 + rule.threshold
-
-    if out.iqr_frac > rule.noisy_iqr:
-        out.verdict = NOISY if final else UNDECIDED
-        out.reason = f"blocks too noisy to judge: IQR of the paired ratios is {out.iqr_frac:.0%} of the median"
-    elif out.lo > 1.0 and out.ratio > limit:
+    out.noisy = bool(out.iqr_frac > rule.noisy_iqr)
+    ci = f"CI [{(out.lo - 1) * 100:+.1f}%, {(out.hi - 1) * 100:+.1f}%]"
+    noise = (f"; blocks noisy (IQR of the paired ratios {out.iqr_frac:.0%} of the median), which widens the CI"
+             if out.noisy else "")
+    if out.lo > limit:
         out.verdict = REGRESSED
-        out.reason = (f"significantly slower (p={out.p_slower:.2g} < {alpha_m:.2g}) and over the "
-                      f"{rule.threshold:.0%} threshold")
+        out.reason = f"the whole {ci} lies above the +{rule.threshold:.0%} threshold (p={out.p_slower:.2g}){noise}"
     elif out.hi < limit and out.lo > 1.0:
         out.verdict = SLOWER
-        out.reason = f"significantly slower (p={out.p_slower:.2g}) but within the {rule.threshold:.0%} threshold"
+        out.reason = f"significantly slower (p={out.p_slower:.2g}), but the whole {ci} is within the threshold"
     elif out.hi < 1.0:
         out.verdict = FASTER
         out.reason = f"significantly faster (p={out.p_faster:.2g})"
     elif out.hi < limit:
         out.verdict = SAME
-        out.reason = f"no significant change; the CI excludes a slowdown over {rule.threshold:.0%}"
+        out.reason = f"no significant change; the {ci} excludes a slowdown over {rule.threshold:.0%}"
     else:
         out.verdict = INCONCLUSIVE if final else UNDECIDED
-        if out.lo > 1.0:
-            out.reason = f"significantly slower, but cannot tell whether by more than {rule.threshold:.0%}"
-        else:
-            out.reason = f"cannot exclude a slowdown over {rule.threshold:.0%} nor show one"
+        side = "significantly slower, but" if out.lo > 1.0 else "no significant change, but"
+        out.reason = (f"{side} the {ci} straddles the +{rule.threshold:.0%} threshold: a slowdown over it is "
+                      f"neither shown nor excluded after {len(sessions)} sessions{noise}")
     return out
 
 
 def decide_all(pairs: list[PairData], rule: DecisionRule = DecisionRule(), final: bool = True) -> list[Decision]:
     """Every model's verdict, corrected for the number of models judged together."""
     return [decide(p, rule, n_models=len(pairs), final=final) for p in pairs]
+
+
+def sessions_to_decide(d: Decision, rule: DecisionRule, upto: int) -> int | None:
+    """How many sessions in all would likely settle an undecided model, if its interval keeps its centre and
+    its width shrinks like t(K-1)/sqrt(K); None when that takes more than ``upto`` (or cannot be told)."""
+    from scipy import stats
+
+    if not (d.sessions >= 2 and math.isfinite(d.lo) and math.isfinite(d.hi) and d.lo > 0):
+        return None
+    centre, half = (math.log(d.hi) + math.log(d.lo)) / 2, (math.log(d.hi) - math.log(d.lo)) / 2
+    gap = abs(centre - math.log1p(rule.threshold))
+    q = 1.0 - d.alpha_corrected
+    width_now = stats.t.ppf(q, d.sessions - 1) / math.sqrt(d.sessions)
+    for k in range(d.sessions + 1, upto + 1):
+        if half * stats.t.ppf(q, k - 1) / math.sqrt(k) / width_now < gap:
+            return k
+    return None
 
 
 def judge_sequentially(
@@ -283,25 +236,74 @@ def judge_sequentially(
     first: int = 4,
     step: int = 2,
     most: int = 10,
-    out_of_time: Callable[[], bool] = lambda: False,
+    grow_to: int | None = None,
+    budget_s: float = math.inf,
+    clock: Callable[[], float] = time.monotonic,
+    failures: Mapping[str, str] | None = None,
+    on_plan: Callable[[list[str], int], None] | None = None,
 ) -> tuple[list[Decision], int]:
-    """Measure sessions until every model is decided, ``most`` sessions are spent or time is out.
+    """Measure sessions until every model is decided, the session cap is reached or the time is out.
 
     ``fetch(names)`` measures one more session for the models named and returns each one's paired
     block log-ratios. The verdicts are first looked at after ``first`` sessions and then after every
-    ``step`` more; only undecided models go on. Returns the final decisions and the sessions measured.
+    ``step`` more; only undecided models go on. The cap is ``most`` sessions; a model still undecided there
+    goes on up to ``grow_to`` sessions when its interval is projected to clear the threshold by then (a
+    noisy model needs more sessions to be decided; one whose change sits right on the threshold never
+    will). No session past ``rule.min_sessions`` is started that is predicted to end after ``budget_s``
+    seconds (by ``clock``, from the call), the prediction being the measured time per model and session.
+    ``failures`` (name -> reason, filled in by ``fetch``) names models that can no longer be measured:
+    they drop out and are ``failed``. ``on_plan(active, sessions_left)`` says, after each look, which models
+    go on and how many more sessions they may take at most. Returns the decisions and the sessions measured.
     """
+    grow_to = max(most, grow_to or most)
+    if not (1 <= first <= most) or step < 1:
+        raise InputError(f"sessions: need 1 <= first ({first}) <= most ({most}) and step ({step}) >= 1")
+    failures = failures if failures is not None else {}
+    start = clock()
     by_name = {p.name: p for p in pairs}
     active = list(by_name)
+    cap = most
     done = 0
-    while active:
+    spent_s, model_sessions = 0.0, 0
+    stopped: dict[str, str] = {}  # why measuring stopped for a model still undecided
+    if on_plan:
+        on_plan(list(active), cap)
+    while active and done < cap:
+        if done >= rule.min_sessions and model_sessions:
+            per_model_s = spent_s / model_sessions
+            if clock() - start + per_model_s * len(active) > budget_s:
+                stopped.update({n: f"the time budget of {budget_s:.0f} s (--max-time) was spent" for n in active})
+                break
+        t0 = clock()
         for name, logs in fetch(active).items():
-            by_name[name].sessions.append(list(logs))
+            if name not in failures:
+                by_name[name].sessions.append(list(logs))
+        spent_s += clock() - t0
+        model_sessions += len(active)
         done += 1
-        if done < first or (done - first) % step:
+        active = [n for n in active if n not in failures]
+        # look after ``first`` sessions, then every ``step`` more, and always at the cap (never past it)
+        if done < cap and (done < first or (done - first) % step):
             continue
-        if done >= most or out_of_time():
-            break
-        decisions = decide_all(pairs, rule, final=False)
-        active = [d.name for d in decisions if d.verdict == UNDECIDED]
-    return decide_all(pairs, rule, final=True), done
+        decisions = {d.name: d for d in decide_all(pairs, rule, final=False)}
+        active = [n for n in active if decisions[n].verdict == UNDECIDED]
+        if done >= cap and active and cap < grow_to:
+            wanted = [sessions_to_decide(decisions[n], rule, grow_to) for n in active]
+            stopped.update({n: f"up to {grow_to} sessions are not projected to settle it"
+                            for n, k in zip(active, wanted, strict=True) if k is None})
+            if any(k is not None for k in wanted):
+                active = [n for n, k in zip(active, wanted, strict=True) if k is not None]
+                needed = max(k for k in wanted if k is not None)
+                cap = min(grow_to, first + math.ceil((needed - first) / step) * step)
+        if on_plan:
+            on_plan(list(active), max(0, cap - done))
+    final = decide_all(pairs, rule, final=True)
+    for i, d in enumerate(final):
+        if d.verdict == INCONCLUSIVE and d.name not in failures:
+            why = stopped.get(d.name) or (f"the session cap ({done}) was reached" if done >= cap else "")
+            d.reason += f"; stopped: {why}" if why else ""
+        if d.name in failures:
+            final[i] = Decision(name=d.name, verdict=FAILED, ratio=d.ratio, sessions=d.sessions, blocks=d.blocks,
+                                alpha_corrected=d.alpha_corrected, confidence=d.confidence,
+                                reason=failures[d.name])
+    return final, done

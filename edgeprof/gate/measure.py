@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,16 +47,19 @@ CLOCKS = ("auto", "cpu", "wall")
 @dataclass(frozen=True)
 class GateOptions(PoolOptions):
     """How long and how the gate measures. Defaults: 4 sessions (fresh processes) of 6 rounds of ~20 ms blocks
-    per model and side before the first look, then 2 more sessions at a time for undecided models, up to 10."""
+    per model and side before the first look, then 2 more sessions at a time for undecided models, up to 10;
+    up to ``max_sessions_noisy`` for a model whose interval is projected to clear the threshold by then.
+    ``max_time``: the wall-time budget of a check's measuring (seconds), past which no session is started."""
 
     block_ms: float = 20.0
     rounds: int = 6
     first_sessions: int = 4
     step_sessions: int = 2
     max_sessions: int = 10
+    max_sessions_noisy: int = 30
     save_sessions: int = 6
     warmup_s: float = 0.05
-    max_time: float = 300.0
+    max_time: float = 120.0
     parallel_setup: int = 0  # threads for untimed set-up; 0 = the usable cores
     clock: str = "auto"  # cpu, wall, or auto (cpu when the runtime runs on one thread and schedstat is readable)
     seed: int | None = None
@@ -68,6 +72,13 @@ class GateOptions(PoolOptions):
             raise InputError("rounds and session counts must be at least 1")
         if self.max_sessions < self.first_sessions:
             raise InputError(f"max sessions ({self.max_sessions}) is below the first look ({self.first_sessions})")
+        if (self.max_sessions - self.first_sessions) % self.step_sessions:
+            valid = ", ".join(str(self.first_sessions + k * self.step_sessions) for k in range(4))
+            raise InputError(f"max sessions ({self.max_sessions}) must be the first look ({self.first_sessions}) plus "
+                             f"a whole number of steps of {self.step_sessions}: e.g. {valid}")
+        if self.max_sessions_noisy < self.max_sessions:
+            raise InputError(f"max sessions when noisy ({self.max_sessions_noisy}) must be at least max sessions "
+                             f"({self.max_sessions})")
         if self.clock not in CLOCKS:
             raise InputError(f"unknown --clock {self.clock!r}; valid: {', '.join(CLOCKS)}")
 
@@ -160,46 +171,73 @@ class Interleaver:
         self.blocks: dict[str, list[Block]] = {a.key: [] for a in arms}
         self.inner_loops: dict[str, int] = {}
         self.sessions = 0
+        self.failed: dict[str, str] = {}  # arm key -> why it can no longer be measured (its worker died, ...)
         self._overhead_ns: dict[str, float] = {}
-        self._planned_sessions = options.first_sessions
+        self._t0 = time.monotonic()
+        self._blocks_done = 0
+        self._blocks_ahead = 0  # blocks the plan still expects, counted from _blocks_at_plan
+        self._blocks_at_plan = 0
+        self._budget_s: float | None = None
 
     def median_ms(self, key: str) -> float:
         """Median block value of an arm (per-run ms by the gate's clock)."""
         values = [b.value for b in self.blocks.get(key, [])]
         return float(np.median(values)) if values else math.nan
 
-    def plan_more(self, sessions: int) -> None:
-        """Tell the progress estimate that ``sessions`` more sessions are coming."""
-        self._planned_sessions = max(self._planned_sessions, self.sessions + sessions)
+    def plan(self, sessions: int, arms: int, budget_s: float | None = None) -> None:
+        """The work still ahead, for progress: at most ``sessions`` more sessions of ``arms`` arms in all, within
+        ``budget_s`` seconds from the start (progress is the larger of the work done and the time spent)."""
+        self._blocks_ahead = max(0, sessions) * max(0, arms) * self.options.rounds
+        self._blocks_at_plan = self._blocks_done
+        self._budget_s = budget_s
 
     def session(self, groups: list[Group]) -> dict[str, list[float]]:
         """One session: a fresh process per arm of ``groups``; returns per pair the session's block log-ratios."""
         opts = self.options
+        groups = [g for g in groups if not any(a in self.failed for a in g.arms)]
         keys = list(dict.fromkeys(a for g in groups for a in g.arms))
         logs: dict[str, list[float]] = {pk: [] for g in groups for pk, _, _ in g.pairs}
         self.progress(f"session {self.sessions + 1}: starting {len(keys)} worker processes", self._fraction())
         with WorkerPool(self.settings, self.shapes, seed=0) as pool:
             runners = pool.runners
             per_sample = self._prepare_all(pool, keys)
-            counts = {k: max(1, round(opts.block_ms / max(per_sample[k], 1e-6))) for k in keys}
-            self.progress(f"session {self.sessions + 1}: timing", self._fraction())
+            counts = {k: max(1, round(opts.block_ms / max(per_sample[k], 1e-6))) for k in per_sample}
             for r in range(opts.rounds):
+                self.progress(f"session {self.sessions + 1}: timing {len(keys)} models, round {r + 1}/{opts.rounds}",
+                              self._fraction())
                 for gi in self.rng.permutation(len(groups)):
                     group = groups[gi]
+                    if any(a in self.failed for a in group.arms):
+                        continue
                     values = {}
                     for ai in self.rng.permutation(len(group.arms)):
                         key = group.arms[ai]
-                        block = self._block(runners[key], key, counts[key], r)
+                        try:
+                            block = self._block(runners[key], key, counts[key], r)
+                        except RuntimeFailure as exc:  # this group is out; the others go on
+                            self.failed[key] = str(exc)
+                            break
                         self.blocks[key].append(block)
                         values[key] = block.value
+                        self._blocks_done += 1
+                    if len(values) < len(group.arms):
+                        continue
                     for pk, num, den in group.pairs:
                         logs[pk].append(math.log(values[num] / values[den]))
         self.sessions += 1
+        for g in groups:
+            if any(a in self.failed for a in g.arms):
+                for pk, _, _ in g.pairs:
+                    logs.pop(pk, None)
+        self.progress(f"session {self.sessions} done", self._fraction())
         return logs
 
     # -- internals --------------------------------------------------------------------------------
     def _fraction(self) -> float:
-        return min(1.0, self.sessions / max(1, self._planned_sessions))
+        ahead = max(0, self._blocks_ahead - (self._blocks_done - self._blocks_at_plan))
+        work = self._blocks_done / max(1, self._blocks_done + ahead)
+        spent = (time.monotonic() - self._t0) / self._budget_s if self._budget_s else 0.0
+        return min(1.0, max(work, spent))
 
     def _block(self, runner, key: str, count: int, round_no: int) -> Block:
         pid = runner.proc.pid
@@ -224,20 +262,20 @@ class Interleaver:
 
     def _prepare_all(self, pool: WorkerPool, keys: list[str]) -> dict[str, float]:
         """Untimed set-up of every arm, in parallel on the usable cores: new process and session, first run,
-        warm-up, calibration. Returns each arm's per-sample time; the first arm that fails stops the session."""
+        warm-up, calibration. Returns the per-sample time of each arm that is ready; an arm that could not start
+        is out (``failed``, with why) and the others go on; a model that is bad input stops the check."""
         failed = pool.start({k: self.arms[k].path for k in keys})
-        setups = {}
-        if not failed:
-            setups, failed = pool.prepare_all(self.options.warmup_s, self.options.min_sample_ms,
-                                              parallel=self.options.parallel_setup or _usable_cores())
+        setups, more = pool.prepare_all(self.options.warmup_s, self.options.min_sample_ms,
+                                        parallel=self.options.parallel_setup or _usable_cores())
+        failed.update(more)
         for key in keys:
             if key in failed:
                 exc, label = failed[key], self.arms[key].label
                 if isinstance(exc, InputError):
                     raise InputError(f"{label}: {exc}") from None
-                raise RuntimeFailure(f"{label} failed to load or run: {exc}") from None
+                self.failed[key] = f"{label} failed to load or run: {exc}"
         per_sample = {}
-        for key in keys:
+        for key in setups:
             self.inner_loops[key] = setups[key].inner_loops
             if self.clock == "cpu":
                 self._overhead_ns[key] = _request_overhead_ns(pool.runners[key])

@@ -6,11 +6,13 @@ import json
 import math
 
 from edgeprof.gate.check import CheckReport
+from edgeprof.gate.load import describe as describe_load
 
 _CLOCK = {"cpu": "on-CPU ms per run (waiting for a core excluded)", "wall": "wall-clock ms per run"}
 COLUMNS = ("model", "baseline ms", "current ms", "change", "CI", "verdict", "notes")
-_ICONS = {"regressed": "❌", "inconclusive": "⚠️", "noisy": "⚠️", "faster": "✅", "same": "✅",
+_ICONS = {"regressed": "❌", "inconclusive": "⚠️", "failed": "💥", "faster": "✅", "same": "✅",
           "slower-within-threshold": "✅"}
+_HEAD = {0: "✅ ", 1: "❌ ", 3: "💥 ", 4: "⚠️ ", 130: "⏹️ "}
 
 
 def _ms(x: float) -> str:
@@ -34,7 +36,9 @@ def rows(report: CheckReport) -> list[tuple[str, ...]]:
             notes.append("identical file")
         if d.sessions:
             notes.append(f"{d.sessions} sessions, {d.blocks} blocks")
-        if d.verdict in ("inconclusive", "noisy") and d.reason:
+        if d.noisy and d.verdict not in ("inconclusive", "failed"):
+            notes.append(f"noisy blocks (IQR {d.iqr_frac:.0%})")
+        if d.verdict in ("inconclusive", "failed") and d.reason:
             notes.append(d.reason)
         out.append((r.name, _ms(r.baseline_ms), _ms(r.current_ms), _pct(d.ratio), ci, d.verdict, "; ".join(notes)))
     return out
@@ -50,24 +54,34 @@ def caption(report: CheckReport) -> str:
             f"{ci}); times are {_CLOCK[report.clock]}; {report.settings.get('runtime', 'onnxruntime')}, "
             f"{report.settings['threads']} thread(s)"
             + (f", opt level {report.settings['opt_level']}" if "opt_level" in report.settings else "") + "; "
-            f"{report.sessions} sessions (fresh processes), {report.wall_s:.0f} s")
+            f"{report.sessions} sessions (fresh processes), {report.wall_s:.0f} s"
+            + (f"; {describe_load(report.load)}" if report.load else ""))
 
 
-def markdown(report: CheckReport, strict: bool = False) -> str:
-    code, message = report.outcome(strict)
-    lines = [f"### edgeprof check: {'❌ ' if code else '✅ '}{message}", "", caption(report), "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+def markdown(report: CheckReport, allow_inconclusive: bool = False) -> str:
+    code, message = report.outcome(allow_inconclusive)
+    lines = [f"### edgeprof check: {_HEAD.get(code, '')}{message} (exit {code})", "", caption(report), ""]
+    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     for row in rows(report):
         cells = list(row)
         cells[5] = f"{_ICONS.get(cells[5], '')} {cells[5]}".strip()
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    undecided = report.undecided()
+    if undecided:
+        lines += ["", "**Not judged** (a slowdown over the threshold is not ruled out for these):", ""]
+        for u in undecided:
+            lo, hi = u["range_pct"]
+            plausible = f"plausible change {lo:+.1f}% to {hi:+.1f}%" if lo is not None and hi is not None else \
+                "plausible change unknown"
+            lines.append(f"- `{u['name']}`: {u['verdict']} after {u['sessions']} session(s), {plausible}: "
+                         f"{u['reason']}")
     for w in report.warnings:
         lines.append(f"\n> ⚠️ {w}")
     return "\n".join(lines) + "\n"
 
 
-def to_json(report: CheckReport, strict: bool = False) -> str:
-    return json.dumps(clean(report.as_dict(strict)), indent=2, allow_nan=False, default=str)
+def to_json(report: CheckReport, allow_inconclusive: bool = False) -> str:
+    return json.dumps(clean(report.as_dict(allow_inconclusive)), indent=2, allow_nan=False, default=str)
 
 
 def clean(obj):

@@ -2,7 +2,7 @@
 
 The 95% confidence interval of a median is distribution-free: with n samples sorted, the interval
 [x_(l), x_(n-l+1)] covers the true median with probability 1 - 2*P(Binomial(n, 1/2) <= l-1), so we take
-the largest l that keeps that probability at or above 95% (exact binomial, no normal approximation).
+the largest l that keeps that probability at or above 95% (exact binomial from scipy.stats, no normal approximation).
 Ratios to a baseline use the same interval on the paired log-ratios of samples taken in the same round.
 """
 
@@ -19,20 +19,15 @@ NOISY_IQR_FRACTION = 0.10
 @lru_cache(maxsize=4096)
 def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
     """0-based ranks (lo, hi) of the order statistics bounding the median's CI, or None if n is too small."""
+    from scipy import stats
+
     if n < 1:
         return None
     alpha_half = (1.0 - confidence) / 2.0
-    # P(B <= k) for B ~ Binomial(n, 1/2), accumulated in log space to stay finite for large n.
-    log_half_n = -n * math.log(2.0)
-    cdf = 0.0
-    best = None
-    for k in range(0, n // 2 + 1):
-        cdf += math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + log_half_n)
-        if cdf <= alpha_half:
-            best = k + 1  # l = k + 1 keeps P(B <= l - 1) <= alpha/2
-        else:
-            break
-    if best is None:
+    # the largest l with P(B <= l - 1) <= alpha/2 for B ~ Binomial(n, 1/2)
+    k = int(stats.binom.ppf(alpha_half, n, 0.5))  # smallest k with P(B <= k) >= alpha/2
+    best = k + 1 if stats.binom.cdf(k, n, 0.5) <= alpha_half else k
+    if best < 1:
         return None
     lo = best - 1  # x_(l) with 1-based l
     hi = n - best  # x_(n - l + 1), 0-based

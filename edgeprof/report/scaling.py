@@ -1,7 +1,7 @@
 """Scaling studies over result rows: latency fits against size, ratios to the baseline and a verdict per activation.
 
-Everything here works on the tidy result frame (``edgeprof.results.rows.read_results``) with pandas and
-numpy only. Rows are first split by host: ``(host_fingerprint, runtime, runtime_version)`` is the host group,
+Everything here works on the tidy result frame (``edgeprof.results.rows.read_results``) with pandas,
+numpy and scipy. Rows are first split by host: ``(host_fingerprint, runtime, runtime_version)`` is the host group,
 and no fit, ratio or verdict ever combines rows of two host groups. A row that does not say its host or its
 runtime version gets it from its run's metadata (keyed by ``run_id``) where there is some; where nothing says, it is
 "unknown" and its run is kept apart from every other run, because nothing shows they ran on the same host.
@@ -38,24 +38,6 @@ or at depth 1 and depth 2, are never merged."""
 GROW_THRESHOLD = 0.05
 """A ratio must change by more than this fraction over the measured range to be called growing or shrinking."""
 
-# Student t quantiles t(0.975, df) for df = 1..30; beyond, a Cornish-Fisher expansion (error < 1e-4).
-_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010, 2.1788,
-         2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687, 2.0639,
-         2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
-
-
-def t975(dof: int) -> float:
-    """The 97.5% quantile of Student's t with ``dof`` degrees of freedom (two-sided 95% intervals)."""
-    if dof < 1:
-        return math.nan
-    if dof <= len(_T975):
-        return _T975[dof - 1]
-    z = 1.959963984540054
-    v = float(dof)
-    return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3))
-
-
 @dataclass(frozen=True)
 class LinearFit:
     """Ordinary least squares ``y = intercept + slope * x``, with the slope's 95% CI (t interval)."""
@@ -76,6 +58,8 @@ def linear_fit(x, y) -> LinearFit:
 
     R² is 1 - SS_res / SS_tot (1 when y is constant and fitted exactly). The slope's CI needs 3 points.
     """
+    from scipy import stats
+
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
@@ -84,20 +68,18 @@ def linear_fit(x, y) -> LinearFit:
     nan = math.nan
     if n < 2 or np.ptp(x) == 0:
         return LinearFit(nan, nan, nan, n, nan, nan)
-    x_mean, y_mean = x.mean(), y.mean()
-    sxx = float(((x - x_mean) ** 2).sum())
-    slope = float(((x - x_mean) * (y - y_mean)).sum() / sxx)
-    intercept = float(y_mean - slope * x_mean)
-    residuals = y - (intercept + slope * x)
-    ss_res = float((residuals**2).sum())
-    ss_tot = float(((y - y_mean) ** 2).sum())
+    fit = stats.linregress(x, y)
+    slope, intercept = float(fit.slope), float(fit.intercept)
+    ss_res = float(((y - (intercept + slope * x)) ** 2).sum())
+    ss_tot = float(((y - y.mean()) ** 2).sum())
     scale = max(float(np.abs(y).max()), 1e-300)
     if ss_tot > (1e-12 * scale) ** 2:
-        r2 = 1.0 - ss_res / ss_tot
-    else:
+        r2 = float(fit.rvalue) ** 2
+    else:  # constant y: linregress's r is 0 there; a line through it fits exactly
         r2 = 1.0 if ss_res <= (1e-9 * scale) ** 2 else nan
     if n >= 3:
-        half = t975(n - 2) * math.sqrt(ss_res / (n - 2) / sxx)
+        stderr = float(fit.stderr) if math.isfinite(fit.stderr) else 0.0  # nan for a constant y, fitted exactly
+        half = float(stats.t.ppf(0.975, n - 2)) * stderr
         low, high = slope - half, slope + half
     else:
         low = high = nan
