@@ -85,10 +85,20 @@ def _start_check(*args) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+def _is_worker(pid: int) -> bool:
+    """A measuring worker process (``python -m edgeprof.runtime.worker``), not some other child (a tool the
+    host probe runs): killing anything else would test nothing."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return b"edgeprof.runtime.worker" in handle.read()
+    except OSError:
+        return False
+
+
 def _wait_for_workers(proc: subprocess.Popen, deadline_s: float = 60) -> list[int]:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end and proc.poll() is None:
-        kids = _children(proc.pid)
+        kids = [pid for pid in _children(proc.pid) if _is_worker(pid)]
         if kids:
             return kids
         time.sleep(0.01)
