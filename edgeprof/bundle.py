@@ -56,7 +56,7 @@ def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None =
                                    lambda message, fraction, g=g: progress(f"[{g + 1}/{len(groups)}] {message}",
                                                                            g / len(groups)))
         for (role, act), model in built.items():
-            artifact = Path(rt.convert(model.path, models_dir))
+            artifact = Path(rt.convert(model.path, models_dir).path)
             jobs.append({"role": role, "act": act, "file": str(Path(model.path).relative_to(out_dir)),
                          "artifact": str(artifact.relative_to(out_dir)), "artifact_sha256": file_sha256(artifact),
                          "sha256": file_sha256(Path(model.path)), "params": model.params, "macs": model.macs,

@@ -90,7 +90,7 @@ class WorkerPool:
     def _new_runner(self, path: str):
         artifact = path
         if not path.endswith(self.runtime.artifact_suffix):  # an ONNX file for a runtime with its own format
-            artifact = str(self.runtime.convert(path, _artifact_dir(path)))
+            artifact = str(self.runtime.convert(path, _artifact_dir(path)).path)
         if self.isolate:
             from edgeprof.runtime.worker import WorkerRunner
 

@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
-from edgeprof.errors import InputError, RuntimeFailure
+import numpy as np
+
+from edgeprof.errors import EdgeprofError, InputError, RuntimeFailure
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,32 @@ def settings_columns(settings: dict) -> dict:
             "runtime_settings": encode_settings(rest)}
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model file came from, for converters that start from torch rather than ONNX (ExecuTorch,
+    litert-torch, pnnx from TorchScript): the block spec (``BlockSpec.as_dict()``) and the seed its weights were
+    made with. None for a model edgeprof did not build (an ONNX file you give)."""
+
+    spec: dict
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A runtime's own artifact made from a model: its path and which converter (and version) made it."""
+
+    path: Path
+    converter: str = ""
+    converter_version: str = ""
+
+
+class UnsupportedModel(EdgeprofError):
+    """The runtime or its converter cannot handle this model (an op it lacks, a converter error): a row with status
+    ``unsupported`` and this one-line reason, never a crash; the sweep goes on."""
+
+    exit_code = 2
+
+
 class Runner:
     """One model loaded by one runtime, fed with seeded inputs and timed. Built inside the worker process.
 
@@ -104,6 +132,16 @@ class Runner:
     def run(self) -> None:
         """One inference on the pre-bound inputs."""
         raise NotImplementedError
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """One untimed inference on the given inputs (by input name), returning the outputs in the model's order.
+        Used for parity against torch's reference outputs (``<model>.ref.npz`` beside the ONNX file)."""
+        raise NotImplementedError
+
+    def threads_effective(self) -> int | None:
+        """The thread count the runtime actually uses, read back from its own API where it can tell (None where
+        it cannot): whether the ``threads`` setting took effect."""
+        return None
 
     def run_fn(self) -> Callable[[], None]:
         """What ``sample`` calls once per run: ``run`` itself, or a runtime's cheaper bound call."""
@@ -230,11 +268,15 @@ class Runtime:
         return self.settings_class(**{k: v for k, v in values.items() if k in known}, runtime=self.spec)
 
     # -- models -----------------------------------------------------------------------------------------
-    def convert(self, onnx_path: str | Path, out_dir: str | Path) -> Path:
-        """The artifact this runtime loads, made from an ONNX file (identity for runtimes that read ONNX); a runtime
-        with its own format caches it by content in ``out_dir``. The pool converts only files that do not already
-        end in ``artifact_suffix``, so a bundle's converted artifacts are loaded as they are."""
-        return Path(onnx_path)
+    def convert(self, onnx_path: str | Path, out_dir: str | Path, source: ModelSource | None = None) -> Conversion:
+        """The artifact this runtime loads, made from an ONNX file (identity for runtimes that read ONNX) by the
+        runtime's standard conversion path; a runtime with its own format caches it by content in ``out_dir``
+        (hash of the ONNX bytes, the converter's version and options). Runs in the parent, on the build side: it
+        may import the runtime's converter (and torch, for converters that start from ``source``), never at
+        module import. A model the converter or runtime cannot handle raises ``UnsupportedModel`` with the
+        converter's one-line reason. The pool converts only files that do not already end in
+        ``artifact_suffix``, so a bundle's converted artifacts are loaded as they are."""
+        return Conversion(Path(onnx_path))
 
     def validate(self, path: str | Path, settings: RuntimeSettings, shapes: dict | None = None) -> None:
         """Parent-side check before any measuring: a missing, empty or corrupt file, or inputs that cannot be
