@@ -1,0 +1,83 @@
+"""ONNX -> OpenVINO IR (.xml + .bin) with ``openvino.convert_model`` (OpenVINO's own ONNX frontend, in the runtime's
+wheel: no torch, no onnx) and ``openvino.save_model`` at fp32, cached by content; OpenVINO's telemetry kept off."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from edgeprof.runtime.base import Conversion, UnsupportedModel, check_file
+from edgeprof.spec import content_hash, file_sha256
+
+CONVERTER = "openvino.convert_model"
+# Options that change the IR: part of the cache key. Weights stay fp32 (save_model would halve them to fp16 by
+# default, which is not what onnxruntime runs).
+OPTIONS = {"frontend": "onnx", "compress_to_fp16": False}
+
+
+def telemetry_off() -> None:
+    """Keep OpenVINO's converter from sending anything: point its modules at the no-op telemetry stub OpenVINO ships
+    for when ``openvino-telemetry`` is absent (``openvino.tools.ovc.telemetry_stub``).
+
+    Without this, ``convert_model`` sends usage events to Google Analytics unless the user opted out with
+    ``opt_in_out --opt_out`` (a consent file in the home folder; no file counts as consent). This changes only the
+    current process, writes nothing and opens no connection; idempotent.
+    """
+    import importlib
+
+    from openvino.tools.ovc import telemetry_stub
+
+    for name in ("openvino.tools.ovc.telemetry_utils", "openvino.tools.ovc.convert_impl", "openvino.tools.ovc.utils"):
+        module = importlib.import_module(name)
+        if hasattr(module, "tm"):
+            module.tm = telemetry_stub
+
+
+def openvino_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("openvino")
+    except Exception:
+        return ""
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # OpenVINO's errors start with a "Check '...' failed at src/..." line; the reason is usually on a later line
+    useful = [line for line in lines if not line.startswith(("Check ", "Exception from src", "Traceback"))]
+    return ((useful or lines or [type(exc).__name__])[0])[:300]
+
+
+def convert_onnx(onnx_path: str | Path, out_dir: str | Path) -> Conversion:
+    """The IR of ``onnx_path`` in ``out_dir`` (``<stem>-<key>.xml`` and ``.bin``), made once per content: the key
+    hashes the ONNX bytes, OpenVINO's version and ``OPTIONS``. A model OpenVINO cannot read or compile raises
+    ``UnsupportedModel`` with its one-line reason."""
+    onnx_path = check_file(onnx_path, "ONNX file")
+    version = openvino_version()
+    key = content_hash({"onnx_sha256": file_sha256(onnx_path), "openvino": version, **OPTIONS})
+    out_dir = Path(out_dir)
+    xml = out_dir / f"{onnx_path.stem}-ov-{key}.xml"
+    if xml.exists() and xml.with_suffix(".bin").exists():
+        return Conversion(xml, CONVERTER, version)
+
+    import openvino as ov
+
+    telemetry_off()
+    try:
+        model = ov.convert_model(str(onnx_path))
+        ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"})
+    except Exception as exc:  # OpenVINO raises its own and generic exception types
+        raise UnsupportedModel(f"OpenVINO cannot convert or compile {onnx_path.name}: {first_line(exc)}") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{xml.stem}-{uuid.uuid4().hex[:8]}.xml"
+    try:
+        ov.save_model(model, str(tmp), compress_to_fp16=OPTIONS["compress_to_fp16"])
+        os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))  # the weights first: an .xml is never orphaned
+        os.replace(tmp, xml)
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp.with_suffix(".bin").unlink(missing_ok=True)
+    return Conversion(xml, CONVERTER, version)
