@@ -16,22 +16,41 @@ CONVERTER = "openvino.convert_model"
 OPTIONS = {"frontend": "onnx", "compress_to_fp16": False}
 
 
-def telemetry_off() -> None:
-    """Keep OpenVINO's converter from sending anything: point its modules at the no-op telemetry stub OpenVINO ships
-    for when ``openvino-telemetry`` is absent (``openvino.tools.ovc.telemetry_stub``).
+def import_openvino():
+    """``openvino``, imported so that its telemetry sends nothing; use this instead of ``import openvino``.
 
-    Without this, ``convert_model`` sends usage events to Google Analytics unless the user opted out with
-    ``opt_in_out --opt_out`` (a consent file in the home folder; no file counts as consent). This changes only the
-    current process, writes nothing and opens no connection; idempotent.
+    ``import openvino`` imports its converter (``openvino.tools.ovc``), which sends a usage event to Google Analytics
+    at import and more on each conversion, unless the user opted out with ``opt_in_out --opt_out`` (a consent file
+    in the home folder; no file counts as consent). edgeprof imports it with ``openvino_telemetry`` unimportable, so
+    OpenVINO falls back to the no-op stub it ships for when that package is absent
+    (``openvino.tools.ovc.telemetry_stub``); if someone imported openvino before, its converter modules are pointed
+    at the stub. Only the current process changes; nothing is written, no connection opened; idempotent.
     """
     import importlib
+    import sys
 
+    names = ("openvino.tools.ovc", "openvino.tools.ovc.telemetry_utils", "openvino.tools.ovc.convert_impl",
+             "openvino.tools.ovc.utils")
+    if "openvino" not in sys.modules:
+        hidden = {k: sys.modules.pop(k) for k in list(sys.modules)
+                  if k == "openvino_telemetry" or k.startswith("openvino_telemetry.")}
+        sys.modules["openvino_telemetry"] = None  # the import fails: OpenVINO's own fallback to its stub
+        try:
+            importlib.import_module("openvino")
+            for name in names:
+                importlib.import_module(name)
+        finally:
+            del sys.modules["openvino_telemetry"]
+            sys.modules.update(hidden)
     from openvino.tools.ovc import telemetry_stub
 
-    for name in ("openvino.tools.ovc.telemetry_utils", "openvino.tools.ovc.convert_impl", "openvino.tools.ovc.utils"):
+    for name in names:
         module = importlib.import_module(name)
         if hasattr(module, "tm"):
             module.tm = telemetry_stub
+        if hasattr(module, "telemetry"):
+            module.telemetry = telemetry_stub.Telemetry()
+    return sys.modules["openvino"]
 
 
 def openvino_version() -> str:
@@ -63,9 +82,7 @@ def convert_onnx(onnx_path: str | Path, out_dir: str | Path) -> Conversion:
     if xml.exists() and xml.with_suffix(".bin").exists():
         return Conversion(xml, CONVERTER, version)
 
-    import openvino as ov
-
-    telemetry_off()
+    ov = import_openvino()
     try:
         model = ov.convert_model(str(onnx_path))
         ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"})

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.runtime.base import Runner, check_file
-from edgeprof.runtime.openvino.convert import first_line
+from edgeprof.runtime.openvino.convert import first_line, import_openvino
 from edgeprof.runtime.openvino.settings import OpenVinoSettings, compile_config
 from edgeprof.spec.memory import check_fits, inputs_need_bytes
 
@@ -75,7 +75,7 @@ class OpenVinoRunner(Runner):
 
     def load(self) -> dict:
         """Read and compile the model (reshaped to the fed shapes); its time and the RSS peak it caused."""
-        import openvino as ov
+        ov = import_openvino()
 
         self._start_memory()
         t0 = time.perf_counter()
@@ -92,7 +92,7 @@ class OpenVinoRunner(Runner):
                 "inputs": {k: list(v.shape) for k, v in self.feeds.items()}}
 
     def _bind(self, request, feeds: dict[str, np.ndarray]) -> None:
-        import openvino as ov
+        ov = import_openvino()
 
         for name, value in feeds.items():
             request.set_tensor(name, ov.Tensor(np.ascontiguousarray(value), shared_memory=True))

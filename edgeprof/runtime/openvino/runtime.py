@@ -38,9 +38,10 @@ class OpenVinoRuntime(Runtime):
     def validate(self, path: str | Path, settings: OpenVinoSettings, shapes: dict | None = None) -> None:
         """Read the model (IR or ONNX) here, in the parent, and resolve its input shapes: a missing or corrupt file
         or an unfed dynamic dimension fails before any measuring."""
-        import openvino as ov
-
+        from edgeprof.runtime.openvino.convert import import_openvino
         from edgeprof.runtime.openvino.runner import input_shapes, read_model
+
+        ov = import_openvino()
 
         input_shapes(read_model(ov.Core(), str(path)), shapes)
 
