@@ -66,6 +66,14 @@ def primary_op(op_type: str) -> str:
     return op_type.split("+", 1)[0]
 
 
+def fused_chains_beyond(nodes: list[NodeTime], reference: list[NodeTime]) -> list[NodeTime]:
+    """Nodes that computed several ops at once (a runtime names them by their ops, ``Max+Exp+Add+Min``) whose first op
+    the reference block never ran: an elementwise chain the runtime fused on its own, outside the convolution (an
+    activation its frontend decomposed into ops the activation table does not list)."""
+    ran = {primary_op(n.op_type) for n in reference}
+    return [n for n in nodes if "+" in n.op_type and primary_op(n.op_type) not in ran]
+
+
 def time_share(part: list[NodeTime], whole: list[NodeTime]) -> float:
     """Fraction of the summed kernel time of ``whole`` spent in ``part``."""
     total = sum(n.mean_us for n in whole)

@@ -92,10 +92,12 @@ class OpenVinoRunner(Runner):
                 "inputs": {k: list(v.shape) for k, v in self.feeds.items()}}
 
     def _bind(self, request, feeds: dict[str, np.ndarray]) -> None:
+        """Bind each array as the request's input tensor, sharing its memory: the caller keeps ``feeds`` alive and
+        passes C-contiguous arrays of the input's type (so nothing here makes a temporary copy)."""
         ov = import_openvino()
 
         for name, value in feeds.items():
-            request.set_tensor(name, ov.Tensor(np.ascontiguousarray(value), shared_memory=True))
+            request.set_tensor(name, ov.Tensor(value, shared_memory=True))
 
     def first_run(self) -> dict:
         """Bind the inputs (shared with numpy: no copy per run), then the first inference, timed alone."""
@@ -125,7 +127,12 @@ class OpenVinoRunner(Runner):
         if self.compiled is None:
             self.load()
         request = self.compiled.create_infer_request()
-        self._bind(request, {k: np.asarray(v) for k, v in feeds.items()})
+        types = {port.get_any_name(): np.dtype(port.get_element_type().to_dtype()) for port in self.model.inputs}
+        unknown = sorted(set(feeds) - set(types))
+        if unknown:
+            raise InputError(f"the model has no input {', '.join(unknown)}; inputs: {', '.join(types)}")
+        feeds = {k: np.ascontiguousarray(v, dtype=types[k]) for k, v in feeds.items()}  # kept alive: shared below
+        self._bind(request, feeds)
         try:
             request.infer()
         except Exception as exc:
