@@ -204,3 +204,31 @@ def test_the_worker_runs_openvino_without_torch(ov_rt, tmp_path):
     assert len(replies[3]["result"]) == 3 and all(x > 0 for x in replies[3]["result"])
     assert any(n["op_type"].startswith("Conv") and n["op_type"].endswith("+Relu")
                for n in replies[4]["result"]["nodes"])
+
+
+@pytest.mark.slow
+def test_a_bundle_of_openvino_ir_runs_on_a_device_without_torch_or_onnx(ov_rt, tmp_path):
+    """``edgeprof bundle --runtime openvino`` carries the IR (.xml and .bin) beside each ONNX file; ``edgeprof profile
+    DIR`` runs it where neither torch nor onnx can be imported (the on-device install: openvino, numpy, edgeprof)."""
+    bundle, csv = tmp_path / "bundle", tmp_path / "device.csv"
+    result = CliRunner().invoke(app, ["bundle", "--runtime", "openvino", "--acts", "relu,mish", "--widths", "8",
+                                      "--imgsz", "32", "--no-act-alone", "-o", str(bundle), "--quiet"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["runtime"] == {"name": "openvino", "version": ov_rt.version()}
+    artifacts = [bundle / m["artifact"] for g in manifest["groups"] for m in g["models"]]
+    assert artifacts and all(a.suffix == ".xml" and a.with_suffix(".bin").is_file() for a in artifacts)
+    block_onnx = ("class _NoOnnx:\n"
+                  "    def find_spec(self, name, path=None, target=None):\n"
+                  "        if name == 'onnx' or name.startswith('onnx.'):\n"
+                  "            raise ModuleNotFoundError(f'No module named {name!r} (blocked)', name=name)\n"
+                  "sys.meta_path.insert(0, _NoOnnx())\n")
+    code = BLOCK_TORCH + block_onnx + (
+        "from edgeprof.cli import app\n"
+        f"app(['profile', {str(bundle)!r}, '--max-time', '0.3', '--min-samples', '6', '--csv', {str(csv)!r},"
+        " '--quiet'], standalone_mode=False)\n"
+        "assert 'torch' not in sys.modules and 'onnx' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    rows = pd.read_csv(csv)
+    assert set(rows["runtime"]) == {"openvino"} and set(rows["status"]) == {"ok"} and len(rows) == 2

@@ -71,15 +71,16 @@ def first_line(exc: BaseException) -> str:
 
 
 def convert_onnx(onnx_path: str | Path, out_dir: str | Path) -> Conversion:
-    """The IR of ``onnx_path`` in ``out_dir`` (``<stem>-<key>.xml`` and ``.bin``), made once per content: the key
-    hashes the ONNX bytes, OpenVINO's version and ``OPTIONS``. A model OpenVINO cannot read or compile raises
+    """The IR of ``onnx_path`` in ``out_dir`` (``<stem>.xml`` and ``<stem>.bin``: the ONNX file's stem, so a bundle
+    keeps them beside it), made once per content: the key hashing the ONNX bytes, OpenVINO's version and ``OPTIONS``
+    is stored in the IR's rt_info and checked on reuse. A model OpenVINO cannot read or compile raises
     ``UnsupportedModel`` with its one-line reason."""
     onnx_path = check_file(onnx_path, "ONNX file")
     version = openvino_version()
     key = content_hash({"onnx_sha256": file_sha256(onnx_path), "openvino": version, **OPTIONS})
     out_dir = Path(out_dir)
-    xml = out_dir / f"{onnx_path.stem}-ov-{key}.xml"
-    if xml.exists() and xml.with_suffix(".bin").exists():
+    xml = out_dir / f"{onnx_path.stem}.xml"
+    if _cached(xml, key):
         return Conversion(xml, CONVERTER, version)
 
     ov = import_openvino()
@@ -88,6 +89,7 @@ def convert_onnx(onnx_path: str | Path, out_dir: str | Path) -> Conversion:
         ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"})
     except Exception as exc:  # OpenVINO raises its own and generic exception types
         raise UnsupportedModel(f"OpenVINO cannot convert or compile {onnx_path.name}: {first_line(exc)}") from None
+    model.set_rt_info(key, [*KEY_PATH])
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{xml.stem}-{uuid.uuid4().hex[:8]}.xml"
     try:
@@ -98,3 +100,17 @@ def convert_onnx(onnx_path: str | Path, out_dir: str | Path) -> Conversion:
         tmp.unlink(missing_ok=True)
         tmp.with_suffix(".bin").unlink(missing_ok=True)
     return Conversion(xml, CONVERTER, version)
+
+
+KEY_PATH = ("edgeprof", "conversion_key")  # where the content key lives in the IR's rt_info
+
+
+def _cached(xml: Path, key: str) -> bool:
+    """Whether ``xml`` (with its .bin) was made from the same content: its rt_info carries ``key``. The IR is text;
+    the key is read from it without loading the model."""
+    if not (xml.is_file() and xml.with_suffix(".bin").is_file()):
+        return False
+    try:
+        return f'<{KEY_PATH[1]} value="{key}"' in xml.read_text(errors="replace")
+    except OSError:
+        return False
