@@ -69,3 +69,21 @@ def test_per_op_rows_mark_the_same_nodes(tmp_path):
     rows = per_op_rows({"act": "relu", "act_ops_exported": "Relu"}, nodes, [{"name": "x", "op_type": "Conv",
                                                                              "calls": 1, "mean_us": 1.0}])
     assert rows and not any(r["is_act"] for r in rows)
+
+
+def _node(name: str, op_type: str) -> dict:
+    return {"name": name, "op_type": op_type, "calls": 1, "mean_us": 1.0}
+
+
+def test_a_runtime_naming_a_node_by_the_ops_fused_into_it():
+    """A runtime that names a node by its ops (OpenVINO: own op first, then what it fused): a conv with the
+    activation as a post-op is the conv's, not the activation's; an activation on its own, or a fused elementwise
+    chain the reference block did not run (CELU decomposed into Max/Exp/Add/Min), is the activation's."""
+    reference = [_node("in", "Reorder"), _node("c", "Conv+Add"), _node("out", "Reorder")]
+    fused = [_node("in", "Reorder"), _node("c", "Conv+Add+Mish"), _node("out", "Reorder")]
+    _, act_nodes = split_act_nodes(fused, reference, "mish", ["Softplus", "Tanh", "Mul"])
+    assert act_nodes == []
+    separate = [*reference, _node("output", "Sin")]
+    assert [n.op_type for n in split_act_nodes(separate, reference, "sin", ["Sin"])[1]] == ["Sin"]
+    chain = [*reference, _node("output", "Max+Exp+Add+Min")]
+    assert [n.op_type for n in split_act_nodes(chain, reference, "celu", ["Celu"])[1]] == ["Max+Exp+Add+Min"]

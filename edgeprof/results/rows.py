@@ -208,8 +208,9 @@ def split_act_nodes(nodes: list[dict], reference_nodes: list[dict] | None, act: 
                     exported_ops: list[str] | None = None):
     """(all nodes, the activation's own nodes): with a reference (a block edgeprof built), the nodes of the
     activation's op types (edgeprof.spec.acts: exported or fused forms), never the block's other ops; an empty
-    reference means every node is the activation's (block ``act``); without one, any activation op type."""
-    from edgeprof.runtime.nodes import activation_nodes, nodes_from_dicts
+    reference means every node is the activation's (block ``act``); without one, any activation op type. A node a
+    runtime fused from several ops beyond the reference's (``Max+Exp+Add+Min``) is the activation's too."""
+    from edgeprof.runtime.nodes import activation_nodes, fused_chains_beyond, nodes_from_dicts
     from edgeprof.spec.acts import act_op_types
 
     all_nodes = nodes_from_dicts(nodes)
@@ -218,7 +219,9 @@ def split_act_nodes(nodes: list[dict], reference_nodes: list[dict] | None, act: 
     if reference_nodes is not None:
         if not reference_nodes:
             return all_nodes, list(all_nodes)
-        return all_nodes, activation_nodes(all_nodes, act_op_types(act or "", exported_ops or ()))
+        own = {id(n) for n in activation_nodes(all_nodes, act_op_types(act or "", exported_ops or ()))}
+        own |= {id(n) for n in fused_chains_beyond(all_nodes, nodes_from_dicts(reference_nodes))}
+        return all_nodes, [n for n in all_nodes if id(n) in own]
     return all_nodes, activation_nodes(all_nodes)
 
 

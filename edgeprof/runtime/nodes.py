@@ -49,13 +49,29 @@ def extra_nodes(nodes: list[NodeTime], reference: list[NodeTime]) -> list[NodeTi
 
 def activation_nodes(nodes: list[NodeTime], op_types: frozenset[str] | None = None) -> list[NodeTime]:
     """The activation's own nodes: by op type (``op_types``: the activation's, from the activation table; else
-    any activation op, for models edgeprof did not build). An arithmetic node (Add, Mul...) that torch named in
-    another module's scope (a block's residual ``/m/m.0/Add``) is never the activation's: the activation's own
-    are in an ``/act/`` scope or were named by onnxruntime's fusions (``Mul_3``)."""
+    any activation op, for models edgeprof did not build), each node by its ``primary_op``. An arithmetic node
+    (Add, Mul...) that torch named in another module's scope (a block's residual ``/m/m.0/Add``) is never the
+    activation's: the activation's own are in an ``/act/`` scope or were named by onnxruntime's fusions
+    (``Mul_3``)."""
     if op_types is None:
-        return [n for n in nodes if n.op_type in ACTIVATION_OP_TYPES]
-    return [n for n in nodes if n.op_type in op_types
-            and (n.op_type not in ARITHMETIC_OPS or "/act/" in n.name or not n.name.startswith("/"))]
+        return [n for n in nodes if primary_op(n.op_type) in ACTIVATION_OP_TYPES]
+    return [n for n in nodes if primary_op(n.op_type) in op_types
+            and (primary_op(n.op_type) not in ARITHMETIC_OPS or "/act/" in n.name or not n.name.startswith("/"))]
+
+
+def primary_op(op_type: str) -> str:
+    """The op a node is: its op type, or for a node a runtime names by the ops fused into it (``Conv+Add+Relu``:
+    a convolution with a bias and a ReLU post-op) the first one. Such a node is its first op's, so an activation
+    fused into a convolution is no activation node of its own."""
+    return op_type.split("+", 1)[0]
+
+
+def fused_chains_beyond(nodes: list[NodeTime], reference: list[NodeTime]) -> list[NodeTime]:
+    """Nodes that computed several ops at once (a runtime names them by their ops, ``Max+Exp+Add+Min``) whose first op
+    the reference block never ran: an elementwise chain the runtime fused on its own, outside the convolution (an
+    activation its frontend decomposed into ops the activation table does not list)."""
+    ran = {primary_op(n.op_type) for n in reference}
+    return [n for n in nodes if "+" in n.op_type and primary_op(n.op_type) not in ran]
 
 
 def time_share(part: list[NodeTime], whole: list[NodeTime]) -> float:
