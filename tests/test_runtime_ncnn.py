@@ -105,6 +105,25 @@ def test_a_file_that_is_not_an_ncnn_param_is_refused(text):
         parse_param(text)
 
 
+def test_untimed_nodes_give_fusion_but_no_made_up_shares():
+    """A runtime without per-op times (mean_us None): act_ops and fused still come from the nodes; act_share and
+    the per-op shares stay empty rather than 0."""
+    import math
+
+    from edgeprof.results.rows import per_op_rows, split_act_nodes
+    from edgeprof.runtime.nodes import time_share
+
+    nodes = [{"name": "conv_0", "op_type": "Convolution", "calls": 0, "mean_us": None},
+             {"name": "silu_1", "op_type": "Swish", "calls": 0, "mean_us": None}]
+    reference = [{"name": "conv_0", "op_type": "Convolution", "calls": 0, "mean_us": None}]
+    everything, act_nodes = split_act_nodes(nodes, reference, "silu", ["Sigmoid", "Mul"])
+    assert [n.op_type for n in act_nodes] == ["Swish"] and all(n.mean_us is None for n in everything)
+    assert math.isnan(time_share(act_nodes, everything))
+    rows = per_op_rows({"act": "silu", "act_ops_exported": "Sigmoid+Mul"}, nodes, reference)
+    assert [(r["op_type"], r["mean_us"], r["share"], r["is_act"]) for r in rows] == [
+        ("Convolution", None, None, False), ("Swish", None, None, True)]
+
+
 # -- conversion and parity ------------------------------------------------------------------------------------------
 @needs_pnnx
 @pytest.mark.parametrize("act", [a if a in QUICK_ACTS else pytest.param(a, marks=pytest.mark.slow)
