@@ -186,8 +186,10 @@ def test_a_missing_converter_names_its_extra(tmp_path, monkeypatch):
 
 @needs_pnnx
 def test_validate_refuses_a_missing_weights_file_in_one_line(tmp_path):
-    conversion = _runtime().convert(_export(tmp_path, "relu").path, tmp_path)
+    built = _export(tmp_path, "relu")
+    conversion = _runtime().convert(built.path, tmp_path)
     settings = _runtime().settings()
+    _runtime().validate(built.path, settings)  # an ONNX file: converting it is what tells (profile model.onnx)
     _runtime().validate(conversion.path, settings)
     conversion.path.with_suffix(".bin").unlink()
     with pytest.raises(InputError, match="weights not found") as info:

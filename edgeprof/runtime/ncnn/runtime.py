@@ -61,9 +61,13 @@ class NcnnRuntime(Runtime):
 
     def validate(self, path: str | Path, settings: NcnnSettings, shapes: dict | None = None) -> None:
         """Load the net here, in the parent, and resolve its input shapes: a missing .param or .bin, a file ncnn
-        cannot load or an input without a shape fails in one line before any measuring."""
+        cannot load or an input without a shape fails in one line before any measuring. An ONNX file (not yet
+        converted) is only checked to be a readable file: converting it tells what pnnx and ncnn make of it."""
         from edgeprof.runtime.ncnn.runner import load_net, resolve_shapes
 
+        if not str(path).endswith(self.artifact_suffix):
+            check_file(path, "model file")
+            return
         check_file(path, "ncnn model")
         net = load_net(str(path), settings)
         resolve_shapes(str(path), list(net.input_names()), shapes)
