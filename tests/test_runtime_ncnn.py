@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -174,6 +175,25 @@ def test_what_ncnn_cannot_run_is_unsupported_with_the_converters_reason(tmp_path
     with pytest.raises(UnsupportedModel, match="dynamic|fixed"):
         _runtime().convert(conv_act_model(tmp_path / "dyn.onnx", "relu", dynamic_batch=True), tmp_path)
     assert not list((tmp_path / "ncnn").glob("*.ncnn.*"))  # nothing half-written is left behind
+
+
+@needs_pnnx
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_pnnx_opens_no_socket_and_starts_no_other_program(tmp_path, monkeypatch):
+    """The converter run under strace: no socket, no connect, no program started but pnnx itself."""
+    import edgeprof.runtime.ncnn.convert as convert
+
+    log = tmp_path / "pnnx.strace"
+    real_run = subprocess.run
+
+    def traced(argv, **kwargs):
+        return real_run(["strace", "-f", "-e", "trace=socket,connect,execve", "-o", str(log), *argv], **kwargs)
+
+    monkeypatch.setattr(convert.subprocess, "run", traced)
+    _runtime().convert(_export(tmp_path, "mish").path, tmp_path)
+    calls = [line for line in log.read_text().splitlines() if "(" in line]
+    assert not [c for c in calls if " socket(" in c or " connect(" in c], calls
+    assert [c for c in calls if " execve(" in c] and all("/pnnx\"" in c for c in calls if " execve(" in c), calls
 
 
 def test_a_missing_converter_names_its_extra(tmp_path, monkeypatch):
