@@ -18,12 +18,14 @@ class NodeTime:
     name: str
     op_type: str
     calls: int
-    total_us: float
+    total_us: float | None  # None: the runtime ran the node but has no per-op timer
     output_bytes: int | None = None
     mem_in_use_delta: int | None = None
 
     @property
-    def mean_us(self) -> float:
+    def mean_us(self) -> float | None:
+        if self.total_us is None:
+            return None
         return self.total_us / self.calls if self.calls else 0.0
 
 
@@ -75,11 +77,15 @@ def fused_chains_beyond(nodes: list[NodeTime], reference: list[NodeTime]) -> lis
 
 
 def time_share(part: list[NodeTime], whole: list[NodeTime]) -> float:
-    """Fraction of the summed kernel time of ``whole`` spent in ``part``."""
+    """Fraction of the summed kernel time of ``whole`` spent in ``part``; NaN when a node has no time."""
+    if any(n.mean_us is None for n in whole):
+        return float("nan")
     total = sum(n.mean_us for n in whole)
     return sum(n.mean_us for n in part) / total if total > 0 else float("nan")
 
 
 def nodes_from_dicts(rows: list[dict]) -> list[NodeTime]:
-    return [NodeTime(r["name"], r["op_type"], r["calls"], r["mean_us"] * r["calls"], r.get("output_bytes"),
-                     r.get("mem_in_use_delta")) for r in rows]
+    """Node records as ``executed_ops`` gives them; ``mean_us`` None (a runtime without per-op times) stays None."""
+    return [NodeTime(r["name"], r["op_type"], r["calls"],
+                     None if r.get("mean_us") is None else r["mean_us"] * r["calls"],
+                     r.get("output_bytes"), r.get("mem_in_use_delta")) for r in rows]

@@ -19,6 +19,7 @@ DEFAULT_RUNTIME = "onnxruntime"
 BUILTIN: dict[str, tuple[str, str]] = {
     "onnxruntime": ("edgeprof.runtime.onnxruntime.runtime:OnnxRuntime", "onnxruntime"),
     "openvino": ("edgeprof.runtime.openvino.runtime:OpenVinoRuntime", "openvino"),
+    "ncnn": ("edgeprof.runtime.ncnn.runtime:NcnnRuntime", "ncnn"),
 }
 
 
