@@ -52,12 +52,17 @@ def activation_nodes(nodes: list[NodeTime], op_types: frozenset[str] | None = No
     any activation op, for models edgeprof did not build). An arithmetic node (Add, Mul...) that torch named in
     another module's scope (a block's residual ``/m/m.0/Add``) is never the activation's: the activation's own
     are in an ``/act/`` scope or were named by onnxruntime's fusions (``Mul_3``). With ``op_types``, a node named
-    in the activation's ``/act/`` scope is the activation's whatever its type: a runtime that splits an op keeps
-    its origin's name (MNN runs ``/act/Softplus`` as Exp, Add and Log)."""
+    in the activation's ``/act/`` scope is the activation's whatever its type (a runtime that splits an op keeps
+    its origin's name: MNN runs ``/act/Softplus`` as Exp, Add and Log), except a convolution: a conv that took the
+    activation in may be named after it (onnxruntime's NCHWc ``Conv`` is ``/act/Relu_output_0_nchwc``)."""
     if op_types is None:
         return [n for n in nodes if n.op_type in ACTIVATION_OP_TYPES]
-    return [n for n in nodes if "/act/" in n.name or (n.op_type in op_types and (
+    return [n for n in nodes if _in_act_scope(n) or (n.op_type in op_types and (
         n.op_type not in ARITHMETIC_OPS or not n.name.startswith("/")))]
+
+
+def _in_act_scope(node: NodeTime) -> bool:
+    return "/act/" in node.name and "conv" not in node.op_type.lower()
 
 
 def time_share(part: list[NodeTime], whole: list[NodeTime]) -> float:

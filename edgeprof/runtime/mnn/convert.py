@@ -64,11 +64,20 @@ def captured_output():
 def run_converter(argv: list[str]) -> str:
     """``_tools.mnnconvert(argv)`` in this process, its console output returned (it prints, and returns True
     even when the conversion failed)."""
-    import _tools  # the converter itself; never MNN.tools (see the module docstring)
-
     with captured_output() as output:
+        import _tools  # the converter itself; never MNN.tools (see the module docstring)
+
         _tools.mnnconvert(["mnnconvert", *argv])
     return output()
+
+
+def import_mnn():
+    """``import MNN`` without its import-time banner on stdout (``The device supports: ...``, printed by its C++
+    code), which would otherwise mix into ``--format csv``/``json`` output."""
+    if "MNN" not in sys.modules:
+        with captured_output():
+            import MNN  # noqa: F401
+    return sys.modules["MNN"]
 
 
 def failure_reason(log: str) -> str:

@@ -3,6 +3,7 @@ times from ``runSessionWithCallBackInfo``. Imports MNN and numpy only (never tor
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import struct
@@ -13,6 +14,7 @@ import numpy as np
 
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.runtime.base import Runner, check_file
+from edgeprof.runtime.mnn.convert import import_mnn
 from edgeprof.runtime.onnxruntime.session import resolve_input_shape
 
 SESSION_INFO_THREAD_NUMBER = 4  # MNN::Interpreter::SessionInfoCode THREAD_NUMBER
@@ -38,7 +40,7 @@ class MnnRunner(Runner):
         return {"numThread": self.settings.threads, "precision": self.settings.precision, "backend": "CPU"}
 
     def _create(self):
-        import MNN
+        MNN = import_mnn()
 
         check_file(self.path, "MNN model")
         try:
@@ -80,7 +82,7 @@ class MnnRunner(Runner):
         return feeds
 
     def _copy_in(self, feeds: dict[str, np.ndarray]) -> None:
-        import MNN
+        MNN = import_mnn()
 
         inputs = self._inputs()
         unknown = [k for k in feeds if k not in inputs]
@@ -96,7 +98,7 @@ class MnnRunner(Runner):
             inputs[name].copyFrom(host)
 
     def _outputs(self) -> list[np.ndarray]:
-        import MNN
+        MNN = import_mnn()
 
         outs = []
         for _name, tensor in self.interpreter.getSessionOutputAll(self.session).items():
@@ -127,8 +129,7 @@ class MnnRunner(Runner):
 
     def run_fn(self):
         """``runSession`` bound to the session: the timed loop calls MNN, not a Python method."""
-        run, session = self.interpreter.runSession, self.session
-        return lambda: run(session)
+        return functools.partial(self.interpreter.runSession, self.session)
 
     def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """One untimed inference on ``feeds`` (the bound input is restored afterwards)."""
