@@ -252,3 +252,17 @@ def test_the_worker_runs_mnn_without_torch_onnx_or_onnxruntime(mnn, models, tmp_
     assert replies[2]["result"]["outputs"] == [[1, 8, 32, 32]]
     assert len(replies[3]["result"]) == 3 and all(x > 0 for x in replies[3]["result"])
     assert "Log" in [n["op_type"] for n in replies[4]["result"]["nodes"]]
+
+
+@pytest.mark.slow
+def test_profile_takes_converted_mnn_files_as_they_are(mnn, models, tmp_path):
+    """A .mnn (as a bundle carries it) is loaded as is, not converted; the static ONNX figures are left empty."""
+    relu, mish = (mnn.convert(models[a].path, tmp_path).path for a in ("relu", "mish"))
+    csv = tmp_path / "profile.csv"
+    result = runner.invoke(app, ["profile", str(relu), str(mish), "--runtime", "mnn", "--max-time", "0.3",
+                                 "--csv", str(csv), "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(csv)
+    assert list(rows["status"]) == ["ok", "ok"] and set(rows["runtime"]) == {"mnn"}
+    assert rows["weights_mb"].isna().all() and rows["macs"].isna().all()
+    assert list(rows["model"]) == [str(relu), str(mish)]
