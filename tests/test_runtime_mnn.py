@@ -266,3 +266,13 @@ def test_profile_takes_converted_mnn_files_as_they_are(mnn, models, tmp_path):
     assert list(rows["status"]) == ["ok", "ok"] and set(rows["runtime"]) == {"mnn"}
     assert rows["weights_mb"].isna().all() and rows["macs"].isna().all()
     assert list(rows["model"]) == [str(relu), str(mish)]
+
+
+def test_a_shape_given_for_a_dynamic_batch_resizes_the_session(mnn, tmp_path):
+    from conftest import conv_act_model
+
+    artifact = mnn.convert(conv_act_model(tmp_path / "dyn.onnx", "mish", dynamic_batch=True), tmp_path).path
+    r = mnn.runner(str(artifact), mnn.settings(), {"images": (2, 8, 16, 16)})
+    assert r.load()["inputs"] == {"images": [2, 8, 16, 16]}
+    assert r.first_run()["outputs"] == [[2, 8, 16, 16]]
+    r.close()

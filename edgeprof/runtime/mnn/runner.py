@@ -71,13 +71,21 @@ class MnnRunner(Runner):
         rng = np.random.default_rng(self.seed)
         inputs = self._inputs()
         feeds = {}
+        resized = False
         for name, tensor in inputs.items():
+            # MNN gives a dynamic dimension a size (1) when it creates the session, so a --shape for this input
+            # is taken as given (MNN resizes to it); without one, the session's shape is fed
+            given = self.shapes.get(name, self.shapes.get("") if len(inputs) == 1 else None)
             declared = [int(d) if int(d) > 0 else "?" for d in tensor.getShape()]
-            shape = resolve_input_shape(name, declared, self.shapes, len(inputs))
+            shape = tuple(given) if given is not None else resolve_input_shape(name, declared, {}, len(inputs))
+            if len(shape) != len(declared):
+                raise InputError(f"--shape for input {name!r} has {len(shape)} dims, the model declares "
+                                 f"{len(declared)}")
             if list(shape) != list(tensor.getShape()):
                 self.interpreter.resizeTensor(tensor, tuple(shape))
+                resized = True
             feeds[name] = rng.standard_normal(shape).astype(np.float32)
-        if any(list(v.shape) != list(inputs[k].getShape()) for k, v in feeds.items()):
+        if resized:
             self.interpreter.resizeSession(self.session)
         return feeds
 
