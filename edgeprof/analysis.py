@@ -92,27 +92,35 @@ def estimate_memory(model) -> dict:
 
 
 def try_estimate_memory(path: str | Path) -> dict:
-    """``estimate_memory`` where onnx is installed; empty figures (None) where it is not, or where ``path`` is a
-    runtime's own artifact rather than an ONNX file (a bundle's ``.ncnn.param``)."""
+    """``estimate_memory`` where onnx is installed and the file is an ONNX model; empty figures (None) where onnx
+    is missing or the file is another runtime's artifact (a .mnn, a .ncnn.param, a .tflite...)."""
     empty = {"weights_mb": None, "act_peak_mb": None, "act_estimate_complete": None}
     if Path(path).suffix.lower() != ".onnx":
         return empty
     try:
-        import onnx  # noqa: F401
+        import onnx
     except ImportError:
         return empty
-    return estimate_memory(path)
+    try:
+        model = onnx.load(str(path))
+    except Exception:  # onnx raises DecodeError and others on a file that is not ONNX
+        return empty
+    return estimate_memory(model)
 
 
 def graph_macs(model) -> int | None:
     """Multiply-accumulates of one run of an ONNX graph's Conv, Gemm and MatMul nodes (as ``macs`` counts for
-    built blocks), from inferred shapes; None when a shape is not known (dynamic dims) or onnx is missing."""
+    built blocks), from inferred shapes; None when a shape is not known (dynamic dims), onnx is missing or the file
+    is another runtime's artifact (a .mnn...)."""
     try:
         import onnx
     except ImportError:
         return None
     if isinstance(model, str | Path):
-        model = onnx.load(str(model))
+        try:
+            model = onnx.load(str(model))
+        except Exception:  # onnx raises DecodeError and others on a file that is not ONNX
+            return None
     graph = onnx.shape_inference.infer_shapes(model).graph
     shapes: dict[str, list[int] | None] = {t.name: list(t.dims) for t in graph.initializer}
     for info in [*graph.input, *graph.value_info, *graph.output]:

@@ -54,11 +54,18 @@ def activation_nodes(nodes: list[NodeTime], op_types: frozenset[str] | None = No
     any activation op, for models edgeprof did not build), each node by its ``primary_op``. An arithmetic node
     (Add, Mul...) that torch named in another module's scope (a block's residual ``/m/m.0/Add``) is never the
     activation's: the activation's own are in an ``/act/`` scope or were named by onnxruntime's fusions
-    (``Mul_3``)."""
+    (``Mul_3``). A node named in the activation's ``/act/`` scope is the activation's whatever its type (a runtime
+    that splits an op keeps its origin's name: MNN runs ``/act/Softplus`` as Exp, Add and Log), except a
+    convolution: a conv that took the activation in may be named after it (onnxruntime's NCHWc ``Conv`` is
+    ``/act/Relu_output_0_nchwc``)."""
     if op_types is None:
         return [n for n in nodes if primary_op(n.op_type) in ACTIVATION_OP_TYPES]
-    return [n for n in nodes if primary_op(n.op_type) in op_types
-            and (primary_op(n.op_type) not in ARITHMETIC_OPS or "/act/" in n.name or not n.name.startswith("/"))]
+    return [n for n in nodes if _in_act_scope(n) or (primary_op(n.op_type) in op_types and (
+        primary_op(n.op_type) not in ARITHMETIC_OPS or not n.name.startswith("/")))]
+
+
+def _in_act_scope(node: NodeTime) -> bool:
+    return "/act/" in node.name and "conv" not in node.op_type.lower()
 
 
 def primary_op(op_type: str) -> str:

@@ -20,6 +20,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "onnxruntime": ("edgeprof.runtime.onnxruntime.runtime:OnnxRuntime", "onnxruntime"),
     "openvino": ("edgeprof.runtime.openvino.runtime:OpenVinoRuntime", "openvino"),
     "ncnn": ("edgeprof.runtime.ncnn.runtime:NcnnRuntime", "ncnn"),
+    "mnn": ("edgeprof.runtime.mnn.runtime:MnnRuntime", "MNN"),
 }
 
 
