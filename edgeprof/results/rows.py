@@ -237,7 +237,8 @@ def per_op_rows(row: dict, nodes: list[dict], reference_nodes: list[dict] | None
     exported = [op for op in str(row.get("act_ops_exported") or "").split("+") if op]
     all_nodes, act_nodes = split_act_nodes(nodes, reference_nodes, row.get("act"), exported)
     act_ids = {id(n) for n in act_nodes or []}
-    total = sum(n.mean_us for n in all_nodes)
+    timed = all(n.mean_us is not None for n in all_nodes)  # a runtime without per-op times gives none
+    total = sum(n.mean_us for n in all_nodes) if timed else 0.0
     return [
         {**{k: row.get(k) for k in PER_OP_KEYS}, "node": n.name, "op_type": n.op_type, "mean_us": n.mean_us,
          "share": n.mean_us / total if total > 0 else None, "is_act": id(n) in act_ids,

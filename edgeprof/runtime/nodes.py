@@ -18,12 +18,14 @@ class NodeTime:
     name: str
     op_type: str
     calls: int
-    total_us: float
+    total_us: float | None  # None: the runtime ran the node but has no per-op timer
     output_bytes: int | None = None
     mem_in_use_delta: int | None = None
 
     @property
-    def mean_us(self) -> float:
+    def mean_us(self) -> float | None:
+        if self.total_us is None:
+            return None
         return self.total_us / self.calls if self.calls else 0.0
 
 
@@ -59,11 +61,14 @@ def activation_nodes(nodes: list[NodeTime], op_types: frozenset[str] | None = No
 
 
 def time_share(part: list[NodeTime], whole: list[NodeTime]) -> float:
-    """Fraction of the summed kernel time of ``whole`` spent in ``part``."""
+    """Fraction of the summed kernel time of ``whole`` spent in ``part`` (NaN where the runtime has no per-op times)."""
+    if any(n.mean_us is None for n in whole):
+        return float("nan")
     total = sum(n.mean_us for n in whole)
     return sum(n.mean_us for n in part) / total if total > 0 else float("nan")
 
 
 def nodes_from_dicts(rows: list[dict]) -> list[NodeTime]:
-    return [NodeTime(r["name"], r["op_type"], r["calls"], r["mean_us"] * r["calls"], r.get("output_bytes"),
-                     r.get("mem_in_use_delta")) for r in rows]
+    return [NodeTime(r["name"], r["op_type"], r["calls"],
+                     None if r.get("mean_us") is None else r["mean_us"] * r["calls"],
+                     r.get("output_bytes"), r.get("mem_in_use_delta")) for r in rows]
