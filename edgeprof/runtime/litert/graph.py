@@ -3,8 +3,10 @@ delegate partition ran it (the interpreter's DELEGATE nodes) and the activation 
 (``fused_activation_function`` in the flatbuffer), as edgeprof node records.
 
 Op types are given in ONNX's vocabulary where a TFLite builtin is the same operation (``LOGISTIC`` is
-``Sigmoid``), so edgeprof's activation table recognises them; an op with a fused activation is one node named
-like ``Conv+Relu`` (the activation ran inside it); the TFLite name and the partition are in the node's name.
+``Sigmoid``); an op's fused activation is in its name (``CONV_2D#0+RELU@xnnpack0``), not its type, so a block
+whose activation fused runs exactly the reference block's op types (edgeprof takes the activation's nodes as
+those beyond the reference's: ``LiteRTRuntime.act_nodes_beyond_reference``); the TFLite name and the partition
+are in the node's name.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ ONNX_NAMES = {
     "PAD": "Pad", "PADV2": "Pad", "SPLIT": "Split", "SPLIT_V": "Split", "STRIDED_SLICE": "Slice", "SLICE": "Slice",
     "RESIZE_NEAREST_NEIGHBOR": "Resize", "RESIZE_BILINEAR": "Resize", "SOFTMAX": "Softmax", "MEAN": "ReduceMean",
 }
-# fused_activation_function values (schema ActivationFunctionType) -> the ONNX op they compute
-FUSED_ACTIVATIONS = {1: "Relu", 2: "Clip", 3: "Clip", 4: "Tanh", 5: "SignBit"}
 FUSED_NAMES = {1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 
 
@@ -119,8 +119,7 @@ def executed_nodes(ops: list[dict], fused: dict[int, int], delegate_name: str = 
         index = op["index"]
         op_type = onnx_name(op["op_name"])
         name = f"{op['op_name']}#{index}"
-        if index in fused:
-            op_type += "+" + FUSED_ACTIVATIONS[fused[index]]
+        if index in fused:  # the activation ran inside this op: named, not a node of its own
             name += "+" + FUSED_NAMES[fused[index]]
         name += f"@{delegate_name}{owner[index]}" if index in owner else "@builtin"
         group = groups.get(index)

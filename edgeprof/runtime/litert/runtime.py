@@ -38,6 +38,7 @@ class LiteRTRuntime(Runtime):
     settings_class = LiteRTSettings
     per_op_times = False  # the Python API has no op profiler (verified in ai-edge-litert 2.3.0)
     fusion_info = True  # the interpreter's op list, the delegate partitions and fused_activation_function
+    act_nodes_beyond_reference = True  # litert-torch decomposes ELU, PReLU, softplus... into LiteRT primitives
 
     @classmethod
     def version(cls) -> str:
