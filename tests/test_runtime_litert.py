@@ -225,6 +225,11 @@ def test_sweep_through_the_cli_gives_ok_rows_with_litert_and_its_version(tmp_pat
     assert rows.loc["mish", "act_ops"] == "Softplus+Tanh+Mul"
     assert rows["act_share"].isna().all() and rows["per_op_runs"].isna().all()  # no per-op times: none invented
     assert rows.loc["mish", "ratio_to_baseline"] > 1.0  # conv+mish does more work than conv+relu
+    ops = pd.read_csv(tmp_path / "litert-ops.csv")
+    assert ops["mean_us"].isna().all() and ops["share"].isna().all()  # the nodes, without times
+    mish_ops = ops[ops["act"] == "mish"]
+    assert list(mish_ops["op_type"]) == ["Conv", "Softplus", "Tanh", "Mul"]
+    assert list(mish_ops["is_act"]) == [False, True, True, True]
 
 
 # ---------------------------------------------------------------------------------------------- device side
