@@ -92,11 +92,15 @@ def estimate_memory(model) -> dict:
 
 
 def try_estimate_memory(path: str | Path) -> dict:
-    """``estimate_memory`` where onnx is installed; empty figures (None) where it is not."""
+    """``estimate_memory`` where onnx is installed and ``path`` is an ONNX file; empty figures (None) otherwise (a
+    runtime's own artifact, e.g. a bundle's ``.tflite``)."""
+    empty = {"weights_mb": None, "act_peak_mb": None, "act_estimate_complete": None}
+    if Path(path).suffix.lower() != ".onnx":
+        return empty
     try:
         import onnx  # noqa: F401
     except ImportError:
-        return {"weights_mb": None, "act_peak_mb": None, "act_estimate_complete": None}
+        return empty
     return estimate_memory(path)
 
 

@@ -123,7 +123,11 @@ def test_conversion_is_cached_by_content_and_a_foreign_onnx_file_is_unsupported(
     stamp = first.path.stat().st_mtime_ns
     again = _litert().convert(onnx_path, shared_dir)
     assert again.path == first.path and again.path.stat().st_mtime_ns == stamp  # not converted again
-    assert first.converter_version and Path(str(first.path) + ".json").exists()
+    assert first.converter_version and first.path.name == onnx_path.stem + ".tflite"
+    from edgeprof.runtime.litert.runner import io_layout
+
+    layout = io_layout(str(first.path))  # carried in the model's own metadata, so a bundle keeps it
+    assert layout["inputs"] == [{"name": "images", "perm": [0, 2, 3, 1]}] and layout["spec"]["act"] == "relu"
     foreign = conv_act_model(tmp_path / "mine.onnx", "relu")  # an ONNX file edgeprof did not build
     with pytest.raises(UnsupportedModel, match="onnx2tf") as info:
         _litert().convert(foreign, tmp_path)

@@ -57,8 +57,10 @@ def _perm_to_last(rank: int) -> list[int] | None:
 
 
 def convert_to_tflite(onnx_path: str | Path, out_dir: str | Path, source: ModelSource | None = None) -> Conversion:
-    """The ``.tflite`` of ``onnx_path`` in ``out_dir``, cached by the ONNX bytes, the converter's version and the
-    block spec and seed; UnsupportedModel with the converter's one-line reason for what it cannot convert."""
+    """``<onnx stem>.tflite`` in ``out_dir``, cached by the ONNX bytes, the converter's version and the block spec
+    and seed (kept in the model's metadata with its I/O layout, so the file carries them into a bundle);
+    UnsupportedModel with the converter's one-line reason for what it cannot convert."""
+    from edgeprof.runtime.litert.runner import io_layout
     from edgeprof.spec import content_hash, file_sha256
 
     onnx_path = check_file(onnx_path, "ONNX file")
@@ -73,29 +75,56 @@ def convert_to_tflite(onnx_path: str | Path, out_dir: str | Path, source: ModelS
     key = content_hash({"onnx": file_sha256(onnx_path), "converter": CONVERTER, "version": version,
                         "layout": LAYOUT, "spec": source.spec, "seed": source.seed})
     out_dir = Path(out_dir)
-    target = out_dir / f"{onnx_path.stem}-litert-{key}.tflite"
-    side = Path(str(target) + ".json")
-    if target.exists() and side.exists():
+    target = out_dir / f"{onnx_path.stem}.tflite"
+    if target.exists() and io_layout(str(target)).get("key") == key:
         return Conversion(target, CONVERTER, version)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, shapes = _build(source)
     tmp = out_dir / f".{target.name}.{os.getpid()}.tmp"
     try:
         _convert(model, shapes, tmp)
-        err, ref = _parity(onnx_path, tmp, shapes, source.seed)
+        input_names = _onnx_input_names(onnx_path)
+        _embed_layout(tmp, {
+            "key": key, "onnx": onnx_path.name, "converter": CONVERTER, "converter_version": version,
+            "spec": source.spec, "seed": source.seed,
+            "inputs": [{"name": name, "perm": _perm_to_last(len(shape))}
+                       for name, (_, shape) in zip(input_names, shapes["inputs"], strict=True)],
+            "outputs": [{"perm": _perm_to_last(rank)} for rank in shapes["output_ranks"]],
+        })
+        err, ref = _parity(onnx_path, tmp, source.seed)
         if err > PARITY_TOL * max(1.0, ref):
             raise UnsupportedModel(f"litert: the converted model differs from the ONNX model by {err:.3g} "
                                    f"(tolerance {PARITY_TOL * max(1.0, ref):.3g})")
-        side.write_text(json.dumps({
-            "onnx": onnx_path.name, "converter": CONVERTER, "converter_version": version, "spec": source.spec,
-            "seed": source.seed, "parity_max_abs_err": err,
-            "inputs": [{"name": name, "perm": _perm_to_last(len(shape))} for name, shape in shapes["inputs"]],
-            "outputs": [{"perm": _perm_to_last(rank)} for rank in shapes["output_ranks"]],
-        }, indent=2) + "\n")
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
     return Conversion(target, CONVERTER, version)
+
+
+def _onnx_input_names(onnx_path: Path) -> list[str]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return [i.name for i in session.get_inputs()]
+
+
+def _embed_layout(path: Path, layout: dict) -> None:
+    """Add edgeprof's I/O description to the model's metadata (a named buffer LiteRT ignores when running)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from edgeprof.runtime.litert.runner import METADATA_NAME
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(layout, sort_keys=True).encode(), dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [*(m for m in (model.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())),
+                      entry]
+    path.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
 
 
 def _build(source: ModelSource):
@@ -110,7 +139,7 @@ def _build(source: ModelSource):
     with torch.no_grad():
         out = model(torch.zeros(spec.input_shape))
     outs = out if isinstance(out, list | tuple) else [out]
-    return model, {"inputs": [("images", list(spec.input_shape))], "output_ranks": [o.dim() for o in outs]}
+    return model, {"inputs": [("x", list(spec.input_shape))], "output_ranks": [o.dim() for o in outs]}
 
 
 def _channels_last(model):
@@ -166,7 +195,7 @@ def _quiet_fds():
                 os.close(fd)
 
 
-def _parity(onnx_path: Path, tflite_path: Path, shapes: dict, seed: int) -> tuple[float, float]:
+def _parity(onnx_path: Path, tflite_path: Path, seed: int) -> tuple[float, float]:
     """Max abs difference between LiteRT and onnxruntime on the ONNX file on a seeded input, and max|ref|."""
     import onnxruntime as ort
 
@@ -175,20 +204,12 @@ def _parity(onnx_path: Path, tflite_path: Path, shapes: dict, seed: int) -> tupl
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
-    feeds = {i.name: rng.standard_normal(shape).astype(np.float32)
-             for i, (_, shape) in zip(session.get_inputs(), shapes["inputs"], strict=True)}
+    feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32) for i in session.get_inputs()}
     ref = session.run(None, feeds)
-    side = Path(str(tflite_path) + ".json")
-    side.write_text(json.dumps({
-        "inputs": [{"name": i.name, "perm": _perm_to_last(len(s))}
-                   for i, (_, s) in zip(session.get_inputs(), shapes["inputs"], strict=True)],
-        "outputs": [{"perm": _perm_to_last(rank)} for rank in shapes["output_ranks"]]}))
     try:
         got = LiteRTRunner(str(tflite_path), LiteRTSettings(runtime="litert")).infer(feeds)
     except Exception as exc:
         raise RuntimeFailure(f"LiteRT cannot run the converted model: {str(exc).splitlines()[0][:300]}") from None
-    finally:
-        side.unlink(missing_ok=True)
     if len(got) != len(ref):
         raise UnsupportedModel(f"litert: the converted model has {len(got)} outputs, the ONNX model {len(ref)}")
     err = max(float(np.max(np.abs(g.astype(np.float64) - r))) for g, r in zip(got, ref, strict=True))

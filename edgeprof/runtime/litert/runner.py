@@ -32,15 +32,25 @@ def open_interpreter(path: str, settings: LiteRTSettings):
     return interp
 
 
+METADATA_NAME = "edgeprof_io"
+
+
 def io_layout(path: str) -> dict:
-    """The I/O description written beside a converted model (``<model>.tflite.json``): the ONNX names of its
-    inputs and outputs and the axis permutations from the ONNX layout; empty for a ``.tflite`` edgeprof did not
-    convert (its tensors are fed as they are, in order)."""
-    side = Path(str(path) + ".json")
+    """edgeprof's I/O description in a converted model's metadata (``edgeprof_io``): the ONNX names of its inputs,
+    the axis permutations from the ONNX layout, and what it was converted from; empty for a ``.tflite`` edgeprof
+    did not convert (its tensors are fed as they are, in order)."""
+    from ai_edge_litert import schema_py_generated as schema
+
     try:
-        return json.loads(side.read_text())
-    except (OSError, ValueError):
-        return {}
+        data = Path(path).read_bytes()
+        model = schema.Model.GetRootAs(data, 0)
+        for i in range(model.MetadataLength()):
+            meta = model.Metadata(i)
+            if (meta.Name() or b"").decode() == METADATA_NAME:
+                return json.loads(model.Buffers(meta.Buffer()).DataAsNumpy().tobytes())
+    except Exception:  # not a flatbuffer, or no such entry: nothing edgeprof wrote
+        pass
+    return {}
 
 
 def _os_threads() -> int:
