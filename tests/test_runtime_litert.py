@@ -267,3 +267,30 @@ def test_the_worker_runs_a_tflite_with_torch_onnx_and_the_converter_unimportable
     ops = replies[6]["result"]
     assert [n["op_type"] for n in ops["nodes"]] == ["Conv", "Softplus", "Tanh", "Mul"]
     assert ops["runs"] == 0 and ops["threads_effective"] == 1
+
+
+@needs_converter
+@pytest.mark.slow
+def test_a_litert_bundle_profiles_end_to_end_with_torch_onnx_and_the_converter_unimportable(tmp_path):
+    """bundle on the build side; ``edgeprof profile DIR`` as on a device with only 'edgeprof[litert]'."""
+    from typer.testing import CliRunner
+
+    from edgeprof.cli import app
+
+    bundle, csv = tmp_path / "bundle", tmp_path / "device.csv"
+    made = CliRunner().invoke(app, ["bundle", "--runtime", "litert", "--acts", "relu,mish", "--widths", "8",
+                                    "--imgsz", "32", "--no-act-alone", "-o", str(bundle), "--quiet"])
+    assert made.exit_code == 0, made.output
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["runtime"]["name"] == "litert"
+    assert all(m["artifact"].endswith(".tflite") for g in manifest["groups"] for m in g["models"])
+    code = BLOCK_TORCH + (
+        "from edgeprof.cli import app\n"
+        f"app(['profile', {str(bundle)!r}, '--max-time', '0.3', '--min-samples', '6', '--no-roofline',"
+        f" '--csv', {str(csv)!r}, '--format', 'json', '--quiet'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {r["act"]: r for r in json.loads(proc.stdout)}
+    assert {r["status"] for r in rows.values()} == {"ok"} and {r["runtime"] for r in rows.values()} == {"litert"}
+    assert rows["relu"]["fused"] is True and rows["mish"]["fused"] is False
+    assert rows["mish"]["act_ops"] == "Softplus+Tanh+Mul"
