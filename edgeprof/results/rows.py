@@ -186,7 +186,8 @@ def measurement_row(
     }
     if measurement.status == "failed" or not stats.get("n"):
         row["ci_reached"] = False
-    nodes, act_nodes = split_act_nodes(measurement.nodes, reference_nodes, build.get("act"), build.get("act_ops"))
+    nodes, act_nodes = split_act_nodes(measurement.nodes, reference_nodes, build.get("act"), build.get("act_ops"),
+                                       beyond_reference=_beyond_reference(settings.get("runtime")))
     if nodes and reference_nodes is not None:
         row["fused"] = None if not build.get("act_ops") else not act_nodes
     if act_nodes is not None:
@@ -204,13 +205,27 @@ def measurement_row(
     return row
 
 
+def _beyond_reference(runtime: str | None) -> bool:
+    """Whether the runtime's activation nodes are those beyond the reference block's (``Runtime.
+    act_nodes_beyond_reference``); False for onnxruntime and for a runtime that cannot be loaded here."""
+    if not runtime or runtime == "onnxruntime":
+        return False
+    try:
+        from edgeprof.runtime.registry import get_runtime
+
+        return bool(getattr(get_runtime(runtime), "act_nodes_beyond_reference", False))
+    except Exception:
+        return False
+
+
 def split_act_nodes(nodes: list[dict], reference_nodes: list[dict] | None, act: str | None = None,
-                    exported_ops: list[str] | None = None):
+                    exported_ops: list[str] | None = None, beyond_reference: bool = False):
     """(all nodes, the activation's own nodes): with a reference (a block edgeprof built), the nodes of the
-    activation's op types (edgeprof.spec.acts: exported or fused forms), never the block's other ops; an empty
-    reference means every node is the activation's (block ``act``); without one, any activation op type. A node a
-    runtime fused from several ops beyond the reference's (``Max+Exp+Add+Min``) is the activation's too."""
-    from edgeprof.runtime.nodes import activation_nodes, fused_chains_beyond, nodes_from_dicts
+    activation's op types (edgeprof.spec.acts: exported or fused forms), never the block's other ops, or, for a
+    runtime whose op types are its own (``beyond_reference``), the nodes beyond the reference's by op type; an
+    empty reference means every node is the activation's (block ``act``); without one, any activation op type. A
+    node a runtime fused from several ops beyond the reference's (``Max+Exp+Add+Min``) is the activation's too."""
+    from edgeprof.runtime.nodes import activation_nodes, extra_nodes, fused_chains_beyond, nodes_from_dicts
     from edgeprof.spec.acts import act_op_types
 
     all_nodes = nodes_from_dicts(nodes)
@@ -219,6 +234,8 @@ def split_act_nodes(nodes: list[dict], reference_nodes: list[dict] | None, act: 
     if reference_nodes is not None:
         if not reference_nodes:
             return all_nodes, list(all_nodes)
+        if beyond_reference:
+            return all_nodes, extra_nodes(all_nodes, nodes_from_dicts(reference_nodes))
         own = {id(n) for n in activation_nodes(all_nodes, act_op_types(act or "", exported_ops or ()))}
         own |= {id(n) for n in fused_chains_beyond(all_nodes, nodes_from_dicts(reference_nodes))}
         return all_nodes, [n for n in all_nodes if id(n) in own]
@@ -238,7 +255,8 @@ def per_op_rows(row: dict, nodes: list[dict], reference_nodes: list[dict] | None
     bytes the node writes, and how much the arena's bytes in use changed; the latter only with the arena on).
     """
     exported = [op for op in str(row.get("act_ops_exported") or "").split("+") if op]
-    all_nodes, act_nodes = split_act_nodes(nodes, reference_nodes, row.get("act"), exported)
+    all_nodes, act_nodes = split_act_nodes(nodes, reference_nodes, row.get("act"), exported,
+                                           beyond_reference=_beyond_reference(row.get("runtime")))
     act_ids = {id(n) for n in act_nodes or []}
     timed = all(n.mean_us is not None for n in all_nodes)  # a runtime without per-op times: no shares
     total = sum(n.mean_us for n in all_nodes) if timed else 0.0

@@ -235,6 +235,9 @@ class Runtime:
     settings_class: ClassVar[type[RuntimeSettings]] = RuntimeSettings
     per_op_times: ClassVar[bool] = False  # executed_ops gives per-node times
     fusion_info: ClassVar[bool] = False  # executed_ops gives the nodes that ran after fusion
+    # True when the runtime's op types are not the activation table's (it decomposes activations into its own
+    # primitives): the activation's nodes are then those beyond the reference block's (by op type)
+    act_nodes_beyond_reference: ClassVar[bool] = False
 
     def __init__(self, spec: str | None = None):
         self.spec = spec or self.name

@@ -21,6 +21,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "openvino": ("edgeprof.runtime.openvino.runtime:OpenVinoRuntime", "openvino"),
     "ncnn": ("edgeprof.runtime.ncnn.runtime:NcnnRuntime", "ncnn"),
     "mnn": ("edgeprof.runtime.mnn.runtime:MnnRuntime", "MNN"),
+    "litert": ("edgeprof.runtime.litert.runtime:LiteRTRuntime", "ai_edge_litert"),
 }
 
 

@@ -1,0 +1,1 @@
+"""LiteRT (ai-edge-litert): the interpreter runner with XNNPACK, its op list and delegate partitions, litert-torch."""
