@@ -51,11 +51,12 @@ def activation_nodes(nodes: list[NodeTime], op_types: frozenset[str] | None = No
     """The activation's own nodes: by op type (``op_types``: the activation's, from the activation table; else
     any activation op, for models edgeprof did not build). An arithmetic node (Add, Mul...) that torch named in
     another module's scope (a block's residual ``/m/m.0/Add``) is never the activation's: the activation's own
-    are in an ``/act/`` scope or were named by onnxruntime's fusions (``Mul_3``)."""
+    are in an ``/act/`` scope or were named by onnxruntime's fusions (``Mul_3``). A node a runtime names in the
+    activation module's ``/act/`` scope is the activation's whatever its op type (a decomposition's kernels)."""
     if op_types is None:
         return [n for n in nodes if n.op_type in ACTIVATION_OP_TYPES]
-    return [n for n in nodes if n.op_type in op_types
-            and (n.op_type not in ARITHMETIC_OPS or "/act/" in n.name or not n.name.startswith("/"))]
+    return [n for n in nodes if "/act/" in n.name or (
+        n.op_type in op_types and (n.op_type not in ARITHMETIC_OPS or not n.name.startswith("/")))]
 
 
 def time_share(part: list[NodeTime], whole: list[NodeTime]) -> float:
@@ -65,5 +66,7 @@ def time_share(part: list[NodeTime], whole: list[NodeTime]) -> float:
 
 
 def nodes_from_dicts(rows: list[dict]) -> list[NodeTime]:
-    return [NodeTime(r["name"], r["op_type"], r["calls"], r["mean_us"] * r["calls"], r.get("output_bytes"),
+    """NodeTimes from ``executed_ops`` records; a runtime without per-op times gives ``mean_us`` None (NaN here)."""
+    return [NodeTime(r["name"], r["op_type"], r["calls"],
+                     float("nan") if r.get("mean_us") is None else r["mean_us"] * r["calls"], r.get("output_bytes"),
                      r.get("mem_in_use_delta")) for r in rows]

@@ -18,6 +18,7 @@ DEFAULT_RUNTIME = "onnxruntime"
 # name -> (import path of its Runtime class, the Python module it needs)
 BUILTIN: dict[str, tuple[str, str]] = {
     "onnxruntime": ("edgeprof.runtime.onnxruntime.runtime:OnnxRuntime", "onnxruntime"),
+    "executorch": ("edgeprof.runtime.executorch.runtime:ExecuTorchRuntime", "executorch"),
 }
 
 
