@@ -218,7 +218,8 @@ def split_act_nodes(nodes: list[dict], reference_nodes: list[dict] | None, act: 
     if reference_nodes is not None:
         if not reference_nodes:
             return all_nodes, list(all_nodes)
-        return all_nodes, activation_nodes(all_nodes, act_op_types(act or "", exported_ops or ()))
+        return all_nodes, activation_nodes(all_nodes, act_op_types(act or "", exported_ops or ()),
+                                           frozenset(n["op_type"] for n in reference_nodes))
     return all_nodes, activation_nodes(all_nodes)
 
 

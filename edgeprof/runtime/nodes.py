@@ -47,16 +47,20 @@ def extra_nodes(nodes: list[NodeTime], reference: list[NodeTime]) -> list[NodeTi
     return extra
 
 
-def activation_nodes(nodes: list[NodeTime], op_types: frozenset[str] | None = None) -> list[NodeTime]:
+def activation_nodes(nodes: list[NodeTime], op_types: frozenset[str] | None = None,
+                     block_op_types: frozenset[str] | None = None) -> list[NodeTime]:
     """The activation's own nodes: by op type (``op_types``: the activation's, from the activation table; else
     any activation op, for models edgeprof did not build). An arithmetic node (Add, Mul...) that torch named in
     another module's scope (a block's residual ``/m/m.0/Add``) is never the activation's: the activation's own
-    are in an ``/act/`` scope or were named by onnxruntime's fusions (``Mul_3``). A node a runtime names in the
-    activation module's ``/act/`` scope is the activation's whatever its op type (a decomposition's kernels)."""
+    are in an ``/act/`` scope or were named by onnxruntime's fusions (``Mul_3``). With ``block_op_types`` (the op
+    types the block runs without an activation), a node in an ``/act/`` scope of an op type the block never runs is
+    the activation's too, whatever its op type: a runtime's decomposition of it (ExecuTorch's softplus as
+    ``portable/act/...gt``, ``log1p``, ``where`` kernels); a fused Conv named in that scope is not."""
     if op_types is None:
         return [n for n in nodes if n.op_type in ACTIVATION_OP_TYPES]
-    return [n for n in nodes if "/act/" in n.name or (
-        n.op_type in op_types and (n.op_type not in ARITHMETIC_OPS or not n.name.startswith("/")))]
+    return [n for n in nodes if (n.op_type in op_types and (n.op_type not in ARITHMETIC_OPS or "/act/" in n.name
+                                                              or not n.name.startswith("/")))
+            or (block_op_types is not None and "/act/" in n.name and n.op_type not in block_op_types)]
 
 
 def time_share(part: list[NodeTime], whole: list[NodeTime]) -> float:
