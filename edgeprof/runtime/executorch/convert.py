@@ -17,7 +17,7 @@ from edgeprof.errors import InputError
 from edgeprof.runtime.base import Conversion, ModelSource, UnsupportedModel
 
 CONVERTER = "torch.export+executorch.to_edge_transform_and_lower(XnnpackPartitioner)"
-CONVERT_VERSION = 1  # bump when what convert writes changes
+CONVERT_VERSION = 2  # bump when what convert writes changes
 PARITY_TOL = 1e-3  # relative to max(1, max|out|), as edgeprof's ONNX export checks
 
 
@@ -121,25 +121,31 @@ def _delegation(edge) -> dict:
     for name, d in info.delegation_by_operator.items():
         if name != "getitem":
             ops[name] = {"delegated": d.delegated, "portable": d.non_delegated}
-    return {"delegated_subgraphs": info.num_delegated_subgraphs, "ops": ops, "portable_scopes": _portable_scopes(edge)}
+    return {"delegated_subgraphs": info.num_delegated_subgraphs, "ops": ops, "op_scopes": _op_scopes(edge)}
 
 
-def _portable_scopes(edge) -> dict[str, str]:
-    """Each aten op left to portable kernels -> the torch module path it came from (``act``, ``cv1.act``), when all
-    its nodes came from one module (else it is left out)."""
+def _op_scopes(edge) -> dict[str, str]:
+    """Each op type (edgeprof's names, as ETDump's events are read) -> the torch module path all its edge nodes came
+    from (``act``, ``cv1.act``), over the top graph and every XNNPACK subgraph; an op type used by several modules
+    is left out."""
     import re
 
+    from executorch.exir.lowered_backend_module import get_lowered_submodules
+
+    from edgeprof.runtime.executorch.ops import PORTABLE_OPS
+
+    top = edge.exported_program().graph_module
+    graphs = [top] + [lowered.original_module.graph_module for _, lowered, _ in get_lowered_submodules(top)]
     scopes: dict[str, set] = {}
-    for node in edge.exported_program().graph_module.graph.nodes:
-        if node.op != "call_function":
-            continue
-        match = re.search(r"aten\.(\w+)\.", str(node.target))
-        stack = node.meta.get("nn_module_stack") or {}
-        if match is None or not stack:
-            continue
-        path = list(stack.values())[-1][0]
-        scopes.setdefault(match.group(1), set()).add(re.sub(r"^L__self___|^L\['self'\]\.", "", str(path)))
-    return {op: next(iter(paths)) for op, paths in scopes.items() if len(paths) == 1}
+    for graph_module in graphs:
+        for node in graph_module.graph.nodes:
+            match = re.search(r"aten\.(\w+)\.", str(node.target)) if node.op == "call_function" else None
+            if match is None:
+                continue
+            stack = node.meta.get("nn_module_stack") or {}
+            path = re.sub(r"^L__self___|^L\['self'\]\.", "", str(list(stack.values())[-1][0])) if stack else ""
+            scopes.setdefault(PORTABLE_OPS.get(match.group(1), match.group(1)), set()).add(path)
+    return {op: next(iter(paths)) for op, paths in scopes.items() if len(paths) == 1 and "" not in paths}
 
 
 def _onnx_input_names(onnx_path: Path) -> list[str]:

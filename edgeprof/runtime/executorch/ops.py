@@ -17,7 +17,8 @@ XNNPACK_OPS = {
     "Convolution": "Conv", "Deconvolution": "ConvTranspose", "Fully Connected": "Gemm",
     "Batch Matrix Multiply": "MatMul",
     "Add": "Add", "Subtract": "Sub", "Multiply": "Mul", "Divide": "Div", "Maximum": "Max", "Minimum": "Min",
-    "Clamp": "Clip", "ReLU": "Relu", "TanH": "Tanh", "Leaky ReLU": "LeakyRelu", "ELU": "Elu",
+    "Clamp": "Clip", "ReLU": "Relu", "TanH": "Tanh", "Leaky ReLU": "LeakyRelu", "LeakyReLU": "LeakyRelu",
+    "PReLU": "PRelu", "Sine": "Sin", "Cosine": "Cos", "ELU": "Elu",
     "Sigmoid": "Sigmoid", "Tanh": "Tanh",
     "HardSwish": "HardSwish", "GELU": "Gelu", "Exp": "Exp", "Log": "Log", "Negate": "Neg", "Square": "Mul",
     "Square Root": "Sqrt", "Abs": "Abs", "Floor": "Floor", "Ceiling": "Ceil", "Copy": "Identity",
@@ -56,8 +57,9 @@ def is_delegated(event_name: str) -> bool:
 def parse_etdump(data: bytes, skip_runs: int = 1, scopes: dict[str, str] | None = None) -> tuple[list[NodeTime], int]:
     """Per-node times (ns ticks -> µs) from an ETDump's bytes, nodes in the order they first ran, and the number of
     runs kept. ``skip_runs`` leaves out the first runs (the first carries the delegate's lazy set-up). ``scopes``
-    maps a portable kernel's aten op (``gt``) to the torch module it came from (``act``, from the conversion's
-    record), written into its name as ``portable/act/...`` so the activation's own kernels are known by scope."""
+    maps an op type (``Log1p``) to the torch module all its nodes came from (``act``, from the conversion's record),
+    written into the node's name as ``portable/act/...`` or ``xnnpack/act/...`` so the activation's own operators
+    are known by scope."""
     from executorch.devtools.etdump.serialize import deserialize_from_etdump_flatcc
 
     etdump = deserialize_from_etdump_flatcc(data)
@@ -93,10 +95,9 @@ def _event_of(key: str) -> str:
 
 
 def _node_name(key: str, scopes: dict[str, str]) -> str:
-    """``xnnpack/Convolution (NHWC, F32) IGEMM #1`` for a delegated operator, ``portable/act/native_call_gt...`` for
-    a portable kernel of the module ``act`` (``portable/native_call_gt...`` when its module is not known)."""
+    """``xnnpack/conv/Convolution (NHWC, F32) IGEMM #1`` for a delegated operator, ``portable/act/native_call_gt...``
+    for a portable kernel, with the torch module its op type came from when that is one module (else none)."""
     event = _event_of(key)
-    if is_delegated(event):
-        return f"xnnpack/{key}"
-    scope = scopes.get(event[len("native_call_"):].split(".", 1)[0], "")
-    return f"portable/{scope.replace('.', '/')}/{key}" if scope else f"portable/{key}"
+    scope = scopes.get(op_type_of(event), "")
+    where = "xnnpack" if is_delegated(event) else "portable"
+    return f"{where}/{scope.replace('.', '/')}/{key}" if scope else f"{where}/{key}"

@@ -172,7 +172,7 @@ class ExecuTorchRunner(Runner):
             out = os.path.join(tmp, "run.etdp")
             program.write_etdump_result_to_file(out)
             data = Path(out).read_bytes()
-        nodes, kept = parse_etdump(data, skip_runs=1, scopes=read_graph_info(self.path).get("portable_scopes"))
+        nodes, kept = parse_etdump(data, skip_runs=1, scopes=read_graph_info(self.path).get("op_scopes"))
         return {
             "nodes": [{"name": n.name, "op_type": n.op_type, "calls": n.calls, "mean_us": n.mean_us,
                        "output_bytes": None, "mem_in_use_delta": None} for n in nodes],
