@@ -64,7 +64,8 @@ class ExecuTorchRunner(Runner):
 
     def _load_method(self, enable_etdump: bool = False):
         try:
-            program = self.et._load_program(self.path, enable_etdump=enable_etdump)
+            program = self.et._load_program(self.path, enable_etdump=enable_etdump,
+                                            program_verification=self.et.Verification.InternalConsistency)
             return program, program.load_method("forward")
         except Exception as exc:  # the bindings raise RuntimeError with executorch's error code
             raise InputError(f"executorch cannot load {self.path}: {_first_line(exc)}") from None
