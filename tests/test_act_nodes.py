@@ -87,3 +87,18 @@ def test_a_runtime_naming_a_node_by_the_ops_fused_into_it():
     assert [n.op_type for n in split_act_nodes(separate, reference, "sin", ["Sin"])[1]] == ["Sin"]
     chain = [*reference, _node("output", "Max+Exp+Add+Min")]
     assert [n.op_type for n in split_act_nodes(chain, reference, "celu", ["Celu"])[1]] == ["Max+Exp+Add+Min"]
+def test_a_runtimes_decomposition_in_the_act_scope_is_the_activations_but_a_fused_conv_there_is_not():
+    """Runtime-neutral: a node a runtime names in the ``/act/`` scope counts as the activation's when the reference
+    block never runs its op type (ExecuTorch's softplus kernels), never when it does (a Conv fused with the act);
+    ``mean_us`` None (a runtime without per-op times) reads as NaN, not a crash."""
+    def node(name, op_type, mean_us=1.0):
+        return {"name": name, "op_type": op_type, "calls": 3, "mean_us": mean_us}
+
+    reference = [node("xnnpack/conv/Convolution #1", "Conv")]
+    nodes = [node("xnnpack/act/Convolution #1", "Conv"), node("portable/act/native_call_log1p.out", "Log1p"),
+             node("xnnpack/act/TanH #1", "Tanh"), node("portable/native_call_gt.Scalar_out", "Greater")]
+    _, act = split_act_nodes(nodes, reference, "mish", ["Softplus", "Tanh", "Mul"])
+    assert [n.op_type for n in act] == ["Log1p", "Tanh"]
+    untimed = [node("a/act/x", "Log1p", None), node("conv", "Conv", None)]
+    all_nodes, act = split_act_nodes(untimed, reference, "mish", ["Softplus", "Tanh", "Mul"])
+    assert [n.op_type for n in act] == ["Log1p"] and all(np.isnan(n.mean_us) for n in all_nodes)

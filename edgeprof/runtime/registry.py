@@ -22,6 +22,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "ncnn": ("edgeprof.runtime.ncnn.runtime:NcnnRuntime", "ncnn"),
     "mnn": ("edgeprof.runtime.mnn.runtime:MnnRuntime", "MNN"),
     "litert": ("edgeprof.runtime.litert.runtime:LiteRTRuntime", "ai_edge_litert"),
+    "executorch": ("edgeprof.runtime.executorch.runtime:ExecuTorchRuntime", "executorch"),
 }
 
 
