@@ -1,0 +1,126 @@
+"""Several runtimes in one sweep (issue 10): the same exported blocks converted to each runtime's format (cached by
+content, from a ModelSource), measured runtime by runtime, unsupported models as rows, parity against torch's
+reference, the cross-runtime table, resume; with onnxruntime and the fake runtimes of tests/_fake_runtime.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import one_line_error
+from typer.testing import CliRunner
+
+from edgeprof.cli import app
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FAKE = "tests._fake_runtime:FakeRuntime"
+FAKE2 = "tests._fake_runtime:ConvertingFakeRuntime"
+QUICK = ["--max-time", "0.3", "--min-samples", "6", "--quiet", "--no-roofline"]
+runner = CliRunner()
+
+
+@pytest.fixture
+def at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+
+
+def _ok(result) -> None:
+    assert result.exit_code == 0, result.output
+
+
+def _sweep(tmp_path: Path, runtimes: str, *extra: str, acts: str = "relu,mish", csv: Path | None = None):
+    csv = csv or tmp_path / "multi.csv"
+    result = runner.invoke(app, ["sweep", "--runtimes", runtimes, "--acts", acts, "--widths", "8", "--imgsz", "16",
+                                 "--models-dir", str(tmp_path / "models"), "--csv", str(csv), *QUICK, *extra])
+    return result, csv
+
+
+def test_one_sweep_over_three_runtimes(at_repo_root, tmp_path):
+    result, csv = _sweep(tmp_path, f"onnxruntime,{FAKE},{FAKE2}")
+    _ok(result)
+    rows = pd.read_csv(csv, keep_default_na=False)
+    assert list(dict.fromkeys(rows["runtime"])) == ["onnxruntime", FAKE, FAKE2]  # runtime by runtime, in order
+    by = rows.set_index(["runtime", "act"])
+    # the converter refuses mish: an unsupported row with its one-line reason; everything else ran
+    mish2 = by.loc[(FAKE2, "mish")]
+    assert mish2["status"] == "unsupported" and mish2["error"] == "fake-converter: op Softplus is not supported"
+    assert mish2["median_ms"] == "" and mish2["ratio_to_baseline"] == ""
+    assert (rows.drop(index=rows.index[(rows["runtime"] == FAKE2) & (rows["act"] == "mish")])["status"] == "ok").all()
+    # converter columns: onnxruntime reads ONNX as is; the converting fake names its converter
+    assert by.loc[(FAKE2, "relu"), "converter"] == "fake-converter"
+    assert str(by.loc[(FAKE2, "relu"), "converter_version"]) == "9.9"
+    assert by.loc[("onnxruntime", "relu"), "converter"] == ""
+    # parity against torch's reference (<model>.ref.npz, written at export) through each runtime's own infer
+    assert float(by.loc[("onnxruntime", "relu"), "runtime_parity_max_abs_err"]) < 1e-4
+    assert float(by.loc[(FAKE2, "relu"), "runtime_parity_max_abs_err"]) < 1e-4
+    assert by.loc[(FAKE, "relu"), "runtime_parity_max_abs_err"] == ""  # a runtime without infer: no figure
+    # threads read back from each runtime; per-op source said
+    assert int(by.loc[("onnxruntime", "relu"), "threads_effective"]) == 1
+    assert int(by.loc[(FAKE2, "relu"), "threads_effective"]) == 1
+    assert by.loc[("onnxruntime", "mish"), "per_op_source"] == "onnxruntime profiler"
+    assert by.loc[(FAKE, "mish"), "per_op_source"] == "fake per-op times"
+    # fusion from the runtime's graph and by timing, for every runtime that ran the block
+    for rt in ("onnxruntime", FAKE, FAKE2):
+        assert by.loc[(rt, "relu"), "fused"] in ("True", "False")
+        assert by.loc[(rt, "relu"), "fused_by_timing"] in ("True", "False")
+    assert by.loc[("onnxruntime", "relu"), "fused"] == "True" and by.loc[("onnxruntime", "mish"), "fused"] == "False"
+    # the cross-runtime view: one row per size and activation, one column per runtime
+    out = result.stdout
+    assert "ratio to the baseline per runtime" in out and "unsupported" in out
+    assert max(len(line) for line in out.splitlines()) <= 120
+    # the converting runtime got the block's spec and seed, and its two-file artifact sits beside the ONNX file
+    weights = list((tmp_path / "models").glob("*.fake2w"))
+    assert weights and all(json.loads(w.read_text())["spec"]["width"] == 8 for w in weights)
+    refs = list((tmp_path / "models").glob("*.ref.npz"))
+    assert refs and {k.split(":")[0] for k in np.load(refs[0]).files} == {"input", "output"}
+
+
+def test_conversions_are_cached_by_content(at_repo_root, tmp_path):
+    _ok(_sweep(tmp_path, FAKE2, acts="relu")[0])
+    first = sorted(p.name for p in (tmp_path / "models").glob("*.fake2"))
+    _ok(_sweep(tmp_path, FAKE2, acts="relu", csv=tmp_path / "again.csv")[0])
+    assert sorted(p.name for p in (tmp_path / "models").glob("*.fake2")) == first and first
+
+
+def test_parity_over_tolerance_is_a_failed_row_with_the_figure(at_repo_root, tmp_path):
+    from edgeprof.pipeline import run_sweep
+    from edgeprof.runtime.registry import get_runtime
+    from edgeprof.spec.plan import SweepPlan
+    from edgeprof.measure import MeasureOptions
+
+    settings = get_runtime(FAKE2).settings(perturb=0.5)
+    plan = SweepPlan(acts=("relu",), widths=(8,), imgsz=(16,), roofline=False, act_alone=False)
+    df, _ = run_sweep(plan, [settings], MeasureOptions(max_time=0.3, min_samples=6), models_dir=tmp_path / "m",
+                      csv_path=tmp_path / "p.csv")
+    row = df.iloc[0]
+    assert row["status"] == "failed" and "parity against torch failed" in row["error"]
+    assert row["runtime_parity_max_abs_err"] == pytest.approx(0.5, rel=1e-3)
+
+
+def test_resume_treats_unsupported_as_done(at_repo_root, tmp_path):
+    _ok(_sweep(tmp_path, FAKE2)[0])
+    result, csv = _sweep(tmp_path, FAKE2, "--resume")
+    _ok(result)
+    assert "2 of 2 configs already measured" in result.output
+    assert len(pd.read_csv(csv)) == 2
+
+
+def test_runtimes_all_says_which_are_not_installed(at_repo_root, tmp_path, monkeypatch):
+    from edgeprof.api import resolve_runtimes
+    from edgeprof.runtime import registry
+
+    monkeypatch.setitem(registry.BUILTIN, "nothere", ("tests._fake_runtime:MissingRuntime", "nothere_pkg"))
+    names, note = resolve_runtimes("all")
+    assert names == ["onnxruntime"]
+    assert note == "not installed here, so left out: nothere (pip install 'edgeprof[nothere]')"
+    error = one_line_error(runner.invoke(app, ["sweep", "--runtimes", "onnxruntime,nothere", "--quiet"]))
+    assert "pip install 'edgeprof[nothere]'" in error
+
+
+def test_runtime_and_runtimes_together_is_a_usage_error(at_repo_root):
+    error = one_line_error(runner.invoke(app, ["sweep", "--runtime", "onnxruntime", "--runtimes", FAKE, "--quiet"]))
+    assert "not both" in error
