@@ -231,6 +231,7 @@ def runtime_settings_list(runtimes: Sequence[str], threads: int = 1, opt_level: 
 def profile(paths: Sequence[str | Path], settings=None, options=None, shapes: dict | None = None,
             on_progress=None, roofline: bool = False, **record) -> tuple[pd.DataFrame, Path]:
     """Measure ONNX files interleaved (ratios to the first), or the sweep of one bundle folder; no torch.
+    ``settings``: one runtime's, or for a bundle several runtimes' (each measured on its own artifacts).
     ``record``: where and how the run is recorded (``RecordOptions``: csv_path, metadata, resume, append)."""
     from edgeprof.bundle import is_bundle, run_bundle
     from edgeprof.measure import MeasureOptions, SessionSettings
@@ -243,6 +244,10 @@ def profile(paths: Sequence[str | Path], settings=None, options=None, shapes: di
         if shapes:
             raise InputError("--shape does not apply to a bundle: its models have fixed shapes")
         return run_bundle(paths[0], settings, options, on_progress=on_progress, roofline=roofline, **record)
+    if isinstance(settings, list | tuple):
+        if len(settings) != 1:
+            raise InputError("several runtimes apply to a bundle folder; measure ONNX files with one --runtime")
+        settings = settings[0]
     folder = next((p for p in paths if p.is_dir()), None)
     if folder is not None:
         raise InputError(f"{folder} is a folder but not an edgeprof bundle (no manifest.json); give ONNX files or "

@@ -19,7 +19,7 @@ from typing import Unpack
 import pandas as pd
 
 from edgeprof.errors import InputError
-from edgeprof.measure import MeasurementInterrupted, MeasureOptions, SessionSettings, measure
+from edgeprof.measure import Measurement, MeasurementInterrupted, MeasureOptions, SessionSettings, measure
 from edgeprof.results.recorder import (  # noqa: F401  (SweepInterrupted, ResultsNotSaved: what callers catch)
     RecordOptions,
     ResultsNotSaved,
@@ -29,6 +29,7 @@ from edgeprof.results.recorder import (  # noqa: F401  (SweepInterrupted, Result
 )
 from edgeprof.results.rows import measurement_row, per_op_rows
 from edgeprof.runtime.base import ModelSource, RuntimeSettings
+from edgeprof.runtime.registry import get_runtime
 from edgeprof.spec import MODEL_NAMES, BlockSpec
 from edgeprof.spec.plan import (  # noqa: F401  (the planner's names, importable from here as before)
     DEFAULT_ACTS,
@@ -206,16 +207,29 @@ def record_run(
                 stage("already in the CSV (--resume)", 1.0)
                 continue
             models = job.get_models(stage)
-            paths = list(dict.fromkeys(str(m.path) for m in models.values()))
+            run_settings = job.settings or settings
+            # a model the runtime cannot handle, known before measuring (a bundle says so): a row, not measured
+            unsupported = {str(m.path): m.unsupported for m in models.values() if getattr(m, "unsupported", "")}
+            paths = [p for p in dict.fromkeys(str(m.path) for m in models.values()) if p not in unsupported]
             sources = {str(m.path): ModelSource(m.spec.as_dict(), job.seed) for m in models.values()
                        if isinstance(getattr(m, "spec", None), BlockSpec)}
+            refs = {str(m.path): str(m.ref) for m in models.values() if getattr(m, "ref", None)}
             try:
-                measured = measure(paths, job.settings or settings, options, shapes=shapes,
-                                   on_progress=lambda m, f, stage=stage: stage(m, 0.05 + 0.95 * f), sources=sources)
+                measured = measure(paths, run_settings, options, shapes=shapes,
+                                   on_progress=lambda m, f, stage=stage: stage(m, 0.05 + 0.95 * f), sources=sources,
+                                   refs=refs)
                 interrupted = False
             except MeasurementInterrupted as exc:
                 measured, interrupted = exc.partial, True
             by_path = dict(zip(paths, measured, strict=True))
+            for path, reason in unsupported.items():
+                by_path[path] = Measurement(path=path, status="unsupported", error=reason,
+                                            runtime=run_settings.runtime,
+                                            runtime_version=get_runtime(run_settings.runtime).version())
+            for m in models.values():  # a bundle's artifact: its converter is in the manifest
+                measured_m = by_path[str(m.path)]
+                if getattr(m, "converter", "") and not measured_m.converter:
+                    measured_m.converter, measured_m.converter_version = m.converter, m.converter_version
             results = {key: (model, by_path[str(model.path)]) for key, model in models.items()}
             entries = [(row, ops) for row, ops in job.make_rows(results) if not rec.is_done(row)]
             for row, _ in entries:  # the static figures, for models edgeprof did not build too

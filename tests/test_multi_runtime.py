@@ -87,10 +87,10 @@ def test_conversions_are_cached_by_content(at_repo_root, tmp_path):
 
 
 def test_parity_over_tolerance_is_a_failed_row_with_the_figure(at_repo_root, tmp_path):
+    from edgeprof.measure import MeasureOptions
     from edgeprof.pipeline import run_sweep
     from edgeprof.runtime.registry import get_runtime
     from edgeprof.spec.plan import SweepPlan
-    from edgeprof.measure import MeasureOptions
 
     settings = get_runtime(FAKE2).settings(perturb=0.5)
     plan = SweepPlan(acts=("relu",), widths=(8,), imgsz=(16,), roofline=False, act_alone=False)
@@ -124,3 +124,59 @@ def test_runtimes_all_says_which_are_not_installed(at_repo_root, tmp_path, monke
 def test_runtime_and_runtimes_together_is_a_usage_error(at_repo_root):
     error = one_line_error(runner.invoke(app, ["sweep", "--runtime", "onnxruntime", "--runtimes", FAKE, "--quiet"]))
     assert "not both" in error
+
+
+def test_bundle_carries_each_runtimes_artifacts_and_profile_runs_the_installed_ones(at_repo_root, tmp_path):
+    bundle, csv = tmp_path / "bundle", tmp_path / "device.csv"
+    _ok(runner.invoke(app, ["bundle", "--runtimes", f"onnxruntime,{FAKE2}", "--acts", "relu,mish", "--widths", "8",
+                            "--imgsz", "16", "--no-act-alone", "-o", str(bundle), "--quiet"]))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert [r["name"] for r in manifest["runtimes"]] == ["onnxruntime", FAKE2]
+    models = [m for g in manifest["groups"] for m in g["models"]]
+    relu = next(m for m in models if m["act"] == "relu")
+    mish = next(m for m in models if m["act"] == "mish")
+    # a two-file artifact: both files in the bundle, each with its SHA-256; torch's reference travels too
+    files = relu["artifacts"][FAKE2]["files"]
+    assert [Path(f).suffix for f in files] == [".fake2", ".fake2w"] and all((bundle / f).is_file() for f in files)
+    assert len(relu["artifacts"][FAKE2]["sha256"]) == 2 and relu["artifacts"][FAKE2]["converter"] == "fake-converter"
+    assert relu["artifacts"]["onnxruntime"]["files"] == [relu["file"]] and (bundle / relu["ref"]).is_file()
+    assert mish["artifacts"][FAKE2] == {"unsupported": "fake-converter: op Softplus is not supported"}
+
+    # on the "device": every runtime of the bundle installed here
+    _ok(runner.invoke(app, ["profile", str(bundle), "--csv", str(csv), *QUICK[:-1]]))
+    rows = pd.read_csv(csv, keep_default_na=False).set_index(["runtime", "act"])
+    assert rows.loc[(FAKE2, "mish"), "status"] == "unsupported"
+    assert rows.loc[(FAKE2, "relu"), "status"] == "ok" and rows.loc[(FAKE2, "relu"), "converter"] == "fake-converter"
+    assert float(rows.loc[(FAKE2, "relu"), "runtime_parity_max_abs_err"]) < 1e-4  # the bundle's reference
+    assert rows.loc[("onnxruntime", "mish"), "status"] == "ok"
+
+    # a runtime not installed on the device is skipped with one line naming its extra
+    manifest["runtimes"].append({"name": "tests._fake_runtime:MissingRuntime", "version": "1", "extra": "nothere"})
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["profile", str(bundle), "--runtime", "onnxruntime", "--csv",
+                                 str(tmp_path / "one.csv"), *QUICK[:-1]])
+    _ok(result)
+    assert set(pd.read_csv(tmp_path / "one.csv")["runtime"]) == {"onnxruntime"}
+    from edgeprof.bundle import installed_bundle_runtimes
+
+    names, note = installed_bundle_runtimes(bundle)
+    assert names == ["onnxruntime", FAKE2]
+    assert note == ("skipped the bundle's models for tests._fake_runtime:MissingRuntime (not installed here: "
+                    "pip install 'edgeprof[nothere]')")
+
+
+def test_check_runs_on_the_converting_fake_runtime(at_repo_root, tmp_path, monkeypatch):
+    from conftest import conv_act_model
+
+    import edgeprof.cli.gate as gate
+    from edgeprof.gate.measure import GateOptions
+
+    monkeypatch.setattr(gate, "DEFAULT_OPTIONS", GateOptions(block_ms=5, rounds=4, first_sessions=3, max_sessions=3,
+                                                             save_sessions=3, warmup_s=0.02))
+    model = conv_act_model(tmp_path / "m.onnx", "relu", channels=8, size=16)
+    base = tmp_path / "baseline"
+    _ok(runner.invoke(app, ["baseline", "save", str(model), "--runtime", FAKE2, "-o", str(base), "-q"]))
+    checked = runner.invoke(app, ["check", "--baseline", str(base), str(model), "--json", "-q"])
+    report = json.loads(checked.stdout)
+    assert report["settings"]["runtime"] == FAKE2 and len(report["results"]) == 1
+    assert checked.exit_code in (0, 4), checked.output  # the same model: a pass, or undecided under load

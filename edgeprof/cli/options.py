@@ -156,15 +156,18 @@ RuntimeOpt = Annotated[str | None, typer.Option(
     "pkg.module:Class.")]
 
 
+RuntimesOpt = Annotated[str | None, typer.Option(
+    "--runtimes", rich_help_panel=_RUNTIME, show_default=False,
+    help="Several runtimes in one run (sweep, bundle, profile of a bundle), comma-separated: onnxruntime,openvino,... "
+    "or all (every built-in runtime installed here). --runtime R is the one-runtime spelling.")]
+
+
 @dataclass(frozen=True)
 class SessionFlags(OptionGroup):
     """The runtime's settings that move latency (recorded in every row)."""
 
     runtime: RuntimeOpt = None
-    runtimes: Annotated[str | None, typer.Option(
-        "--runtimes", rich_help_panel=_RUNTIME, show_default=False,
-        help="Several runtimes in one run (sweep, profile of a bundle), comma-separated: onnxruntime,openvino,... or "
-        "all (every built-in runtime installed here). --runtime R is the one-runtime spelling.")] = None
+    runtimes: RuntimesOpt = None
     threads: Annotated[int, typer.Option("--threads", min=1, rich_help_panel=_RUNTIME,
                                          help="The runtime's compute threads (onnxruntime: intra-op; 1 = one big "
                                          "core).")] = 1

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -110,15 +111,16 @@ def measure(
     shapes: dict | None = None,
     on_progress: ProgressFn | None = None,
     sources: dict | None = None,
+    refs: dict | None = None,
 ) -> list[Measurement]:
     """Measure ``paths`` interleaved with the runtime of ``settings``; one Measurement each, in the order given.
 
     An ONNX file is converted to the runtime's own format first (``Runtime.convert``; ``sources`` maps a path to
     its ``ModelSource`` for torch-based converters). A model the runtime or its converter cannot handle becomes an
     ``unsupported`` Measurement with the converter's reason; one that fails to load or run, or whose outputs miss
-    torch's reference (``<model>.ref.npz`` beside the ONNX file, when there is one) by more than the parity
-    tolerance, a ``failed`` one; the others go on. Ctrl-C raises MeasurementInterrupted carrying what was measured
-    so far.
+    torch's reference (``refs[path]``, else ``<model>.ref.npz`` beside the file, when there is one) by more than
+    the parity tolerance, a ``failed`` one; the others go on. Ctrl-C raises MeasurementInterrupted carrying what
+    was measured so far.
     """
     from edgeprof.runtime.base import ref_path
 
@@ -143,7 +145,7 @@ def measure(
                 m = results[i]
                 try:
                     m.threads_effective = runner.threads_effective()
-                    ref = ref_path(m.path)
+                    ref = Path((refs or {}).get(m.path) or ref_path(m.path))
                     check = runner.parity(ref=str(ref)) if ref.exists() else None
                 except EdgeprofError as exc:
                     _fail(m, exc)
