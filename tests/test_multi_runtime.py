@@ -71,12 +71,19 @@ def test_one_sweep_over_three_runtimes(at_repo_root, tmp_path):
     # the cross-runtime view: one row per size and activation, one column per runtime
     out = result.stdout
     assert "ratio to the baseline per runtime" in out and "unsupported" in out
+    relu_line = next(line for line in out.splitlines() if " relu " in line)
+    assert "1.00× [1.00–1.00] F" in relu_line  # onnxruntime fuses relu into the conv (its graph says so)
     assert max(len(line) for line in out.splitlines()) <= 120
     # the converting runtime got the block's spec and seed, and its two-file artifact sits beside the ONNX file
     weights = list((tmp_path / "models").glob("*.fake2w"))
     assert weights and all(json.loads(w.read_text())["spec"]["width"] == 8 for w in weights)
     refs = list((tmp_path / "models").glob("*.ref.npz"))
     assert refs and {k.split(":")[0] for k in np.load(refs[0]).files} == {"input", "output"}
+    # detail of one runtime with --runtime-style filtering is the CSV; the report draws the ratio per runtime
+    pytest.importorskip("matplotlib")
+    _ok(runner.invoke(app, ["report", str(csv), "-o", str(tmp_path / "report")]))
+    assert list((tmp_path / "report").glob("runtimes-*.png"))
+    assert "Across runtimes" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_conversions_are_cached_by_content(at_repo_root, tmp_path):

@@ -190,7 +190,8 @@ def _cross_cell(row: dict, compact: bool) -> str:
     if status in ("unsupported", "failed"):
         return "unsupported" if status == "unsupported" else "failed"
     r, lo, hi = row.get("ratio_to_baseline"), row.get("ratio_ci95_low"), row.get("ratio_ci95_high")
-    mark = " F" if row.get("fused") is True else ""
+    fused = row.get("fused")
+    mark = " F" if fused is not None and pd.notna(fused) and bool(fused) else ""
     if r is None or pd.isna(r):
         return "—" + mark
     if lo is None or pd.isna(lo) or hi is None or pd.isna(hi):
