@@ -187,3 +187,46 @@ def test_check_runs_on_the_converting_fake_runtime(at_repo_root, tmp_path, monke
     report = json.loads(checked.stdout)
     assert report["settings"]["runtime"] == FAKE2 and len(report["results"]) == 1
     assert checked.exit_code in (0, 4), checked.output  # the same model: a pass, or undecided under load
+
+
+def test_cross_runtime_table_fits_120_columns_with_six_runtimes():
+    from edgeprof.report.table import cross_runtime_frame
+
+    rows = []
+    for rt in ("onnxruntime", "openvino", "ncnn", "mnn", "litert", "executorch"):
+        for act, ratio, fused in (("relu", 1.0, True), ("hardswish", 1.0537, False), ("mish", 3.0412, rt == "ncnn")):
+            rows.append({"runtime": rt, "block": "conv", "width": 64, "depth": 1, "imgsz": 80, "act": act,
+                         "status": "unsupported" if (rt, act) == ("mnn", "mish") else "ok",
+                         "ratio_to_baseline": ratio, "ratio_ci95_low": ratio * 0.99, "ratio_ci95_high": ratio * 1.01,
+                         "fused": fused, "baseline": "relu"})
+    frame = cross_runtime_frame(pd.DataFrame(rows))
+    assert list(frame.columns) == ["size", "act", "onnxruntime", "openvino", "ncnn", "mnn", "litert", "executorch"]
+    widths = [max([len(c)] + [len(str(v)) for v in frame[c]]) for c in frame.columns]
+    assert sum(widths) + 3 * len(widths) + 1 <= 120  # the compact form: the CI's half-width
+    cells = frame.set_index("act")
+    assert cells.loc["mish", "ncnn"] == "3.04×±0.03 F" and cells.loc["mish", "mnn"] == "unsupported"
+    assert cells.loc["relu", "onnxruntime"] == "1.00×±0.01 F" and cells.loc["hardswish", "openvino"] == "1.05×±0.01"
+    two = cross_runtime_frame(pd.DataFrame([r for r in rows if r["runtime"] in ("onnxruntime", "ncnn")]))
+    assert two.set_index("act").loc["mish", "ncnn"] == "3.04× [3.01–3.07] F"  # the full form when it fits
+
+
+def test_runtime_hooks_default_to_one_file_and_say_where_per_op_times_come_from(tmp_path):
+    from edgeprof.runtime.base import Runtime, parity_error
+
+    rt = Runtime("x")
+    rt.name = "x"
+    assert rt.artifact_files(tmp_path / "m.onnx") == [tmp_path / "m.onnx"]
+    assert rt.per_op_label([]) == "none (x offers no per-op times)"
+    assert rt.per_op_label([{"mean_us": 3.0}]) == "x per-op times"
+    err, tol = parity_error([np.array([0.0, 1.0005])], [np.array([0.0, 1.0])])
+    assert err == pytest.approx(5e-4) and tol == pytest.approx(1e-3)
+    assert parity_error([np.zeros(3)], [np.zeros(4)])[0] == float("inf")
+
+
+def test_unsupported_is_a_status_the_csv_accepts():
+    from edgeprof.results.schema import DTYPES, SCHEMA, STATUSES
+
+    assert "unsupported" in STATUSES
+    status = next(c for c in SCHEMA if c.name == "status")
+    assert status.problem("unsupported") is None and status.problem("weird") is not None
+    assert DTYPES["threads_effective"] == "Int64" and DTYPES["converter"] == "string"
