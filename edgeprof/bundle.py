@@ -136,7 +136,6 @@ def bundle_runtime(bundle_dir: str | Path) -> str:
 
 def installed_bundle_runtimes(bundle_dir: str | Path) -> tuple[list[str], str]:
     """The bundle's runtimes installed here, and one line naming those skipped and why (empty when none was)."""
-    from edgeprof.errors import InputError as _InputError
     from edgeprof.runtime.registry import get_runtime
 
     here, skipped = [], []
@@ -144,7 +143,7 @@ def installed_bundle_runtimes(bundle_dir: str | Path) -> tuple[list[str], str]:
         try:
             get_runtime(name)
             here.append(name)
-        except _InputError:
+        except InputError:
             skipped.append(f"{name} (not installed here: pip install 'edgeprof[{extra or name}]')")
     note = f"skipped the bundle's models for {', '.join(skipped)}" if skipped else ""
     return here, note
