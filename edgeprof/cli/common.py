@@ -96,7 +96,7 @@ def render(df, fmt: Format, title: str | None = None, results: bool = True) -> N
         cross = cross_runtime_frame(df)
         if fmt == Format.table:
             render_frame(cross, out_console(), title=(title or "") + " — ratio to the baseline per runtime "
-                         "[95% CI], F = fused into the conv in the runtime's graph, u = unsupported")
+                         "[95% CI]; F = fused into the conv in the runtime's graph")
         else:
             typer.echo(markdown(cross))
         return

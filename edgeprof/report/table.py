@@ -231,5 +231,8 @@ def cross_runtime_frame(df: pd.DataFrame, width: int = CROSS_WIDTH) -> pd.DataFr
         widths = [max([len(str(c))] + [len(str(v)) for v in frame[c]]) for c in frame.columns]
         return sum(widths) + 3 * len(widths) + 1 <= width
 
-    full = build(compact=False)
-    return full if fits(full) else build(compact=True)
+    short = {rt: rt.rsplit(":", 1)[-1] for rt in runtimes}  # pkg.mod:Class -> Class, when that stays unique
+    if len(set(short.values())) < len(short):
+        short = {rt: rt for rt in runtimes}
+    full = build(compact=False).rename(columns=short)
+    return full if fits(full) else build(compact=True).rename(columns=short)
