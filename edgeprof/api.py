@@ -180,9 +180,58 @@ def runtime_settings(runtime: str | None = None, threads: int = 1, opt_level: st
     return rt.settings(**values)
 
 
+def resolve_runtimes(text: str | Sequence[str] | None) -> tuple[list[str], str]:
+    """The runtimes ``--runtimes`` names (comma-separated built-in names or ``pkg.module:Class``; ``all`` = every
+    built-in runtime installed here) and a one-line note of the built-in ones ``all`` left out (not installed, with
+    the extra that installs each), empty when none were. A named runtime that is not installed is an InputError
+    naming its extra; an unknown name lists the valid ones."""
+    from edgeprof.runtime.registry import BUILTIN, DEFAULT_RUNTIME, get_runtime, missing_runtimes
+
+    items = [t.strip() for t in (text.split(",") if isinstance(text, str) else (text or [])) if t.strip()]
+    if not items:
+        return [DEFAULT_RUNTIME], ""
+    if "all" in items:
+        if len(items) > 1:
+            raise InputError("--runtimes all already means every installed runtime; give it alone")
+        missing = missing_runtimes()
+        names = [name for name in BUILTIN if name not in missing]
+        note = ("not installed here, so left out: " + ", ".join(
+            f"{name} (pip install 'edgeprof[{extra}]')" if extra else name for name, extra in missing.items())
+        ) if missing else ""
+        return names, note
+    names = list(dict.fromkeys(items))
+    for name in names:
+        get_runtime(name)  # unknown or not installed: one line naming the valid ones or the extra
+    return names, ""
+
+
+def runtime_settings_list(runtimes: Sequence[str], threads: int = 1, opt_level: str = "all",
+                          spinning: bool = False, arena: bool = True) -> list:
+    """Each runtime's settings for one sweep over several runtimes: ``threads`` for all; onnxruntime's own options
+    (``opt_level``, ``spinning``, ``arena``) for the runtimes that have them, an InputError when none of them has
+    one that was set away from its default."""
+    from dataclasses import fields
+
+    from edgeprof.runtime.registry import get_runtime
+
+    out = []
+    for name in runtimes:
+        rt = get_runtime(name)
+        known = {f.name for f in fields(rt.settings_class)}
+        values = {"threads": threads}
+        for key, value in (("opt_level", str(opt_level)), ("spinning", spinning), ("arena", arena)):
+            if key in known:
+                values[key] = value
+        out.append(rt.settings(**values))
+    if not any("opt_level" in s.as_dict() for s in out):  # none takes onnxruntime's options: say so if given
+        runtime_settings(runtimes[0], threads, opt_level, spinning, arena)
+    return out
+
+
 def profile(paths: Sequence[str | Path], settings=None, options=None, shapes: dict | None = None,
             on_progress=None, roofline: bool = False, **record) -> tuple[pd.DataFrame, Path]:
     """Measure ONNX files interleaved (ratios to the first), or the sweep of one bundle folder; no torch.
+    ``settings``: one runtime's, or for a bundle several runtimes' (each measured on its own artifacts).
     ``record``: where and how the run is recorded (``RecordOptions``: csv_path, metadata, resume, append)."""
     from edgeprof.bundle import is_bundle, run_bundle
     from edgeprof.measure import MeasureOptions, SessionSettings
@@ -195,6 +244,10 @@ def profile(paths: Sequence[str | Path], settings=None, options=None, shapes: di
         if shapes:
             raise InputError("--shape does not apply to a bundle: its models have fixed shapes")
         return run_bundle(paths[0], settings, options, on_progress=on_progress, roofline=roofline, **record)
+    if isinstance(settings, list | tuple):
+        if len(settings) != 1:
+            raise InputError("several runtimes apply to a bundle folder; measure ONNX files with one --runtime")
+        settings = settings[0]
     folder = next((p for p in paths if p.is_dir()), None)
     if folder is not None:
         raise InputError(f"{folder} is a folder but not an edgeprof bundle (no manifest.json); give ONNX files or "

@@ -11,7 +11,7 @@ torch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Unpack
@@ -19,7 +19,7 @@ from typing import Unpack
 import pandas as pd
 
 from edgeprof.errors import InputError
-from edgeprof.measure import MeasurementInterrupted, MeasureOptions, SessionSettings, measure
+from edgeprof.measure import Measurement, MeasurementInterrupted, MeasureOptions, SessionSettings, measure
 from edgeprof.results.recorder import (  # noqa: F401  (SweepInterrupted, ResultsNotSaved: what callers catch)
     RecordOptions,
     ResultsNotSaved,
@@ -28,6 +28,8 @@ from edgeprof.results.recorder import (  # noqa: F401  (SweepInterrupted, Result
     new_csv_path,
 )
 from edgeprof.results.rows import measurement_row, per_op_rows
+from edgeprof.runtime.base import ModelSource, RuntimeSettings
+from edgeprof.runtime.registry import get_runtime
 from edgeprof.spec import MODEL_NAMES, BlockSpec
 from edgeprof.spec.plan import (  # noqa: F401  (the planner's names, importable from here as before)
     DEFAULT_ACTS,
@@ -42,19 +44,24 @@ from edgeprof.spec.plan import (  # noqa: F401  (the planner's names, importable
 )
 
 REFERENCE_ACT = "identity"
+_MEASURED = ("ok", "interrupted")  # statuses of a model with timed samples (not failed, not unsupported)
 
 ProgressFn = Callable[[str, float], None]
 
 
 def run_sweep(
     plan: SweepPlan,
-    settings: SessionSettings = SessionSettings(),
+    settings: RuntimeSettings | Sequence[RuntimeSettings] = SessionSettings(),
     options: MeasureOptions = MeasureOptions(),
     models_dir: Path = Path("models"),
     on_progress: ProgressFn | None = None,
     **record: Unpack[RecordOptions],
 ) -> tuple[pd.DataFrame, Path]:
     """Run the plan; return the rows measured and the CSV path. Rows are appended to the CSV group by group.
+
+    ``settings`` may be several runtimes' settings (``--runtimes``): each size group is built and exported once,
+    then converted to each runtime's format and measured runtime by runtime (each runtime's models interleaved
+    together, so every ratio is within one runtime).
 
     With ``resume``, configs that ``csv_path`` already holds with the same settings are not measured again
     (a size group with some new activations is measured whole, for the paired ratios, but only the new
@@ -92,25 +99,52 @@ def run_groups(
     plan: SweepPlan,
     groups: list[tuple[list[BlockSpec], dict]],
     get_models: Callable,
-    settings: SessionSettings,
+    settings: RuntimeSettings | Sequence[RuntimeSettings],
     options: MeasureOptions,
     on_progress: ProgressFn | None = None,
     **record: Unpack[RecordOptions],
 ) -> tuple[pd.DataFrame, Path]:
     """Measure size groups one after the other: ``get_models(group, stage)`` gives each group's models keyed
-    (role, act), as exported (``run_sweep``) or read from a bundle (``run_bundle``, no torch)."""
+    (role, act), as exported (``run_sweep``) or read from a bundle (``run_bundle``, no torch).
+
+    With several runtimes' settings, each group's models are got once and measured runtime by runtime, in the
+    order given (a job per group and runtime); ``get_models`` may return, per runtime, only the models that runtime
+    has (a bundle's artifacts): ``get_models(group, stage, runtime=settings)`` when it takes ``runtime``."""
+    import inspect
+
+    all_settings = _settings_list(settings)
     precisions = ["fp32", *([plan.quantize] if plan.quantize else [])]
-    jobs = [Job(where=f"{group[0].block} w{group[0].width} {group[0].imgsz}px",
-                configs=[{**spec.as_dict(), **settings.row(), "exporter": plan.exporter, "opset": plan.opset,
+    per_runtime = "runtime" in inspect.signature(get_models).parameters
+    cache: dict[int, dict] = {}
+
+    def models_of(g: int, group, stage, rt_settings):
+        if per_runtime:
+            return get_models(group, stage, runtime=rt_settings)
+        if g not in cache:
+            cache[g] = get_models(group, stage)
+        return cache[g]
+
+    jobs = [Job(where=f"{group[0].block} w{group[0].width} {group[0].imgsz}px"
+                + (f" {rt.runtime}" if len(all_settings) > 1 else ""),
+                configs=[{**spec.as_dict(), **rt.row(), "exporter": plan.exporter, "opset": plan.opset,
                           "precision": precision} for spec in group for precision in precisions],
-                get_models=lambda stage, group=group: get_models(group, stage),
-                make_rows=lambda results, group=group: [
-                    (row, per_op) for _, row, per_op in _group_rows(group, results, plan.baseline, settings, options)],
-                labels=labels)
-            for group, labels in groups]
-    recorder = RunRecorder("sweep", {"plan": plan.as_dict(), "settings": settings.as_dict(),
-                                     "measure": asdict(options)}, **record)
-    return record_run(jobs, recorder, settings, options, roofline=plan.roofline, on_progress=on_progress)
+                get_models=lambda stage, g=g, group=group, rt=rt: models_of(g, group, stage, rt),
+                make_rows=lambda results, group=group, rt=rt: [
+                    (row, per_op) for _, row, per_op in _group_rows(group, results, plan.baseline, rt, options)],
+                labels=labels, settings=rt, seed=plan.seed)
+            for g, (group, labels) in enumerate(groups) for rt in all_settings]
+    info = {"settings": all_settings[0].as_dict()} if len(all_settings) == 1 else \
+        {"settings": all_settings[0].as_dict(), "runtimes": [rt.as_dict() for rt in all_settings]}
+    recorder = RunRecorder("sweep", {"plan": plan.as_dict(), **info, "measure": asdict(options)}, **record)
+    return record_run(jobs, recorder, all_settings[0], options, roofline=plan.roofline, on_progress=on_progress)
+
+
+def _settings_list(settings: RuntimeSettings | Sequence[RuntimeSettings]) -> list[RuntimeSettings]:
+    """One runtime's settings or several, as a non-empty list without repeats."""
+    items = [settings] if isinstance(settings, RuntimeSettings) else list(settings)
+    if not items:
+        raise InputError("no runtime to measure with")
+    return list(dict.fromkeys(items))
 
 
 @dataclass
@@ -118,13 +152,17 @@ class Job:
     """One interleaved measurement, as a producer (blocks, networks, bundles, files, swaps) describes it:
     ``configs`` are the rows it will give (for --resume, before anything is built), ``get_models(stage)``
     builds or finds its models keyed (role, act), ``make_rows(results)`` turns {key: (model, measurement)}
-    into rows, each with its per-op rows; ``labels`` go on every row."""
+    into rows, each with its per-op rows; ``labels`` go on every row. ``settings``: the runtime this job is
+    measured with (None: the run's); ``seed``: what built models were made with (``ModelSource`` for converters
+    that rebuild the torch module)."""
 
     where: str
     configs: list[dict]
     get_models: Callable[[ProgressFn], dict]
     make_rows: Callable[[dict], list[tuple[dict, list[dict]]]]
     labels: dict = field(default_factory=dict)
+    settings: RuntimeSettings | None = None
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -169,20 +207,35 @@ def record_run(
                 stage("already in the CSV (--resume)", 1.0)
                 continue
             models = job.get_models(stage)
-            paths = list(dict.fromkeys(str(m.path) for m in models.values()))
+            run_settings = job.settings or settings
+            # a model the runtime cannot handle, known before measuring (a bundle says so): a row, not measured
+            unsupported = {str(m.path): m.unsupported for m in models.values() if getattr(m, "unsupported", "")}
+            paths = [p for p in dict.fromkeys(str(m.path) for m in models.values()) if p not in unsupported]
+            sources = {str(m.path): ModelSource(m.spec.as_dict(), job.seed) for m in models.values()
+                       if isinstance(getattr(m, "spec", None), BlockSpec)}
+            refs = {str(m.path): str(m.ref) for m in models.values() if getattr(m, "ref", None)}
             try:
-                measured = measure(paths, settings, options, shapes=shapes,
-                                   on_progress=lambda m, f, stage=stage: stage(m, 0.05 + 0.95 * f))
+                measured = measure(paths, run_settings, options, shapes=shapes,
+                                   on_progress=lambda m, f, stage=stage: stage(m, 0.05 + 0.95 * f), sources=sources,
+                                   refs=refs)
                 interrupted = False
             except MeasurementInterrupted as exc:
                 measured, interrupted = exc.partial, True
             by_path = dict(zip(paths, measured, strict=True))
+            for path, reason in unsupported.items():
+                by_path[path] = Measurement(path=path, status="unsupported", error=reason,
+                                            runtime=run_settings.runtime,
+                                            runtime_version=get_runtime(run_settings.runtime).version())
+            for m in models.values():  # a bundle's artifact: its converter is in the manifest
+                measured_m = by_path[str(m.path)]
+                if getattr(m, "converter", "") and not measured_m.converter:
+                    measured_m.converter, measured_m.converter_version = m.converter, m.converter_version
             results = {key: (model, by_path[str(model.path)]) for key, model in models.items()}
             entries = [(row, ops) for row, ops in job.make_rows(results) if not rec.is_done(row)]
             for row, _ in entries:  # the static figures, for models edgeprof did not build too
                 if row.get("weights_mb") is None and row.get("model"):
                     row.update(try_estimate_memory(row["model"]))
-                if row.get("macs") is None and row.get("model") and row.get("status") != "failed":
+                if row.get("macs") is None and row.get("model") and row.get("status") not in ("failed", "unsupported"):
                     row["macs"] = graph_macs(row["model"])
                 row.update(job.labels)
             add_roofline([row for row, _ in entries], machine)
@@ -257,16 +310,16 @@ def _group_rows(group, results, baseline, settings, options) -> list[tuple[tuple
                 row["fused"] = None
             row["precision"] = precision
             alone = results.get(("alone", spec.act)) if not prefix else None
-            if alone is not None and alone[1].status != "failed":
+            if alone is not None and alone[1].status in _MEASURED:
                 row["act_alone_ms"] = alone[1].stats.get("median_ms")
                 row["act_alone_elements"] = int(math.prod(spec.output_shape()))
-                if reference is not None and reference[1].status != "failed" and spec.act != REFERENCE_ACT:
+                if reference is not None and reference[1].status in _MEASURED and spec.act != REFERENCE_ACT:
                     row["conv_alone_ms"] = reference[1].stats.get("median_ms")
                     row["fused_by_timing"] = fused_by_timing(row["conv_alone_ms"], row["act_alone_ms"],
                                                              m.stats.get("median_ms"))
             if prefix:
                 fp32 = results[("block", spec.act)][1]
-                if m.status != "failed" and fp32.status != "failed" and m.stats.get("n") and fp32.stats.get("n"):
+                if m.status in _MEASURED and fp32.status in _MEASURED and m.stats.get("n") and fp32.stats.get("n"):
                     row["ratio_to_fp32"] = paired_ratio_to(m, fp32)[0]
                 row["quant_max_abs_err"] = getattr(built, "quant_max_abs_err", None)
                 row["quant_rel_err"] = getattr(built, "quant_rel_err", None)

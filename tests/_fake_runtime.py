@@ -77,3 +77,74 @@ class FakeRuntime(Runtime):
 
     def runner(self, path, settings, shapes=None, seed=0) -> Runner:
         return FakeRunner(path, settings, shapes, seed)
+
+
+# -- a second fake runtime, with its own artifact format: for several runtimes in one sweep -----------------------
+# ``--runtime tests._fake_runtime:ConvertingFakeRuntime``. Its converter copies the ONNX file into a two-file artifact
+# (``<name>.fake2`` with the model's bytes, ``<name>.fake2w`` with the ModelSource it was given), cached by content,
+# and refuses any model with a Softplus node (mish), as a real converter refuses an op it lacks. Its ``infer`` runs the
+# artifact's ONNX bytes with onnxruntime (so parity against torch is real), plus ``perturb`` (to test a parity failure).
+
+
+@dataclass(frozen=True)
+class ConvertingFakeSettings(FakeSettings):
+    perturb: float = 0.0  # added to every output of ``infer``
+
+
+class ConvertingFakeRunner(FakeRunner):
+    def infer(self, feeds):
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(Path(self.path).read_bytes(), providers=["CPUExecutionProvider"])
+        return [out + np.float32(self.settings.perturb) for out in session.run(None, feeds)]
+
+    def threads_effective(self):
+        return self.settings.threads
+
+
+class ConvertingFakeRuntime(FakeRuntime):
+    name = "fake2"
+    extra = "fake2"
+    artifact_suffix = ".fake2"
+    settings_class = ConvertingFakeSettings
+    fusion_info = True
+    conversions = 0  # how many conversions were made in this process (not served from the cache)
+
+    @classmethod
+    def version(cls) -> str:
+        return "2.0.0-fake"
+
+    def convert(self, onnx_path, out_dir, source=None):
+        import hashlib
+        import json
+
+        from edgeprof.runtime.base import Conversion, UnsupportedModel
+
+        data = Path(onnx_path).read_bytes()
+        if b"Softplus" in data:
+            raise UnsupportedModel("fake-converter: op Softplus is not supported")
+        key = hashlib.sha256(data + b"fake-converter 9.9").hexdigest()[:12]
+        out = Path(out_dir) / f"{Path(onnx_path).stem}-{key}.fake2"
+        if not out.exists():
+            type(self).conversions += 1
+            out.write_bytes(data)
+            out.with_suffix(".fake2w").write_text(json.dumps({"spec": source.spec if source else None,
+                                                              "seed": source.seed if source else None}))
+        return Conversion(out, "fake-converter", "9.9")
+
+    def artifact_files(self, path):
+        return [Path(path), Path(path).with_suffix(".fake2w")]
+
+    def runner(self, path, settings, shapes=None, seed=0):
+        return ConvertingFakeRunner(path, settings, shapes, seed)
+
+
+class MissingRuntime(FakeRuntime):
+    """A runtime whose package is not installed here (for ``--runtimes all`` and the missing-runtime error)."""
+
+    name = "nothere"
+    extra = "nothere"
+
+    @classmethod
+    def available(cls) -> bool:
+        return False

@@ -170,7 +170,8 @@ def test_second_export_is_cached_and_does_not_rewrite(tmp_path: Path) -> None:
     assert first.path.stat().st_mtime_ns == onnx_mtime
     assert sidecar.stat().st_mtime_ns == sidecar_mtime
     assert replace(second, cached=False) == first  # the original export time is reported, too
-    assert _files(tmp_path) == sorted([first.path.name, sidecar.name])
+    # the model, its sidecar and torch's reference for the runtimes' parity check (<model>.ref.npz)
+    assert _files(tmp_path) == sorted([first.path.name, sidecar.name, first.path.with_suffix('.ref.npz').name])
 
 
 def test_sidecar_holds_every_result_field(tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ def test_resume_drops_a_partial_last_line(measured, tiny_models):
 
 
 @pytest.mark.parametrize("column, value, needle", [("width", "sixteen", "not a whole number"),
-                                                   ("status", "done", "not one of ok, failed, interrupted"),
+                                                   ("status", "done", "not one of ok, failed, unsupported"),
                                                    ("median_ms", "fast", "not a number"),
                                                    ("fused", "yes", "not True or False")])
 def test_resume_refuses_impossible_rows(measured, tiny_models, column, value, needle):

@@ -76,8 +76,9 @@ def test_bundle_and_profile_dir_with_the_fake_runtime(at_repo_root, tmp_path):
     _ok(runner.invoke(app, ["bundle", "--runtime", FAKE, "--acts", "relu,mish", "--widths", "8", "--imgsz", "32",
                             "--no-act-alone", "-o", str(bundle), "--quiet"]))
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["runtime"] == {"name": FAKE, "version": "0.0.1-fake"}
-    assert all(m["artifact"] and m["artifact_sha256"] for g in manifest["groups"] for m in g["models"])
+    assert manifest["runtimes"] == [{"name": FAKE, "version": "0.0.1-fake", "extra": ""}]
+    assert all(m["artifacts"][FAKE]["files"] and m["artifacts"][FAKE]["sha256"]
+               for g in manifest["groups"] for m in g["models"])
     # the bundle's runtime is used without --runtime; another runtime is refused in one line
     _ok(runner.invoke(app, ["profile", str(bundle), "--csv", str(csv), *QUICK]))
     rows = pd.read_csv(csv)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edgeprof.cli.common import boundary, progress_bar
-from edgeprof.cli.options import ExportFlags, PlanFlags, Quiet, RuntimeOpt, with_groups
+from edgeprof.cli.options import ExportFlags, PlanFlags, Quiet, RuntimeOpt, RuntimesOpt, with_groups
 
 
 @boundary
@@ -18,6 +18,7 @@ def bundle(
     plan: PlanFlags,
     export: ExportFlags,
     runtime: RuntimeOpt = None,
+    runtimes: RuntimesOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """Write a self-contained folder (ONNX models + manifest.json) that `edgeprof profile DIR` measures on a
@@ -27,14 +28,23 @@ def bundle(
 
       edgeprof bundle --acts relu,silu,hardswish,mish --widths 16,32,64 -o bundle/
 
+      edgeprof bundle --runtimes onnxruntime,ncnn,mnn -o bundle/   (each runtime's artifacts, one manifest)
+
       then, on the device: edgeprof profile bundle/ --csv results/device.csv
     """
-    from edgeprof.api import make_plan
+    from edgeprof.api import make_plan, resolve_runtimes
     from edgeprof.bundle import make_bundle
+    from edgeprof.cli.common import note
+    from edgeprof.errors import InputError
 
+    if runtime is not None and runtimes is not None:
+        raise InputError("give --runtime (one runtime) or --runtimes (several), not both")
+    names, left_out = resolve_runtimes(runtimes) if runtimes is not None else ([runtime], "")
+    if left_out:
+        note(left_out)
     sweep_plan = make_plan(**plan.given_values(), **export.given_values())
     with progress_bar(not quiet) as progress:
-        manifest = make_bundle(sweep_plan, out, on_progress=progress, runtime=runtime)
+        manifest = make_bundle(sweep_plan, out, on_progress=progress, runtime=names)
     files = len(list((manifest.parent / "models").glob("*.onnx")))
     typer.echo(f"bundle: {manifest.parent} ({files} models; manifest {manifest.name}). On the device: "
                f"edgeprof profile {manifest.parent}", err=True)

@@ -89,8 +89,17 @@ def progress_bar(enabled: bool = True):
 def render(df, fmt: Format, title: str | None = None, results: bool = True) -> None:
     """Print a frame: a rich table, or CSV/JSON/Markdown on stdout for other tools. ``results``: result rows,
     shown in the table and Markdown through the report's display columns; otherwise the frame as it is."""
-    from edgeprof.report.table import display_frame, render_frame, render_rich
+    from edgeprof.report.table import cross_runtime_frame, display_frame, render_frame, render_rich, runtimes_in
 
+    if results and fmt in (Format.table, Format.md) and len(runtimes_in(df)) > 1:
+        # several runtimes: one row per block size and activation, one column per runtime (detail: the CSV)
+        cross = cross_runtime_frame(df)
+        if fmt == Format.table:
+            render_frame(cross, out_console(), title=(title or "") + " — ratio to the baseline per runtime "
+                         "[95% CI]; F = fused into the conv in the runtime's graph")
+        else:
+            typer.echo(markdown(cross))
+        return
     if fmt == Format.table:
         (render_rich if results else render_frame)(df, out_console(), title=title)
     elif fmt == Format.csv:
@@ -126,6 +135,11 @@ def render_per_op(csv_path: Path, df, fmt: Format) -> None:
         render_frame(summary, out_console(), title=title)
     else:
         render_frame(summary, err_console(), title=f"{title}; saved in {per_op_path(csv_path)}")
+
+
+def note(message: str) -> None:
+    """One informational line on stderr, never wrapped."""
+    err_console().print(f"note: {message}", highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
@@ -173,7 +187,12 @@ def run_and_render(command: str, output, settings, run: Callable) -> None:
     except ResultsNotSaved as exc:  # show what was measured, then say where it could not be written
         render(exc.frame, output.fmt, title=f"edgeprof {command}: measured but not saved")
         raise
-    render(df, output.fmt, title=f"edgeprof {command}: {settings.label()}")
+    if isinstance(settings, list | tuple):
+        label = settings[0].label() if len(settings) == 1 else \
+            f"{', '.join(s.runtime for s in settings)}, {settings[0].threads} thread(s)"
+    else:
+        label = settings.label()
+    render(df, output.fmt, title=f"edgeprof {command}: {label}")
     if output.per_op:
         render_per_op(csv_path, df, output.fmt)
     wrote(csv_path)

@@ -156,11 +156,18 @@ RuntimeOpt = Annotated[str | None, typer.Option(
     "pkg.module:Class.")]
 
 
+RuntimesOpt = Annotated[str | None, typer.Option(
+    "--runtimes", rich_help_panel=_RUNTIME, show_default=False,
+    help="Several runtimes in one run (sweep, bundle, profile of a bundle), comma-separated: onnxruntime,openvino,... "
+    "or all (every built-in runtime installed here). --runtime R is the one-runtime spelling.")]
+
+
 @dataclass(frozen=True)
 class SessionFlags(OptionGroup):
     """The runtime's settings that move latency (recorded in every row)."""
 
     runtime: RuntimeOpt = None
+    runtimes: RuntimesOpt = None
     threads: Annotated[int, typer.Option("--threads", min=1, rich_help_panel=_RUNTIME,
                                          help="The runtime's compute threads (onnxruntime: intra-op; 1 = one big "
                                          "core).")] = 1
@@ -172,12 +179,41 @@ class SessionFlags(OptionGroup):
     arena: Annotated[bool, typer.Option("--arena/--no-arena", rich_help_panel=_RUNTIME,
                                         help="onnxruntime's CPU memory arena.")] = True
 
-    def settings(self, runtime: str | None = None):
-        """The settings of ``runtime`` (default: ``--runtime``) from the options given."""
-        from edgeprof.api import runtime_settings
+    def runtime_names(self) -> tuple[list[str] | None, str]:
+        """The runtimes asked for (``--runtimes``, or ``--runtime`` alone; None when neither was given) and the
+        one-line note of those ``--runtimes all`` left out."""
+        from edgeprof.api import resolve_runtimes
+        from edgeprof.errors import InputError
 
+        if self.runtimes is not None and self.runtime is not None:
+            raise InputError("give --runtime (one runtime) or --runtimes (several), not both")
+        if self.runtimes is not None:
+            return resolve_runtimes(self.runtimes)
+        return ([self.runtime] if self.runtime else None), ""
+
+    def settings(self, runtime: str | None = None):
+        """The settings of ``runtime`` (default: ``--runtime``, or the one runtime ``--runtimes`` names) from the
+        options given; several ``--runtimes`` are a usage error here (a command that measures with one)."""
+        from edgeprof.api import runtime_settings
+        from edgeprof.errors import InputError
+
+        if runtime is None and self.runtimes is not None:
+            names, _ = self.runtime_names()
+            if len(names) != 1:
+                raise InputError("this command measures with one runtime: give --runtime R (--runtimes "
+                                 f"{self.runtimes} names {len(names)})")
+            runtime = names[0]
         return runtime_settings(runtime or self.runtime, self.threads, self.opt_level.value, self.spinning,
                                 self.arena)
+
+    def settings_list(self, names: list[str] | None = None) -> list:
+        """Each runtime's settings, for a run over several (``--runtimes``; default the one of ``--runtime``)."""
+        from edgeprof.api import runtime_settings_list
+
+        names = names or self.runtime_names()[0] or [None]
+        if names == [None] or len(names) == 1:
+            return [self.settings(names[0])]
+        return runtime_settings_list(names, self.threads, self.opt_level.value, self.spinning, self.arena)
 
 
 @dataclass(frozen=True)

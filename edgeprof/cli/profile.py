@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgeprof.cli.common import boundary, run_and_render, warn_threads
+from edgeprof.cli.common import boundary, note, run_and_render, warn_threads
 from edgeprof.cli.options import MeasureFlags, OutputFlags, Roofline, SessionFlags, Shape, with_groups
 
 
@@ -26,21 +26,29 @@ def profile(
 
     Examples:
 
-      edgeprof profile bundle/ --csv results/device.csv
+      edgeprof profile bundle/ --csv results/device.csv   (every runtime of the bundle installed here)
+
+      edgeprof profile bundle/ --runtime openvino   (only that runtime's artifacts)
 
       edgeprof profile models/yolo.onnx --shape images=1x3x640x640
 
       edgeprof profile a.onnx b.onnx --threads 2 --csv results/ab.csv
     """
     from edgeprof import api
-    from edgeprof.bundle import bundle_runtime, is_bundle
+    from edgeprof.bundle import installed_bundle_runtimes, is_bundle
+    from edgeprof.errors import InputError
     from edgeprof.runtime.onnxruntime.session import parse_shapes
 
-    runtime = session.runtime
-    if runtime is None and len(models) == 1 and is_bundle(models[0]):
-        runtime = bundle_runtime(models[0])  # a bundle is measured with the runtime it was made for
-    settings, options = session.settings(runtime), measuring.options()
-    warn_threads(settings.threads)
-    run_and_render("profile", output, settings, lambda progress: api.profile(
-        models, settings, options, shapes=parse_shapes(shape), on_progress=progress, roofline=roofline,
+    names, left_out = session.runtime_names()
+    if names is None and len(models) == 1 and is_bundle(models[0]):
+        # a bundle is measured with every runtime it was made for that is installed here
+        names, left_out = installed_bundle_runtimes(models[0])
+        if not names:
+            raise InputError(f"none of the runtimes of bundle {models[0]} is installed here: {left_out}")
+    if left_out:
+        note(left_out)
+    all_settings, options = session.settings_list(names), measuring.options()
+    warn_threads(all_settings[0].threads)
+    run_and_render("profile", output, all_settings, lambda progress: api.profile(
+        models, all_settings, options, shapes=parse_shapes(shape), on_progress=progress, roofline=roofline,
         **output.record("profile")))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgeprof.cli.common import boundary, run_and_render, warn_threads
+from edgeprof.cli.common import boundary, note, run_and_render, warn_threads
 from edgeprof.cli.options import (
     ExportFlags,
     MeasureFlags,
@@ -60,6 +60,10 @@ def sweep(
 
       edgeprof sweep --acts leakyrelu:0.2,mypkg.acts:MyAct --threads 2 --csv results/mine.csv
 
+      edgeprof sweep --runtimes onnxruntime,openvino --acts relu,silu,mish --widths 32,64 --imgsz 80
+
+      edgeprof sweep --runtimes all   (every runtime installed here; one line names those that are not)
+
       edgeprof sweep --csv results/mine.csv --resume   (continue an interrupted sweep)
     """
     from edgeprof.api import default_models_dir, make_plan
@@ -73,9 +77,15 @@ def sweep(
     elif shape:
         raise InputError("--shape applies only with --onnx (built blocks have their sizes from --widths/--imgsz)")
     sweep_plan = make_plan(**plan.given_values(), **export.given_values())
-    settings, options = session.settings(), measuring.options(seed=sweep_plan.seed)
+    names, left_out = session.runtime_names()
+    if left_out:
+        note(left_out)
+    all_settings = session.settings_list(names)
+    settings, options = all_settings[0], measuring.options(seed=sweep_plan.seed)
     warn_threads(settings.threads)
     models_dir = models_dir or default_models_dir()
+    if onnx_model is not None and len(all_settings) > 1:
+        raise InputError("--onnx measures with one runtime: give --runtime R (or run once per runtime)")
     if onnx_model is not None:
         from edgeprof.api import profile_swapped
         from edgeprof.runtime.onnxruntime.session import parse_shapes
@@ -84,5 +94,5 @@ def sweep(
             onnx_model, sweep_plan, settings, options, shapes=parse_shapes(shape), models_dir=models_dir,
             on_progress=progress, **output.record("swap")))
     else:
-        run_and_render("sweep", output, settings, lambda progress: run_sweep(
-            sweep_plan, settings, options, models_dir=models_dir, on_progress=progress, **output.record("sweep")))
+        run_and_render("sweep", output, all_settings, lambda progress: run_sweep(
+            sweep_plan, all_settings, options, models_dir=models_dir, on_progress=progress, **output.record("sweep")))

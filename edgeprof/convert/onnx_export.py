@@ -42,6 +42,7 @@ import edgeprof
 from edgeprof.blocks.activations import canonical_act
 from edgeprof.blocks.yolo import build_block, count_macs, count_params
 from edgeprof.errors import InputError, RuntimeFailure
+from edgeprof.runtime.base import ref_path
 from edgeprof.spec import BlockSpec, content_hash, file_sha256
 from edgeprof.spec.imports import is_import_path
 
@@ -302,6 +303,19 @@ def _write_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _write_reference(onnx_path: Path, x: np.ndarray, torch_out: np.ndarray) -> None:
+    """torch's reference beside the model (``<model>.ref.npz``): the seeded input and torch's output on it, which
+    every runtime's parity check (``Runner.parity``) compares its own output with."""
+    target = ref_path(onnx_path)
+    tmp = _new_temp_file(target.parent, target.name)
+    try:
+        with tmp.open("wb") as f:
+            np.savez(f, **{f"input:{INPUT_NAME}": x, "output:0": torch_out})
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def export_block(
     spec: BlockSpec,
     models_dir: Path = Path("models"),
@@ -348,6 +362,10 @@ def export_block(
         if hit is not None:
             result, ref = hit
             _enforce_tolerance(name, result.parity_max_abs_err, ref, tol)
+            if not ref_path(onnx_path).exists():  # a model cached before references were kept
+                x = _parity_input(spec, seed)
+                with torch.no_grad():
+                    _write_reference(onnx_path, x, build_block(spec, seed=seed)(torch.from_numpy(x)).numpy())
             return result
 
     try:
@@ -400,6 +418,7 @@ def export_block(
             torch_version=torch.__version__,
         )
         os.replace(tmp_path, onnx_path)
+        _write_reference(onnx_path, x, torch_out)
         sidecar_data = {
             "schema_version": SIDECAR_SCHEMA_VERSION,
             **result.to_dict(),

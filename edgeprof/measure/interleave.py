@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -64,6 +65,11 @@ class Measurement:
     runtime_version: str = ""
     runtime_peak_in_use_mb: float | None = None
     runtime_arena_held_mb: float | None = None
+    converter: str = ""
+    converter_version: str = ""
+    runtime_parity_max_abs_err: float | None = None
+    threads_effective: int | None = None
+    per_op_source: str = ""
     stats: dict = field(default_factory=dict)
 
     def round_medians(self) -> dict[int, float]:
@@ -104,12 +110,20 @@ def measure(
     options: MeasureOptions = MeasureOptions(),
     shapes: dict | None = None,
     on_progress: ProgressFn | None = None,
+    sources: dict | None = None,
+    refs: dict | None = None,
 ) -> list[Measurement]:
     """Measure ``paths`` interleaved with the runtime of ``settings``; one Measurement each, in the order given.
 
-    A model that fails to load or run becomes a ``failed`` Measurement with the reason; the others go
-    on. Ctrl-C raises MeasurementInterrupted carrying what was measured so far.
+    An ONNX file is converted to the runtime's own format first (``Runtime.convert``; ``sources`` maps a path to
+    its ``ModelSource`` for torch-based converters). A model the runtime or its converter cannot handle becomes an
+    ``unsupported`` Measurement with the converter's reason; one that fails to load or run, or whose outputs miss
+    torch's reference (``refs[path]``, else ``<model>.ref.npz`` beside the file, when there is one) by more than
+    the parity tolerance, a ``failed`` one; the others go on. Ctrl-C raises MeasurementInterrupted carrying what
+    was measured so far.
     """
+    from edgeprof.runtime.base import ref_path
+
     progress = on_progress or (lambda message, fraction: None)
     results = [Measurement(path=str(p)) for p in paths]
     try:
@@ -117,13 +131,34 @@ def measure(
             version = pool.runtime.version()
             for m in results:
                 m.runtime, m.runtime_version = settings.runtime, version
-            for i, exc in pool.start({i: m.path for i, m in enumerate(results)}).items():
+            keyed_sources = {i: (sources or {}).get(m.path) for i, m in enumerate(results)}
+            for i, exc in pool.start({i: m.path for i, m in enumerate(results)}, keyed_sources).items():
                 _fail(results[i], exc)
+            for i, conversion in pool.conversions.items():
+                results[i].converter, results[i].converter_version = conversion.converter, conversion.converter_version
             setups, failed = pool.prepare_all(
                 options.warmup_s, options.min_sample_ms,
                 on_each=lambda i: progress(f"loading {_short(results[i].path)}", 0.0))
             for i, exc in failed.items():
                 _fail(results[i], exc)
+            for i, runner in list(pool.runners.items()):  # untimed: threads read back, parity against torch
+                m = results[i]
+                try:
+                    m.threads_effective = runner.threads_effective()
+                    ref = Path((refs or {}).get(m.path) or ref_path(m.path))
+                    check = runner.parity(ref=str(ref)) if ref.exists() else None
+                except EdgeprofError as exc:
+                    _fail(m, exc)
+                    pool.drop(i)
+                    continue
+                if check is not None:
+                    m.runtime_parity_max_abs_err = check["max_abs_err"]
+                    if not check["ok"]:
+                        err = "different output shapes" if check["max_abs_err"] is None else \
+                            f"max abs error {check['max_abs_err']:.3g}"
+                        _fail(m, EdgeprofError(f"parity against torch failed: {err} over the tolerance "
+                                               f"{check['tol']:.3g} (1e-3 of torch's output range)"))
+                        pool.drop(i)
             for i, setup in setups.items():
                 m = results[i]
                 m.session_ms, m.first_run_ms, m.inner_loops = setup.session_ms, setup.first_run_ms, setup.inner_loops
@@ -141,6 +176,7 @@ def measure(
                     m.per_op_runs = int(ops.get("runs") or 0)
                     m.runtime_peak_in_use_mb = ops.get("peak_in_use_mb")
                     m.runtime_arena_held_mb = ops.get("arena_held_mb")
+                    m.per_op_source = pool.runtime.per_op_label(m.nodes)
                 except EdgeprofError as exc:
                     _fail(m, exc)
                     pool.drop(i)
@@ -198,7 +234,9 @@ def _worst_rel_ci(results, runners, options: MeasureOptions, round_no: int) -> f
 
 
 def _fail(m: Measurement, exc: Exception) -> None:
-    m.status = "failed"
+    from edgeprof.runtime.base import UnsupportedModel
+
+    m.status = "unsupported" if isinstance(exc, UnsupportedModel) else "failed"
     m.error = str(exc)
 
 

@@ -60,6 +60,7 @@ class WorkerPool:
         self.seed = seed
         self.isolate = isolate
         self.runners: dict[Hashable, object] = {}
+        self.conversions: dict[Hashable, object] = {}  # key -> the runtime's Conversion of that model
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -68,13 +69,15 @@ class WorkerPool:
         self.close_all()
 
     # -- start ------------------------------------------------------------------------------------------
-    def start(self, paths: dict[Hashable, str]) -> dict[Hashable, EdgeprofError]:
+    def start(self, paths: dict[Hashable, str], sources: dict | None = None) -> dict[Hashable, EdgeprofError]:
         """Start a runner per model (all processes first, so their interpreters start side by side), then wait
-        until each is up. Returns the keys that failed to start, with why; the others are in ``runners``."""
+        until each is up. ``sources`` (key -> ModelSource) lets a torch-based converter rebuild the module. Returns
+        the keys that failed to start, with why (``UnsupportedModel`` when the runtime or its converter cannot
+        handle the model); the others are in ``runners``."""
         failed: dict[Hashable, EdgeprofError] = {}
         for key, path in paths.items():
             try:
-                self.runners[key] = self._new_runner(str(path))
+                self.runners[key] = self._new_runner(str(path), key, (sources or {}).get(key))
             except EdgeprofError as exc:
                 failed[key] = exc
         for key in list(self.runners):
@@ -87,10 +90,12 @@ class WorkerPool:
                 self.drop(key)
         return failed
 
-    def _new_runner(self, path: str):
+    def _new_runner(self, path: str, key: Hashable = None, source=None):
         artifact = path
         if not path.endswith(self.runtime.artifact_suffix):  # an ONNX file for a runtime with its own format
-            artifact = str(self.runtime.convert(path, _artifact_dir(path)).path)
+            conversion = self.runtime.convert(path, _artifact_dir(path), source=source)
+            self.conversions[key] = conversion
+            artifact = str(conversion.path)
         if self.isolate:
             from edgeprof.runtime.worker import WorkerRunner
 

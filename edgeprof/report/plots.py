@@ -560,3 +560,53 @@ def _break_jumps(x: np.ndarray, y: np.ndarray, step: float) -> tuple[np.ndarray,
     """The curve with a gap at each discontinuity (relu' at 0, hardswish' at ±3), not a vertical line."""
     jumps = np.flatnonzero(np.abs(np.diff(y)) > max(0.25, 25 * step))
     return np.insert(x, jumps + 1, np.nan), np.insert(y.astype(float), jumps + 1, np.nan)
+
+
+def plot_runtimes(df: pd.DataFrame, path: Path, title: str, acts_order: Sequence[str] = (),
+                  max_panels: int = 6) -> Path | None:
+    """The ratio to the baseline per runtime, side by side: one panel per block and size (at most ``max_panels``),
+    a group of bars per activation with one bar per runtime (its 95% CI as an error bar; hatched when the
+    runtime's own graph shows the activation fused into the conv). Rows of one host, several runtimes."""
+    plt = require_matplotlib()
+    ok = df[_text(df["status"]).isin(["ok", ""]) & pd.to_numeric(df["ratio_to_baseline"], errors="coerce").gt(0)
+            & (_text(df["act"]) != "")]
+    runtimes = list(dict.fromkeys(_text(ok["runtime"])))
+    if len(runtimes) < 2:
+        return None
+    keys = ["block", "width", "depth", "imgsz"]
+    panels = list(ok.groupby(keys, sort=True, dropna=False))[:max_panels]
+    fig, axes = _grid(plt, len(panels), width=5.6, height=3.8)
+    colors = plt.get_cmap("tab10")
+    for ax, (key, grp) in zip(axes, panels, strict=False):
+        block, width, depth, imgsz = key
+        acts = [a for a in dict.fromkeys([*acts_order, *_text(grp["act"])]) if a in set(_text(grp["act"]))]
+        step = 0.8 / len(runtimes)
+        for r, rt in enumerate(runtimes):
+            sub = grp[_text(grp["runtime"]) == rt].drop_duplicates("act", keep="last").set_index("act")
+            xs, ys, errs, hatches = [], [], [[], []], []
+            for i, act in enumerate(acts):
+                if act not in sub.index:
+                    continue
+                row = sub.loc[act]
+                ratio = float(row["ratio_to_baseline"])
+                lo = float(row["ratio_ci95_low"]) if pd.notna(row["ratio_ci95_low"]) else ratio
+                hi = float(row["ratio_ci95_high"]) if pd.notna(row["ratio_ci95_high"]) else ratio
+                xs.append(i - 0.4 + step * (r + 0.5))
+                ys.append(ratio)
+                errs[0].append(max(0.0, ratio - lo))
+                errs[1].append(max(0.0, hi - ratio))
+                fused = row.get("fused")
+                hatches.append("//" if fused is not None and pd.notna(fused) and bool(fused) else "")
+            bars = ax.bar(xs, ys, width=step * 0.9, color=colors(r % 10), label=rt.rsplit(":", 1)[-1],
+                          yerr=errs, capsize=2, error_kw={"linewidth": 0.8})
+            for bar, hatch in zip(bars, hatches, strict=True):
+                bar.set_hatch(hatch)
+                bar.set_edgecolor("white" if hatch else bar.get_facecolor())
+        ax.axhline(1.0, color="0.35", linewidth=1, linestyle=":")
+        ax.set_xticks(range(len(acts)), acts, fontsize=9)
+        ax.set_ylabel("latency ÷ baseline's, same runtime", fontsize=9)
+        ax.set_title(f"{block} w{width} {imgsz}px" + (f" n{depth}" if uses_depth(str(block)) else ""), fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=8, title="runtime (hatched: fused)", title_fontsize=8)
+    _suptitle(fig, title)
+    return _save(fig, plt, path)

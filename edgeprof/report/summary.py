@@ -449,6 +449,20 @@ def write_report(csv_paths: list[str | Path], out_dir: str | Path, fmt: str = "m
                             "First the answer (what each activation costs against the baseline), then the "
                             "verdicts, then the details; the runs' metadata is folded away at the end."))
 
+    # 0. several runtimes on one host: their ratios side by side (each ratio is within its own runtime)
+    for fingerprint, rows in results.groupby("host_fingerprint", sort=True):
+        if rows["runtime"].nunique() < 2:
+            continue
+        chart = plots.plot_runtimes(rows, out_dir / f"runtimes-{plots.slug(str(fingerprint))}.png",
+                                    f"Ratio to the baseline per runtime\n{fingerprint}", acts_order)
+        if chart is not None:
+            doc.append(Element("h2", f"Across runtimes — {fingerprint}"))
+            doc.append(Element("img", plots.Figure(
+                chart, f"Ratio to the baseline per runtime — {fingerprint}", "Each bar is one runtime's paired "
+                "ratio of the activation's block to the baseline's, measured within that runtime (95% CI as the "
+                "error bar); hatched where the runtime's own graph shows the activation fused into the conv. "
+                "Absolute times of different runtimes are not compared here.", str(fingerprint))))
+
     # 1. the answer: per host and runtime, a chart of the cost, then a compact table
     for group, rows in groups:
         doc.append(Element("h2", f"What each activation costs — {titles[group]}"))

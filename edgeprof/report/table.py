@@ -176,3 +176,63 @@ def render_frame(disp: pd.DataFrame, console, title: str | None = None) -> None:
     for row in disp.itertuples(index=False):
         table.add_row(*map(str, row))
     console.print(table)
+
+
+def runtimes_in(df: pd.DataFrame) -> list[str]:
+    """The runtimes of a results frame, in the order they first appear."""
+    if "runtime" not in df.columns:
+        return []
+    return list(dict.fromkeys(str(r) for r in df["runtime"].dropna() if str(r)))
+
+
+def _cross_cell(row: dict, compact: bool) -> str:
+    status = row.get("status") or "ok"
+    if status in ("unsupported", "failed"):
+        return "unsupported" if status == "unsupported" else "failed"
+    r, lo, hi = row.get("ratio_to_baseline"), row.get("ratio_ci95_low"), row.get("ratio_ci95_high")
+    fused = row.get("fused")
+    mark = " F" if fused is not None and pd.notna(fused) and bool(fused) else ""
+    if r is None or pd.isna(r):
+        return "—" + mark
+    if lo is None or pd.isna(lo) or hi is None or pd.isna(hi):
+        return f"{r:.2f}×{mark}"
+    if compact:
+        return f"{r:.2f}×±{max(r - lo, hi - r):.2f}{mark}"
+    return f"{r:.2f}× [{lo:.2f}–{hi:.2f}]{mark}"
+
+
+CROSS_WIDTH = 120  # the cross-runtime view fits this many columns (3 per column for the table's separators)
+
+
+def cross_runtime_frame(df: pd.DataFrame, width: int = CROSS_WIDTH) -> pd.DataFrame:
+    """Several runtimes side by side: one row per block size and activation, one column per runtime, each cell
+    the ratio to the baseline within that runtime with its 95% CI and ``F`` when the runtime's own graph shows the
+    activation fused into the conv (``unsupported`` / ``failed`` for rows without figures). Cells are
+    ``1.05× [1.03–1.07] F``, or ``1.05×±0.02 F`` (the CI's half-width) when that would not fit ``width``."""
+    runtimes = runtimes_in(df)
+    disp = display_frame(df)  # the same block, size and act labels as the detailed table
+    keys = [c for c in ("block", "size", "act") if c in disp.columns]
+    if "block" in keys and disp["block"].nunique() <= 1:
+        keys.remove("block")
+
+    def build(compact: bool) -> pd.DataFrame:
+        table: dict[tuple, dict] = {}
+        for (_, row), (_, shown) in zip(df.iterrows(), disp.iterrows(), strict=True):
+            key = tuple(shown[k] for k in keys)
+            table.setdefault(key, dict(zip(keys, key, strict=True)))[str(row.get("runtime"))] = \
+                _cross_cell(row.to_dict(), compact)
+        out = pd.DataFrame(list(table.values()))
+        for rt in runtimes:
+            if rt not in out.columns:
+                out[rt] = "—"
+        return out[keys + runtimes].fillna("—")
+
+    def fits(frame: pd.DataFrame) -> bool:
+        widths = [max([len(str(c))] + [len(str(v)) for v in frame[c]]) for c in frame.columns]
+        return sum(widths) + 3 * len(widths) + 1 <= width
+
+    short = {rt: rt.rsplit(":", 1)[-1] for rt in runtimes}  # pkg.mod:Class -> Class, when that stays unique
+    if len(set(short.values())) < len(short):
+        short = {rt: rt for rt in runtimes}
+    full = build(compact=False).rename(columns=short)
+    return full if fits(full) else build(compact=True).rename(columns=short)

@@ -170,6 +170,8 @@ def measurement_row(
                                       "params", "macs", "exporter", "opset", "parity_max_abs_err")},
         **settings_columns(settings),
         "runtime_version": getattr(measurement, "runtime_version", ""),
+        **{k: getattr(measurement, k, None) for k in ("converter", "converter_version", "runtime_parity_max_abs_err",
+                                                      "threads_effective", "per_op_source")},
         **{k: stats.get(k) for k in ("median_ms", "mean_ms", "std_ms", "min_ms", "p90_ms", "p99_ms", "iqr_ms",
                                       "n", "ci95_low_ms", "ci95_high_ms", "noisy")},
         "inner_loops": measurement.inner_loops,
@@ -184,7 +186,7 @@ def measurement_row(
         "error": measurement.error,
         "run_id": run_id,
     }
-    if measurement.status == "failed" or not stats.get("n"):
+    if measurement.status in ("failed", "unsupported") or not stats.get("n"):
         row["ci_reached"] = False
     nodes, act_nodes = split_act_nodes(measurement.nodes, reference_nodes, build.get("act"), build.get("act_ops"),
                                        beyond_reference=_beyond_reference(settings.get("runtime")))
@@ -199,7 +201,8 @@ def measurement_row(
     row.update(static_memory or {})
     if baseline is not None and baseline_name:
         row["baseline"] = baseline_name
-        if baseline.status != "failed" and measurement.status != "failed" and stats.get("n"):
+        if baseline.status in ("ok", "interrupted") and measurement.status in ("ok", "interrupted") \
+                and stats.get("n") and baseline.stats.get("n"):
             ratio, lo, hi = paired_ratio_to(measurement, baseline)
             row.update(ratio_to_baseline=ratio, ratio_ci95_low=lo, ratio_ci95_high=hi)
     return row

@@ -29,12 +29,17 @@ COLUMNS: dict[str, str] = {
     "scale": "YOLO scale preset (n, s, m, l, x) of the row, if any",
     "params": "parameters of the torch model (BN included, before folding)",
     "macs": "multiply-accumulates of one forward pass (Conv2d/Linear layers)",
-    "runtime": "inference runtime that ran the model: onnxruntime, or your own as pkg.module:Class (--runtime)",
+    "runtime": "inference runtime that ran the model: onnxruntime, another built-in one (--runtimes), or your own "
+               "as pkg.module:Class (--runtime)",
     "threads": "compute threads of the runtime (onnxruntime: intra-op threads)",
+    "threads_effective": "the thread count the runtime reports it uses, read back from its own API (empty where it "
+                         "cannot tell): whether the threads setting took effect",
     "runtime_settings": "the runtime's other settings as key=value;key=value (onnxruntime: inter_threads, "
                         "opt_level, spinning, arena, provider)",
     "exporter": "torch ONNX exporter used (torchscript or dynamo)",
     "opset": "ONNX opset read from the written model",
+    "converter": "what made the runtime's artifact from the ONNX file (empty for a runtime that reads ONNX as is)",
+    "converter_version": "version of that converter",
     "median_ms": "median latency of one run, ms",
     "mean_ms": "mean latency, ms",
     "std_ms": "standard deviation of the samples, ms",
@@ -55,7 +60,8 @@ COLUMNS: dict[str, str] = {
     "ratio_to_fp32": "int8 rows: paired ratio of the quantized block's time to the float block's",
     "quant_max_abs_err": "int8 rows: max abs difference of outputs from the float model on a seeded input",
     "quant_rel_err": "int8 rows: quant_max_abs_err as a fraction of the float output's range",
-    "fused": "activation fused into the Conv by onnxruntime (no separate activation node ran)",
+    "fused": "activation fused into the Conv by the runtime, read from its own executed graph (no separate "
+             "activation node ran)",
     "act_ops": "op types the activation ran as after optimisation, joined by +; empty when fused",
     "act_ops_exported": "op types the activation was exported as, joined by +",
     "session_ms": "session creation time, ms",
@@ -78,10 +84,16 @@ COLUMNS: dict[str, str] = {
     "runtime_arena_held_mb": "bytes the runtime's memory arena held, MiB (onnxruntime: its profiler, arena on "
                              "only; empty for runtimes without it)",
     "per_op_runs": "profiled runs the per-op figures (act_ops, act_share, <csv>-ops.csv) are averaged over",
+    "per_op_source": "where the per-op times came from (e.g. onnxruntime profiler), or none when the runtime offers "
+                     "none",
     "parity_max_abs_err": "max abs difference between torch and onnxruntime outputs at export",
-    "model": "path of the ONNX file measured",
-    "status": "ok, failed or interrupted",
-    "error": "why the row failed",
+    "runtime_parity_max_abs_err": "max abs difference between the runtime's outputs (on its own artifact) and "
+                                  "torch's on the export's seeded input; over 1e-3 of torch's output range the row "
+                                  "is failed",
+    "model": "path of the model measured (for a runtime with its own format, the ONNX file its artifact was "
+             "converted from)",
+    "status": "ok, failed, unsupported (the runtime or its converter cannot handle the model) or interrupted",
+    "error": "why the row failed or is unsupported (the converter's one-line reason)",
     "run_id": "identifies the sweep this row came from (its results JSON has the metadata)",
     "host_fingerprint": "class of host: CPU model, ISA flags, cores, cgroup quota (rows of different hosts never mix)",
     "cpu_model": "CPU model name",
@@ -89,13 +101,14 @@ COLUMNS: dict[str, str] = {
     "load_1m": "1-minute load average of the machine when the row's group finished measuring",
 }
 
-STATUSES = ("ok", "failed", "interrupted")
+STATUSES = ("ok", "failed", "unsupported", "interrupted")
 
 # dtypes by column; every other column is float64
 BOOL_COLUMNS = ("ci_reached", "noisy", "fused", "fused_by_timing")
 INT_COLUMNS = ("width", "depth", "imgsz", "batch", "kernel", "stride", "params", "macs", "threads",
-               "opset", "n", "inner_loops", "act_alone_elements", "per_op_runs")
+               "opset", "n", "inner_loops", "threads_effective", "act_alone_elements", "per_op_runs")
 STR_COLUMNS = ("precision", "scaling", "scale", "act", "block", "runtime", "runtime_settings", "exporter",
+               "converter", "converter_version", "per_op_source",
                "baseline", "act_ops", "act_ops_exported", "model", "status", "error", "run_id",
                "host_fingerprint", "cpu_model", "runtime_version")
 

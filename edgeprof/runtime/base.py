@@ -19,6 +19,31 @@ import numpy as np
 
 from edgeprof.errors import EdgeprofError, InputError, RuntimeFailure
 
+# A runtime's outputs pass parity against torch's when max|runtime - torch| <= PARITY_RTOL * max(1e-6, range of
+# torch's output) on the export's seeded input (``<model>.ref.npz``); over it, the row is ``failed`` with the figure.
+PARITY_RTOL = 1e-3
+
+
+def ref_path(onnx_path: str | Path) -> Path:
+    """Where torch's reference for a model is kept: ``<model>.ref.npz`` beside the ONNX file (arrays
+    ``input:<name>`` and ``output:<i>``: the export's seeded input and torch's outputs on it)."""
+    return Path(onnx_path).with_suffix(".ref.npz")
+
+
+def parity_error(outputs: list, reference: list) -> tuple[float, float]:
+    """(max abs error of ``outputs`` against ``reference``, the tolerance it is held to: PARITY_RTOL of the
+    reference's range). Shapes that differ are an infinite error."""
+    err, span = 0.0, 0.0
+    for got, want in zip(outputs, reference, strict=False):
+        got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+        if got.size != want.size:
+            return math.inf, 0.0
+        err = max(err, float(np.max(np.abs(got.reshape(want.shape) - want))) if want.size else 0.0)
+        span = max(span, float(np.ptp(want)) if want.size else 0.0)
+    if len(outputs) != len(reference):
+        return math.inf, 0.0
+    return err, PARITY_RTOL * max(span, 1e-6)
+
 
 @dataclass(frozen=True)
 class RuntimeSettings:
@@ -143,6 +168,19 @@ class Runner:
         it cannot): whether the ``threads`` setting took effect."""
         return None
 
+    def parity(self, ref: str) -> dict | None:
+        """Run ``infer`` on the inputs of torch's reference ``ref`` (``<model>.ref.npz``) and compare:
+        ``{"max_abs_err", "tol", "ok"}``; None when the runtime has no ``infer`` (no parity figure)."""
+        data = np.load(ref)
+        feeds = {k.split(":", 1)[1]: data[k] for k in data.files if k.startswith("input:")}
+        outs = sorted((int(k.split(":", 1)[1]), data[k]) for k in data.files if k.startswith("output:"))
+        try:
+            got = self.infer(feeds)
+        except NotImplementedError:
+            return None
+        err, tol = parity_error(list(got), [o for _, o in outs])
+        return {"max_abs_err": err if math.isfinite(err) else None, "tol": tol, "ok": bool(err <= tol)}
+
     def run_fn(self) -> Callable[[], None]:
         """What ``sample`` calls once per run: ``run`` itself, or a runtime's cheaper bound call."""
         return self.run
@@ -234,6 +272,7 @@ class Runtime:
     artifact_suffix: ClassVar[str] = ".onnx"
     settings_class: ClassVar[type[RuntimeSettings]] = RuntimeSettings
     per_op_times: ClassVar[bool] = False  # executed_ops gives per-node times
+    per_op_source: ClassVar[str] = ""  # where those times come from, e.g. "onnxruntime profiler" (per_op_source)
     fusion_info: ClassVar[bool] = False  # executed_ops gives the nodes that ran after fusion
     # True when the runtime's op types are not the activation table's (it decomposes activations into its own
     # primitives): the activation's nodes are then those beyond the reference block's (by op type)
@@ -280,6 +319,17 @@ class Runtime:
         converter's one-line reason. The pool converts only files that do not already end in
         ``artifact_suffix``, so a bundle's converted artifacts are loaded as they are."""
         return Conversion(Path(onnx_path))
+
+    def artifact_files(self, path: str | Path) -> list[Path]:
+        """Every file the artifact at ``path`` needs to load (a bundle copies them all): the file itself by
+        default; a runtime whose artifact is several files (ncnn's .param + .bin) lists them, ``path`` first."""
+        return [Path(path)]
+
+    def per_op_label(self, nodes: list[dict]) -> str:
+        """The ``per_op_source`` column: where the per-op times of ``nodes`` came from, or that there are none."""
+        if any(n.get("mean_us") is not None for n in nodes or []):
+            return self.per_op_source or f"{self.name} per-op times"
+        return "none" if self.per_op_times else f"none ({self.name} offers no per-op times)"
 
     def validate(self, path: str | Path, settings: RuntimeSettings, shapes: dict | None = None) -> None:
         """Parent-side check before any measuring: a missing, empty or corrupt file, or inputs that cannot be

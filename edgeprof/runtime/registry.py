@@ -72,6 +72,21 @@ def get_runtime(name: str | Runtime | None = None) -> Runtime:
     raise InputError(f"unknown runtime {spec!r}; valid: {', '.join(BUILTIN)}, or your own as pkg.module:Class")
 
 
+def missing_runtimes() -> dict[str, str]:
+    """The built-in runtimes that are not installed here: name -> the pip extra that installs it."""
+    out = {}
+    for name, (path, module) in BUILTIN.items():
+        try:
+            cls = _import_class(path, name)
+            installed = cls.available()
+            extra = cls.extra
+        except InputError:  # its edgeprof module imports its package at the top
+            installed, extra = False, name
+        if not installed:
+            out[name] = extra or module
+    return out
+
+
 def runtime_of(settings: RuntimeSettings) -> Runtime:
     """The runtime that ``settings`` belong to."""
     return get_runtime(settings.runtime)

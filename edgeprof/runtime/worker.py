@@ -18,7 +18,8 @@ import threading
 
 from edgeprof.errors import EdgeprofError, RuntimeFailure
 
-_ALLOWED = {"load", "first_run", "warmup", "calibrate", "sample", "peak_run_mb", "executed_ops", "close"}
+_ALLOWED = {"load", "first_run", "warmup", "calibrate", "sample", "peak_run_mb", "executed_ops", "close", "parity",
+            "threads_effective"}
 
 
 def _start(runtime: str, path: str, settings: dict, shapes: dict | None = None, seed: int = 0):
@@ -136,8 +137,11 @@ class WorkerRunner:
         reply = json.loads(line)
         if not reply["ok"]:
             from edgeprof import errors
+            from edgeprof.runtime.base import UnsupportedModel
 
-            raise getattr(errors, reply.get("kind", ""), RuntimeFailure)(reply["error"])
+            kinds = {"UnsupportedModel": UnsupportedModel}
+            raise kinds.get(reply.get("kind", ""), getattr(errors, reply.get("kind", ""), RuntimeFailure))(
+                reply["error"])
         return reply["result"]
 
     def _death_message(self) -> str:

@@ -97,6 +97,10 @@ class ModelRecord:
     quant_max_abs_err: float | None = None
     quant_rel_err: float | None = None
     quant_method: str = ""
+    ref: Path | None = None  # torch's reference (<model>.ref.npz) for the runtime's parity check, when there is one
+    converter: str = ""  # what made the artifact at ``path`` (a bundle's converted artifact)
+    converter_version: str = ""
+    unsupported: str = ""  # why the runtime or its converter cannot handle this model (not measured; a row says so)
 
 
 def content_hash(payload: dict, length: int = 12) -> str:

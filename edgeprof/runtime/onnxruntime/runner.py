@@ -68,6 +68,17 @@ class ModelRunner(Runner):
     def run(self) -> None:
         self.session.run_with_iobinding(self.binding)
 
+    def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return list(run_once(self.session, feeds))
+
+    def threads_effective(self) -> int | None:
+        """The intra-op thread count the session was created with, read back from its options (0 = onnxruntime
+        chooses, reported as None)."""
+        try:
+            return int(self.session.get_session_options().intra_op_num_threads) or None
+        except Exception:
+            return None
+
     def run_fn(self):
         """``run_with_iobinding`` bound to the binding: the timed loop calls onnxruntime, not a Python method."""
         return functools.partial(self.session.run_with_iobinding, self.binding)

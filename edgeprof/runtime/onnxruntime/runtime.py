@@ -14,6 +14,7 @@ class OnnxRuntime(Runtime):
     artifact_suffix = ".onnx"
     settings_class = SessionSettings
     per_op_times = True  # its profiler's per-node kernel times
+    per_op_source = "onnxruntime profiler"
     fusion_info = True  # the profiler names the nodes that ran after graph optimisation
 
     @classmethod
