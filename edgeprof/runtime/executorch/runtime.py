@@ -53,6 +53,12 @@ class ExecuTorchRuntime(Runtime):
         except (ImportError, ValueError):
             return False
 
+    def artifact_files(self, path: str | Path) -> list[Path]:
+        """The .pte and, where the conversion wrote it, its record ``<name>.pte.json`` (input names, what XNNPACK
+        took, which module each op came from)."""
+        record = Path(str(path) + ".json")
+        return [Path(path), *([record] if record.exists() else [])]
+
     def convert(self, onnx_path: str | Path, out_dir: str | Path, source: ModelSource | None = None) -> Conversion:
         from edgeprof.runtime.executorch.convert import convert_to_pte
 

@@ -29,6 +29,11 @@ def _first_line(exc: BaseException) -> str:
 class MnnRunner(Runner):
     """Times ``interpreter.runSession(session)`` on an input copied into the session's tensor once."""
 
+    def parity_rtol(self) -> float:
+        from edgeprof.runtime.mnn.runtime import MnnRuntime
+
+        return MnnRuntime.parity_tolerance(self.settings)
+
     def __init__(self, path, settings, shapes=None, seed=0):
         super().__init__(path, settings, shapes, seed)
         self.interpreter = None

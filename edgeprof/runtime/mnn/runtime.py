@@ -58,6 +58,14 @@ class MnnRuntime(Runtime):
 
         return importlib.util.find_spec("MNN") is not None and importlib.util.find_spec("_tools") is not None
 
+    def artifact_files(self, path: str | Path) -> list[Path]:
+        """The .mnn and, where the conversion wrote it, ``<artifact>.origin.json`` (which ONNX node each MNN op
+        came from: without it, ops MNN made itself stay unattributed)."""
+        from edgeprof.runtime.mnn.convert import origin_path
+
+        origin = origin_path(path)
+        return [Path(path), *([origin] if origin.exists() else [])]
+
     def convert(self, onnx_path: str | Path, out_dir: str | Path, source: ModelSource | None = None) -> Conversion:
         """ONNX -> .mnn by MNN's converter called in-process (``_tools.mnnconvert``), cached by content in
         ``out_dir``; an op MNN lacks (an opset-20 ``Mish``) is ``UnsupportedModel`` with the converter's reason."""

@@ -29,6 +29,10 @@ class OpenVinoRuntime(Runtime):
 
         return importlib.util.find_spec("openvino") is not None
 
+    def artifact_files(self, path: str | Path) -> list[Path]:
+        """The IR: the .xml graph and its .bin weights."""
+        return [Path(path), Path(path).with_suffix(".bin")]
+
     def convert(self, onnx_path: str | Path, out_dir: str | Path, source: ModelSource | None = None) -> Conversion:
         """OpenVINO's standard path from ONNX (its ONNX frontend; ``source`` is not needed), cached by content."""
         from edgeprof.runtime.openvino.convert import convert_onnx
