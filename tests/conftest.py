@@ -48,6 +48,20 @@ def one_line_error(result, code: int = 2) -> str:
     return lines[0]
 
 
+def cli_ok(result) -> None:
+    """A CliRunner result that exited 0 (its output shown otherwise)."""
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture
+def at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test modules (``tests._fake_runtime`` and the like) are found from the working directory, here and in the
+    worker processes."""
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    monkeypatch.syspath_prepend(str(root))
+
+
 @pytest.fixture
 def tiny_models(tmp_path) -> dict[str, Path]:
     return {act: conv_act_model(tmp_path / f"tiny_{act}.onnx", act) for act in ("relu", "mish", "none")}

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
-from conftest import conv_act_model, one_line_error
+from conftest import cli_ok, conv_act_model, one_line_error
 from typer.testing import CliRunner
 
 from edgeprof.cli import app
@@ -21,17 +20,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FAKE = "tests._fake_runtime:FakeRuntime"
 QUICK = ["--max-time", "0.3", "--min-samples", "6", "--quiet"]
 runner = CliRunner()
+_ok = cli_ok
 
 
-@pytest.fixture
-def at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``tests._fake_runtime`` is found from the working directory, here and in the worker processes."""
-    monkeypatch.chdir(REPO_ROOT)
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
-
-
-def _ok(result) -> None:
-    assert result.exit_code == 0, result.output
 
 
 def _small_and_big(tmp_path: Path) -> tuple[Path, Path]:
