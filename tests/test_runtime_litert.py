@@ -282,8 +282,9 @@ def test_a_litert_bundle_profiles_end_to_end_with_torch_onnx_and_the_converter_u
                                     "--imgsz", "32", "--no-act-alone", "-o", str(bundle), "--quiet"])
     assert made.exit_code == 0, made.output
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["runtime"]["name"] == "litert"
-    assert all(m["artifact"].endswith(".tflite") for g in manifest["groups"] for m in g["models"])
+    assert [rt["name"] for rt in manifest["runtimes"]] == ["litert"]
+    models = [m for g in manifest["groups"] for m in g["models"]]
+    assert models and all(m["artifacts"]["litert"]["files"][0].endswith(".tflite") for m in models)
     code = BLOCK_TORCH + (
         "from edgeprof.cli import app\n"
         f"app(['profile', {str(bundle)!r}, '--max-time', '0.3', '--min-samples', '6', '--no-roofline',"

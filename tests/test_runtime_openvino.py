@@ -215,9 +215,9 @@ def test_a_bundle_of_openvino_ir_runs_on_a_device_without_torch_or_onnx(ov_rt, t
                                       "--imgsz", "32", "--no-act-alone", "-o", str(bundle), "--quiet"])
     assert result.exit_code == 0, result.output
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["runtime"] == {"name": "openvino", "version": ov_rt.version()}
-    artifacts = [bundle / m["artifact"] for g in manifest["groups"] for m in g["models"]]
-    assert artifacts and all(a.suffix == ".xml" and a.with_suffix(".bin").is_file() for a in artifacts)
+    assert [(rt["name"], rt["version"]) for rt in manifest["runtimes"]] == [("openvino", ov_rt.version())]
+    files = [[bundle / f for f in m["artifacts"]["openvino"]["files"]] for g in manifest["groups"] for m in g["models"]]
+    assert files and all([f.suffix for f in fs] == [".xml", ".bin"] and all(f.is_file() for f in fs) for fs in files)
     block_onnx = ("class _NoOnnx:\n"
                   "    def find_spec(self, name, path=None, target=None):\n"
                   "        if name == 'onnx' or name.startswith('onnx.'):\n"
