@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
 from edgeprof.errors import EdgeprofError, InputError, RuntimeFailure
+
+T = TypeVar("T")
 
 # A runtime's outputs pass parity against torch's when max|runtime - torch| <= PARITY_RTOL * max(1e-6, range of
 # torch's output) on the export's seeded input (``<model>.ref.npz``); over it, the row is ``failed`` with the figure.
@@ -214,6 +216,19 @@ class Runner:
         from edgeprof.measure import memory
 
         return _delta(memory.peak_rss_mib(), self._base_rss)
+
+    def _timed_load(self, create: Callable[[], T]) -> tuple[T, float, float | None]:
+        """Run ``create`` (the runtime's loading of the artifact) from a fresh RSS baseline: its result, how long
+        it took (ms) and the RSS peak it caused (MiB over the baseline)."""
+        self._start_memory()
+        t0 = time.perf_counter()
+        result = create()
+        return result, (time.perf_counter() - t0) * 1e3, self._peak_since_start()
+
+    def _loaded(self, session_ms: float, peak: float | None, inputs: dict | None = None) -> dict:
+        """What ``load`` returns: the load time, its RSS peak and the fed inputs' shapes (default: ``self.feeds``)."""
+        shapes = inputs if inputs is not None else {k: list(v.shape) for k, v in self.feeds.items()}
+        return {"session_ms": session_ms, "peak_rss_session_mb": peak, "inputs": shapes}
 
     def warmup(self, seconds: float = 0.2, min_runs: int = 3) -> dict:
         """Run until ``seconds`` have passed and at least ``min_runs`` runs; return the per-run estimate."""

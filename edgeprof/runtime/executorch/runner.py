@@ -73,14 +73,9 @@ class ExecuTorchRunner(Runner):
     def load(self) -> dict:
         self.et = import_runtime()
         self.et._unsafe_reset_threadpool(self.settings.threads)  # process-wide: this worker runs one model
-        self._start_memory()
-        t0 = time.perf_counter()
-        self.program, self.method = self._load_method()
-        session_ms = (time.perf_counter() - t0) * 1e3
-        peak = self._peak_since_start()
+        (self.program, self.method), session_ms, peak = self._timed_load(self._load_method)
         self.feeds = self._make_inputs()
-        return {"session_ms": session_ms, "peak_rss_session_mb": peak,
-                "inputs": {k: list(v.shape) for k, v in self.feeds.items()}}
+        return self._loaded(session_ms, peak)
 
     def _make_inputs(self) -> dict[str, np.ndarray]:
         """Seeded inputs of the method's shapes and types (floats ~ N(0, 1), ints 0..9), as onnxruntime's runner

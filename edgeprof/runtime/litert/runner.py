@@ -73,12 +73,8 @@ class LiteRTRunner(Runner):
 
     # -- set-up -------------------------------------------------------------------------------------------
     def load(self) -> dict:
-        self._start_memory()
         self._threads_before = _os_threads()
-        t0 = time.perf_counter()
-        self.interp = open_interpreter(self.path, self.settings)
-        session_ms = (time.perf_counter() - t0) * 1e3
-        peak = self._peak_since_start()
+        self.interp, session_ms, peak = self._timed_load(lambda: open_interpreter(self.path, self.settings))
         rng = np.random.default_rng(self.seed)
         inputs = {}
         for detail in self.interp.get_input_details():
@@ -93,7 +89,7 @@ class LiteRTRunner(Runner):
                 value = rng.integers(0, 10, shape).astype(dtype)
             self.feeds[int(detail["index"])] = value
             inputs[detail["name"]] = list(shape)
-        return {"session_ms": session_ms, "peak_rss_session_mb": peak, "inputs": inputs}
+        return self._loaded(session_ms, peak, inputs)
 
     def _bind(self) -> None:
         for index, value in self.feeds.items():

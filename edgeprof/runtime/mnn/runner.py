@@ -60,14 +60,9 @@ class MnnRunner(Runner):
         return interpreter, session
 
     def load(self) -> dict:
-        self._start_memory()
-        t0 = time.perf_counter()
-        self.interpreter, self.session = self._create()
-        session_ms = (time.perf_counter() - t0) * 1e3
-        peak = self._peak_since_start()
+        (self.interpreter, self.session), session_ms, peak = self._timed_load(self._create)
         self.feeds = self._make_inputs()
-        return {"session_ms": session_ms, "peak_rss_session_mb": peak,
-                "inputs": {k: list(v.shape) for k, v in self.feeds.items()}}
+        return self._loaded(session_ms, peak)
 
     def _inputs(self) -> dict:
         return dict(self.interpreter.getSessionInputAll(self.session))

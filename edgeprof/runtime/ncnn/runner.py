@@ -75,18 +75,13 @@ class NcnnRunner(Runner):
         """Load the net; its load time, the RSS peak it caused and the seeded inputs (as Mats, made once)."""
         import ncnn
 
-        self._start_memory()
-        t0 = time.perf_counter()
-        self.net = load_net(self.path, self.settings)
-        session_ms = (time.perf_counter() - t0) * 1e3
-        peak = self._peak_since_start()
+        self.net, session_ms, peak = self._timed_load(lambda: load_net(self.path, self.settings))
         self.inputs, self.outputs = list(self.net.input_names()), list(self.net.output_names())
         rng = np.random.default_rng(self.seed)  # as onnxruntime's inputs: N(0, 1) float32, in input order
         self.feeds = {name: rng.standard_normal(shape).astype(np.float32)
                       for name, shape in resolve_shapes(self.path, self.inputs, self.shapes).items()}
         self.mats = {name: ncnn.Mat(x, batch_index=0).clone() for name, x in self.feeds.items()}
-        return {"session_ms": session_ms, "peak_rss_session_mb": peak,
-                "inputs": {k: list(v.shape) for k, v in self.feeds.items()}}
+        return self._loaded(session_ms, peak)
 
     def _extract(self, mats: dict) -> list:
         ex = self.net.create_extractor()

@@ -32,17 +32,9 @@ class ModelRunner(Runner):
     # -- set-up -------------------------------------------------------------------------------
     def load(self) -> dict:
         """Create the session; return its creation time and the RSS peak it caused (MiB over baseline)."""
-        self._start_memory()
-        t0 = time.perf_counter()
-        self.session = create_session(self.path, self.settings)
-        session_ms = (time.perf_counter() - t0) * 1e3
-        peak = self._peak_since_start()
+        self.session, session_ms, peak = self._timed_load(lambda: create_session(self.path, self.settings))
         self.feeds = make_inputs(self.session, self.shapes, self.seed)
-        return {
-            "session_ms": session_ms,
-            "peak_rss_session_mb": peak,
-            "inputs": {k: list(v.shape) for k, v in self.feeds.items()},
-        }
+        return self._loaded(session_ms, peak)
 
     def first_run(self) -> dict:
         """The first inference (timed alone: it includes onnxruntime's lazy set-up), then bind outputs."""

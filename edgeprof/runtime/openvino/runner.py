@@ -77,19 +77,18 @@ class OpenVinoRunner(Runner):
         """Read and compile the model (reshaped to the fed shapes); its time and the RSS peak it caused."""
         ov = import_openvino()
 
-        self._start_memory()
-        t0 = time.perf_counter()
-        self.core = ov.Core()
-        self.model = read_model(self.core, self.path)
-        shapes = input_shapes(self.model, self.shapes)
-        if self.model.is_dynamic():
-            self.model.reshape({name: ov.PartialShape(list(s)) for name, s in shapes.items()})
-        self.compiled = compile_model(self.core, self.model, self.settings)
-        session_ms = (time.perf_counter() - t0) * 1e3
-        peak = self._peak_since_start()
+        def read_and_compile():
+            self.core = ov.Core()
+            self.model = read_model(self.core, self.path)
+            shapes = input_shapes(self.model, self.shapes)
+            if self.model.is_dynamic():
+                self.model.reshape({name: ov.PartialShape(list(s)) for name, s in shapes.items()})
+            self.compiled = compile_model(self.core, self.model, self.settings)
+            return shapes
+
+        shapes, session_ms, peak = self._timed_load(read_and_compile)
         self.feeds = make_feeds(self.model, shapes, self.seed)
-        return {"session_ms": session_ms, "peak_rss_session_mb": peak,
-                "inputs": {k: list(v.shape) for k, v in self.feeds.items()}}
+        return self._loaded(session_ms, peak)
 
     def _bind(self, request, feeds: dict[str, np.ndarray]) -> None:
         """Bind each array as the request's input tensor, sharing its memory: the caller keeps ``feeds`` alive and
