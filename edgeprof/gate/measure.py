@@ -62,6 +62,8 @@ class GateOptions(PoolOptions):
     max_time: float = 120.0
     parallel_setup: int = 0  # threads for untimed set-up; 0 = the usable cores
     clock: str = "auto"  # cpu, wall, or auto (cpu when the runtime runs on one thread and schedstat is readable)
+    pin: bool = False  # pin every worker of a session to one core (the idlest) while timing
+    drop_preempted: float = 0.0  # >0: leave out a pair whose arm waited for a core more than this share of its block
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -81,6 +83,8 @@ class GateOptions(PoolOptions):
                              f"({self.max_sessions})")
         if self.clock not in CLOCKS:
             raise InputError(f"unknown --clock {self.clock!r}; valid: {', '.join(CLOCKS)}")
+        if not (0.0 <= self.drop_preempted < 1.0):
+            raise InputError(f"drop_preempted must be a share in [0, 1), got {self.drop_preempted}")
 
 
 def _task_times(pid: int) -> tuple[int, int] | None:
@@ -172,6 +176,7 @@ class Interleaver:
         self.inner_loops: dict[str, int] = {}
         self.sessions = 0
         self.failed: dict[str, str] = {}  # arm key -> why it can no longer be measured (its worker died, ...)
+        self.dropped_pairs = 0  # pairs left out because an arm was preempted (``drop_preempted``)
         self._overhead_ns: dict[str, float] = {}
         self._t0 = time.monotonic()
         self._blocks_done = 0
@@ -201,6 +206,8 @@ class Interleaver:
         with WorkerPool(self.settings, self.shapes, seed=0) as pool:
             runners = pool.runners
             per_sample = self._prepare_all(pool, keys)
+            if opts.pin:
+                _pin([r.proc.pid for r in runners.values()], _idlest_core())
             counts = {k: max(1, round(opts.block_ms / max(per_sample[k], 1e-6))) for k in per_sample}
             for r in range(opts.rounds):
                 self.progress(f"session {self.sessions + 1}: timing {len(keys)} models, round {r + 1}/{opts.rounds}",
@@ -223,6 +230,9 @@ class Interleaver:
                     if len(values) < len(group.arms):
                         continue
                     for pk, num, den in group.pairs:
+                        if opts.drop_preempted and (self._preempted(num) or self._preempted(den)):
+                            self.dropped_pairs += 1
+                            continue
                         logs[pk].append(math.log(values[num] / values[den]))
         self.sessions += 1
         for g in groups:
@@ -233,6 +243,14 @@ class Interleaver:
         return logs
 
     # -- internals --------------------------------------------------------------------------------
+    def _preempted(self, key: str) -> bool:
+        """Whether the arm's last block waited for a core more than ``drop_preempted`` of its run time."""
+        block = self.blocks[key][-1]
+        if block.wait_ms is None:
+            return False
+        run_ms = sum(block.samples_ms) * self.inner_loops.get(key, 1)
+        return run_ms > 0 and block.wait_ms / run_ms > self.options.drop_preempted
+
     def _fraction(self) -> float:
         ahead = max(0, self._blocks_ahead - (self._blocks_done - self._blocks_at_plan))
         work = self._blocks_done / max(1, self._blocks_done + ahead)
@@ -293,6 +311,48 @@ def _request_overhead_ns(runner, calls: int = 7) -> float:
         if before is not None and after is not None:
             costs.append(after[0] - before[0])
     return float(np.median(costs)) if costs else 0.0
+
+
+def _cpu_busy() -> dict[int, tuple[int, int]]:
+    """Per CPU: (busy, total) jiffies from /proc/stat."""
+    out = {}
+    try:
+        for line in open("/proc/stat"):
+            if line.startswith("cpu") and line[3:4].isdigit():
+                name, *fields = line.split()
+                values = [int(x) for x in fields]
+                idle = values[3] + (values[4] if len(values) > 4 else 0)
+                out[int(name[3:])] = (sum(values[:8]) - idle, sum(values[:8]))
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _idlest_core(window_s: float = 0.1) -> int | None:
+    """The usable core that was busiest least over a short window, or None when /proc/stat is unreadable."""
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    before = _cpu_busy()
+    time.sleep(window_s)
+    after = _cpu_busy()
+    shares = {c: (after[c][0] - before[c][0]) / max(1, after[c][1] - before[c][1])
+              for c in usable if c in before and c in after}
+    return min(shares, key=shares.get) if shares else None
+
+
+def _pin(pids: list[int], core: int | None) -> None:
+    """Every thread of every pid onto ``core`` (best effort: a thread that ended or a refusal is skipped)."""
+    if core is None or not hasattr(os, "sched_setaffinity"):
+        return
+    for pid in pids:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            tids = [pid]
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, {core})
+            except OSError:
+                continue
 
 
 def _usable_cores() -> int:
