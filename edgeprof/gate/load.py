@@ -13,37 +13,14 @@ from __future__ import annotations
 import os
 import time
 
+from edgeprof.measure.devstate import cpu_ticks as _proc_stat
+from edgeprof.measure.devstate import cpu_use
+from edgeprof.measure.devstate import own_cpu_s as _own_cpu_s
+from edgeprof.measure.host import load_average as _loadavg
+
 # a host counts as loaded above these
 OTHER_CORES_LOADED = 0.25  # other processes kept a quarter of a core busy on average
 STEAL_LOADED = 0.05  # 5% of the CPU time was stolen by the hypervisor
-
-
-def _proc_stat() -> list[int] | None:
-    """The aggregate ``cpu`` line of /proc/stat: user nice system idle iowait irq softirq steal, in clock ticks."""
-    try:
-        with open("/proc/stat") as handle:
-            fields = handle.readline().split()
-    except OSError:
-        return None
-    if not fields or fields[0] != "cpu":
-        return None
-    try:
-        values = [int(v) for v in fields[1:9]]
-    except ValueError:
-        return None
-    return values + [0] * (8 - len(values))
-
-
-def _own_cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (OSError, AttributeError):
-        return None
 
 
 class LoadProbe:
@@ -66,20 +43,15 @@ class LoadProbe:
         if loads and max(loads) > (os.cpu_count() or 1):
             why.append(f"load average {max(loads):.1f} over {os.cpu_count()} CPUs")
         if self.stat0 and stat1 and wall_s > 0:
-            delta = [b - a for a, b in zip(self.stat0, stat1, strict=True)]
-            ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-            total = sum(delta)
-            user, nice, system, _idle, _iowait, irq, softirq, steal = delta
-            busy_s = (user + nice + system + irq + softirq) / ticks
-            own_s = max(0.0, own1 - self.own0)
-            other = max(0.0, busy_s - own_s) / wall_s
-            out["steal_pct"] = round(100.0 * steal / total, 2) if total > 0 else 0.0
+            use = cpu_use(self.stat0, stat1, own1 - self.own0, wall_s)
+            other, steal_pct = use["other_cores"], use["steal_pct"]
+            out["steal_pct"] = round(steal_pct, 2)
             out["other_cpu_cores"] = round(other, 2)
-            out["own_cpu_cores"] = round(own_s / wall_s, 2)
+            out["own_cpu_cores"] = round(use["own_cores"], 2)
             if other > OTHER_CORES_LOADED:
                 why.append(f"other processes kept {other:.2f} of {os.cpu_count()} CPUs busy on average")
-            if total > 0 and steal / total > STEAL_LOADED:
-                why.append(f"{100.0 * steal / total:.0f}% of CPU time stolen by the hypervisor")
+            if steal_pct > 100.0 * STEAL_LOADED:
+                why.append(f"{steal_pct:.0f}% of CPU time stolen by the hypervisor")
         out["loaded"] = bool(why)
         out["why"] = "; ".join(why)
         return out

@@ -138,10 +138,20 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def load_average() -> list[float] | None:
+def load_average(root: str | Path = "/") -> list[float] | None:
+    """The 1-, 5- and 15-minute load averages: /proc/loadavg under ``root``, else (no /proc, e.g. macOS) what
+    ``os.getloadavg`` says; None where neither tells."""
+    text = _read("/proc/loadavg", root)
+    if text is None:
+        if Path(root) != Path("/"):
+            return None
+        try:
+            return [round(x, 2) for x in os.getloadavg()]
+        except (OSError, AttributeError):
+            return None
     try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
+        return [round(float(x), 2) for x in text.split()[:3]] or None
+    except ValueError:
         return None
 
 

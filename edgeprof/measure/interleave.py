@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeprof.errors import EdgeprofError, InputError
+from edgeprof.measure.devstate import DeviceState, device_states, snapshot
 from edgeprof.measure.pool import PoolOptions, WorkerPool
 from edgeprof.measure.stats import paired_ratio, summarize
 from edgeprof.runtime.base import RuntimeSettings
@@ -57,6 +58,7 @@ class Measurement:
     inner_loops: int = 0
     peak_rss_session_mb: float | None = None
     peak_rss_run_mb: float | None = None
+    device_state: DeviceState = field(default_factory=DeviceState)  # CPU MHz, load, context switches, contended
     samples_ms: list[float] = field(default_factory=list)
     sample_round: list[int] = field(default_factory=list)
     nodes: list[dict] = field(default_factory=list)
@@ -164,7 +166,11 @@ def measure(
                 m.session_ms, m.first_run_ms, m.inner_loops = setup.session_ms, setup.first_run_ms, setup.inner_loops
                 if options.isolate:
                     m.peak_rss_session_mb = setup.peak_rss_session_mb
+            device_before = snapshot(pool.pids())
             _rounds(results, pool, options, progress)
+            timed_s = {i: sum(results[i].samples_ms) * results[i].inner_loops / 1000 for i in device_before.processes}
+            for i, state in device_states(device_before, snapshot(pool.pids()), timed_s, settings.threads).items():
+                results[i].device_state = state
             for i, runner in list(pool.runners.items()):
                 m = results[i]
                 try:

@@ -162,6 +162,14 @@ class WorkerPool:
                 done[key] = value
         return done, failed
 
+    def pids(self) -> dict[Hashable, int | None]:
+        """The process each running model runs in: its worker's pid, or this process's without isolation (None
+        for a runner that says neither); edgeprof.measure.devstate reads their context switches."""
+        import os
+
+        return {key: getattr(getattr(runner, "proc", None), "pid", None) or (None if self.isolate else os.getpid())
+                for key, runner in self.runners.items()}
+
     # -- close ------------------------------------------------------------------------------------------
     def drop(self, key: Hashable) -> None:
         """Close (or kill) one runner and forget it."""

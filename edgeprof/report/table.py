@@ -79,6 +79,8 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
             notes.append("noisy")
         if row.get("ci_reached") is False and status == "ok":
             notes.append("CI target not reached")
+        if row.get("contended") is True:  # another process took the core (edgeprof.measure.devstate)
+            notes.append("contended")
         size = f"w{row.get('width')} {row.get('imgsz')}px" if not pd.isna(row.get("width")) else ""
         if not pd.isna(row.get("depth")) and uses_depth(str(row.get("block"))):
             size += f" n{row.get('depth')}"

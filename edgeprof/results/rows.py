@@ -198,6 +198,8 @@ def measurement_row(
     row["runtime_peak_in_use_mb"] = measurement.runtime_peak_in_use_mb
     row["runtime_arena_held_mb"] = measurement.runtime_arena_held_mb
     row["per_op_runs"] = measurement.per_op_runs or None
+    device_state = getattr(measurement, "device_state", None)  # edgeprof.measure.devstate: CPU MHz ... contended
+    row.update(device_state.columns() if device_state is not None else {})
     row.update(static_memory or {})
     if baseline is not None and baseline_name:
         row["baseline"] = baseline_name
@@ -287,17 +289,16 @@ def per_op_path(csv_path: str | Path) -> Path:
 
 
 def stamp_rows(rows: list[dict], metadata: dict) -> list[dict]:
-    """Put the host, the runtime version and the current load on each row, so a CSV stands on its own."""
-    import os
+    """Put the host, the runtime version and the current load (on a row that has none from its timed rounds) on
+    each row, so a CSV stands on its own."""
+    from edgeprof.measure.host import load_average
 
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = None
+    load = (load_average() or [None])[0]
     for row in rows:
         row["host_fingerprint"] = metadata.get("host_fingerprint")
         row["cpu_model"] = (metadata.get("host") or {}).get("cpu_model")
         if not row.get("runtime_version") and row.get("runtime", "onnxruntime") == "onnxruntime":
             row["runtime_version"] = (metadata.get("versions") or {}).get("onnxruntime")
-        row["load_1m"] = load
+        if row.get("load_1m") is None:
+            row["load_1m"] = load
     return rows

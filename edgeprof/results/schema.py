@@ -98,15 +98,31 @@ COLUMNS: dict[str, str] = {
     "host_fingerprint": "class of host: CPU model, ISA flags, cores, cgroup quota (rows of different hosts never mix)",
     "cpu_model": "CPU model name",
     "runtime_version": "version of the runtime",
-    "load_1m": "1-minute load average of the machine when the row's group finished measuring",
+    "load_1m": "1-minute load average of the machine when the row's timed rounds ended (for a row without them, "
+               "when its group finished)",
+    "cpu_mhz": "current frequency of the cores the model's worker ran on, MHz, mean of readings before and after "
+               "its timed rounds (cpufreq, else /proc/cpuinfo; empty where not exposed)",
+    "cpu_max_mhz": "maximum frequency of those cores, MHz (cpufreq's cpuinfo_max_freq; empty where not exposed)",
+    "temp_c": "CPU temperature after the timed rounds, °C (hottest CPU thermal zone or hwmon sensor; empty where "
+              "none is exposed)",
+    "steal_pct": "% of all CPU time the hypervisor gave to other guests during the group's timed rounds "
+                 "(/proc/stat)",
+    "other_cpu_share": "CPU time other processes used during the group's timed rounds, in cores (1.0 = one core "
+                       "busy throughout; edgeprof and its workers excluded)",
+    "ctx_voluntary": "voluntary context switches of the model's worker (all its threads) over its timed rounds",
+    "ctx_involuntary": "involuntary context switches (preemptions) of the model's worker over its timed rounds",
+    "contended": "measured while another process took the core: over 50 involuntary switches per timed second, "
+                 "other processes over half a core beyond the cores the runtime's threads left free, or over 10% "
+                 "steal",
 }
 
 STATUSES = ("ok", "failed", "unsupported", "interrupted")
 
 # dtypes by column; every other column is float64
-BOOL_COLUMNS = ("ci_reached", "noisy", "fused", "fused_by_timing")
+BOOL_COLUMNS = ("ci_reached", "noisy", "fused", "fused_by_timing", "contended")
 INT_COLUMNS = ("width", "depth", "imgsz", "batch", "kernel", "stride", "params", "macs", "threads",
-               "opset", "n", "inner_loops", "threads_effective", "act_alone_elements", "per_op_runs")
+               "opset", "n", "inner_loops", "threads_effective", "act_alone_elements", "per_op_runs",
+               "ctx_voluntary", "ctx_involuntary")
 STR_COLUMNS = ("precision", "scaling", "scale", "act", "block", "runtime", "runtime_settings", "exporter",
                "converter", "converter_version", "per_op_source",
                "baseline", "act_ops", "act_ops_exported", "model", "status", "error", "run_id",
