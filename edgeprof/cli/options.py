@@ -218,7 +218,7 @@ class SessionFlags(OptionGroup):
 
 @dataclass(frozen=True)
 class MeasureFlags(OptionGroup):
-    """When to stop measuring, and how each model is isolated."""
+    """When to stop measuring, how each model is isolated, and the cache state of its timed runs."""
 
     rel_ci: Annotated[float, typer.Option("--rel-ci", rich_help_panel=_MEASURE, help="Stop when every median's "
                                           "95% CI is within ± this fraction.")] = 0.02
@@ -229,6 +229,17 @@ class MeasureFlags(OptionGroup):
     isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", rich_help_panel=_MEASURE,
                                           help="Each model in its own fresh worker process (needed for memory "
                                           "figures).")] = True
+    cache: Annotated[str, typer.Option(
+        "--cache", rich_help_panel=_MEASURE, help="Cache state of the timed runs: warm (back to back) or cold (the "
+        "caches evicted before every timed run, untimed, by touching a buffer twice the last-level cache; each run "
+        "timed alone). Recorded in the cache column.")] = "warm"
+
+    def with_cache(self, settings: list) -> list:
+        """The runtimes' settings with this ``--cache`` (a field every runtime's settings have); a bad value is a
+        one-line InputError naming the valid ones."""
+        import dataclasses
+
+        return [dataclasses.replace(s, cache=self.cache) for s in settings]
 
     def options(self, seed: int = 0):
         from edgeprof.measure import MeasureOptions
