@@ -237,3 +237,18 @@ def test_profile_cold_records_the_setting_and_resume_never_takes_warm_for_cold(t
 def test_a_bad_cache_value_is_one_line(command):
     line = one_line_error(runner.invoke(app, [*command, "--cache", "hot"]))
     assert "--cache" in line and "'hot' is not one of" in line and "warm" in line and "cold" in line
+
+
+def test_sweep_cold_with_another_runtime_gets_the_same_eviction(at_repo_root, tmp_path, monkeypatch):
+    """The eviction is in the shared Runner.sample: a runtime written in one file (tests/_fake_runtime.py) gets it
+    with nothing of its own."""
+    monkeypatch.setenv(EVICT_ENV, "2")
+    csv = tmp_path / "sweep.csv"
+    cli_ok(runner.invoke(app, ["sweep", "--runtime", "tests._fake_runtime:FakeRuntime", "--acts", "relu,mish",
+                               "--widths", "8", "--imgsz", "32", "--no-roofline", "--no-act-alone", "--cache", "cold",
+                               "--models-dir", str(tmp_path / "models"), "--csv", str(csv), "--max-time", "0.3",
+                               "--min-samples", "6", "--quiet"]))
+    rows = pd.read_csv(csv)
+    assert set(rows["cache"]) == {"cold"} and set(rows["status"]) == {"ok"}
+    assert set(rows["inner_loops"]) == {1}  # each run timed alone, however fast the fake runtime is
+    assert set(rows["runtime_settings"]) == {"work=4.0"}  # the cache state is not one of the runtime's own settings
