@@ -190,6 +190,9 @@ def record_run(
 
     progress = on_progress or (lambda message, fraction: None)
     with recorder as rec:
+        from edgeprof.runtime.cache import cache_metadata
+
+        rec.add_metadata(cache=cache_metadata(getattr(settings, "cache", "warm")))  # cold: the eviction buffer
         machine = None
         if roofline:
             from edgeprof.measure.machine import machine_ceilings

@@ -128,8 +128,9 @@ def test_save_writes_models_by_hash_and_a_versioned_manifest(saved, models):
         assert m["aa"]["verdict"] == "same" and len(m["aa"]["sessions_log_ratios"]) == 6
     assert {"cpu_model", "isa_flags", "usable_cores", "cgroup_cpu_quota", "kernel"} <= set(manifest["host"])
     assert manifest["host_fingerprint"] and manifest["versions"]["onnxruntime"]
-    assert manifest["settings"] == {"threads": 1, "runtime": "onnxruntime", "inter_threads": 1, "opt_level": "all",
-                                    "spinning": False, "arena": True, "provider": "CPUExecutionProvider",
+    assert manifest["settings"] == {"threads": 1, "runtime": "onnxruntime", "cache": "warm", "inter_threads": 1,
+                                    "opt_level": "all", "spinning": False, "arena": True,
+                                    "provider": "CPUExecutionProvider",
                                     "execution_mode": "sequential"}
     assert manifest["reference"]["sha256"] == file_sha256(gate_check.REFERENCE_PATH)
     assert (saved / manifest["reference"]["file"]).is_file()

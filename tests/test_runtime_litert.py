@@ -189,7 +189,8 @@ def test_settings_and_errors_are_one_line():
     from edgeprof.errors import InputError
 
     rt = _litert()
-    assert rt.settings().row() == {"threads": 1, "runtime": "litert", "runtime_settings": "delegate=xnnpack"}
+    assert rt.settings().row() == {"threads": 1, "runtime": "litert", "runtime_settings": "delegate=xnnpack",
+                                   "cache": "warm"}
     with pytest.raises(InputError, match="valid: xnnpack, none"):
         rt.settings(delegate="gpu")
     with pytest.raises(InputError, match="no setting opt_level"):

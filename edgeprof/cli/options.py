@@ -55,6 +55,11 @@ class OptLevel(StrEnum):
     all = "all"
 
 
+class CacheState(StrEnum):
+    warm = "warm"
+    cold = "cold"
+
+
 class Format(StrEnum):
     table = "table"
     csv = "csv"
@@ -218,7 +223,7 @@ class SessionFlags(OptionGroup):
 
 @dataclass(frozen=True)
 class MeasureFlags(OptionGroup):
-    """When to stop measuring, and how each model is isolated."""
+    """When to stop measuring, how each model is isolated, and the cache state of its timed runs."""
 
     rel_ci: Annotated[float, typer.Option("--rel-ci", rich_help_panel=_MEASURE, help="Stop when every median's "
                                           "95% CI is within ± this fraction.")] = 0.02
@@ -229,6 +234,18 @@ class MeasureFlags(OptionGroup):
     isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", rich_help_panel=_MEASURE,
                                           help="Each model in its own fresh worker process (needed for memory "
                                           "figures).")] = True
+    cache: Annotated[CacheState, typer.Option(
+        "--cache", rich_help_panel=_MEASURE, help="Cache state of the timed runs: warm (back to back) or cold (the "
+        "caches evicted before every timed run, untimed, by touching a buffer twice the last-level cache; each run "
+        "timed alone). Recorded in the cache column.")] = CacheState.warm
+
+    def with_cache(self, settings: list) -> list:
+        """The runtimes' settings with this ``--cache`` (a field every runtime's settings have); a bad value is a
+        one-line InputError naming the valid ones."""
+        import dataclasses
+
+        cache = getattr(self.cache, "value", self.cache)
+        return [dataclasses.replace(s, cache=cache) for s in settings]
 
     def options(self, seed: int = 0):
         from edgeprof.measure import MeasureOptions

@@ -47,7 +47,7 @@ def profile(
             raise InputError(f"none of the runtimes of bundle {models[0]} is installed here: {left_out}")
     if left_out:
         note(left_out)
-    all_settings, options = session.settings_list(names), measuring.options()
+    all_settings, options = measuring.with_cache(session.settings_list(names)), measuring.options()
     warn_threads(all_settings[0].threads)
     run_and_render("profile", output, all_settings, lambda progress: api.profile(
         models, all_settings, options, shapes=parse_shapes(shape), on_progress=progress, roofline=roofline,

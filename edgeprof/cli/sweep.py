@@ -80,7 +80,7 @@ def sweep(
     names, left_out = session.runtime_names()
     if left_out:
         note(left_out)
-    all_settings = session.settings_list(names)
+    all_settings = measuring.with_cache(session.settings_list(names))
     settings, options = all_settings[0], measuring.options(seed=sweep_plan.seed)
     warn_threads(settings.threads)
     models_dir = models_dir or default_models_dir()

@@ -13,7 +13,8 @@ Every entry point (built blocks, whole networks, bundles, ONNX files, ``sweep --
 - An existing non-empty CSV is refused unless the run resumes it (``resume``) or adds to it (``append``).
 - On resume a partial last line (a write cut off) is dropped, saying so; a row with an impossible value is
   refused naming its line; rows left ``interrupted`` are dropped so they are measured again. A config counts
-  as done only if measured with the same ``RESUME_KEYS`` -- which include the host and runtime version.
+  as done only if measured with the same ``RESUME_KEYS`` -- which include the host, runtime version and cache
+  state (warm and cold rows are never taken for each other).
 - The metadata JSON keeps every run that wrote to the CSV (``runs``: run_id, host, versions, command, ...);
   rows are stamped with the current run's host and versions, never an earlier run's.
 - Ctrl-C becomes ``SweepInterrupted`` (exit 130) naming the command that continues the run.
@@ -42,7 +43,7 @@ from edgeprof.results.rows import (
     to_frame,
     write_metadata,
 )
-from edgeprof.results.schema import COLUMNS, SCHEMA
+from edgeprof.results.schema import CACHE_STATES, COLUMNS, SCHEMA
 
 # Where and with which runtime version a row was measured: ``stamp_rows`` puts them on every row from its
 # run's metadata, and a config counts as done only where they match this run's.
@@ -50,7 +51,17 @@ MEASURED_WITH = ("host_fingerprint", "runtime", "runtime_version")
 # What a row of an earlier run must share with a config for the config to count as already measured
 # (--resume): what was built, how it was run, and where and with which runtime version it was measured.
 RESUME_KEYS = ("precision", "act", "block", "width", "depth", "imgsz", "batch", "kernel", "stride", "threads",
-               "runtime_settings", "opset", "exporter", *MEASURED_WITH)
+               "runtime_settings", "cache", "opset", "exporter", *MEASURED_WITH)
+_CACHE_AT = RESUME_KEYS.index("cache")
+
+
+def _other_cache_states(keys: list[tuple], done: set[tuple]) -> int:
+    """How many of ``keys`` are not done but done with another cache state (warm for cold, cold for warm)."""
+    def with_state(key: tuple, state: str) -> tuple:
+        return key[:_CACHE_AT] + (state,) + key[_CACHE_AT + 1:]
+
+    return sum(1 for k in keys if k not in done and
+               any(with_state(k, s) in done for s in CACHE_STATES if s != k[_CACHE_AT]))
 
 
 def _runtime_version(name: str) -> str | None:
@@ -335,6 +346,11 @@ class RunRecorder:
             there = sorted({w for k in again for w in self._done_elsewhere[self._without_host(k)]})
             message += (f"; {len(again)} measured again: the CSV has them from another host or runtime version "
                         f"({', '.join('/'.join(t) for t in there)}; here {'/'.join(here)})")
+        other_cache = _other_cache_states(keys, self.done)
+        if other_cache:  # warm and cold rows are never taken for each other: say so
+            here = sorted({k[_CACHE_AT] for k in keys})
+            message += (f"; {other_cache} measured with --cache {'/'.join(here)}: the CSV has them only with "
+                        f"--cache {'/'.join(s for s in CACHE_STATES if s not in here)}")
         self._note(message)
 
     # --- rows ----------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeprof.runtime.cache import CACHE_STATES
+
 SCHEMA_VERSION = 1
 
 # name -> meaning; the order here is the CSV's column order.
@@ -36,6 +38,8 @@ COLUMNS: dict[str, str] = {
                          "cannot tell): whether the threads setting took effect",
     "runtime_settings": "the runtime's other settings as key=value;key=value (onnxruntime: inter_threads, "
                         "opt_level, spinning, arena, provider)",
+    "cache": "cache state of the timed runs (--cache): warm (runs back to back) or cold (the caches evicted before "
+             "every timed run, untimed, by touching a buffer twice the last-level cache; each run timed alone)",
     "exporter": "torch ONNX exporter used (torchscript or dynamo)",
     "opset": "ONNX opset read from the written model",
     "converter": "what made the runtime's artifact from the ONNX file (empty for a runtime that reads ONNX as is)",
@@ -123,7 +127,7 @@ BOOL_COLUMNS = ("ci_reached", "noisy", "fused", "fused_by_timing", "contended")
 INT_COLUMNS = ("width", "depth", "imgsz", "batch", "kernel", "stride", "params", "macs", "threads",
                "opset", "n", "inner_loops", "threads_effective", "act_alone_elements", "per_op_runs",
                "ctx_voluntary", "ctx_involuntary")
-STR_COLUMNS = ("precision", "scaling", "scale", "act", "block", "runtime", "runtime_settings", "exporter",
+STR_COLUMNS = ("precision", "scaling", "scale", "act", "block", "runtime", "runtime_settings", "cache", "exporter",
                "converter", "converter_version", "per_op_source",
                "baseline", "act_ops", "act_ops_exported", "model", "status", "error", "run_id",
                "host_fingerprint", "cpu_model", "runtime_version")
@@ -156,6 +160,8 @@ class Column:
                 return "not a number"
         elif self.name == "status" and text not in STATUSES:
             return f"not one of {', '.join(STATUSES)}"
+        elif self.name == "cache" and text not in CACHE_STATES:
+            return f"not one of {', '.join(CACHE_STATES)}"
         return None
 
 

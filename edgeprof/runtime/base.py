@@ -21,6 +21,9 @@ from edgeprof.errors import EdgeprofError, InputError, RuntimeFailure
 
 T = TypeVar("T")
 
+# the clock of timed runs (a module name, so a test can watch when it is read)
+_clock = time.perf_counter_ns
+
 # A runtime's outputs pass parity against torch's when max|runtime - torch| <= PARITY_RTOL * max(1e-6, range of
 # torch's output) on the export's seeded input (``<model>.ref.npz``); over it, the row is ``failed`` with the figure.
 PARITY_RTOL = 1e-3
@@ -49,34 +52,50 @@ def parity_error(outputs: list, reference: list, rtol: float = PARITY_RTOL) -> t
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """Settings every runtime has (``threads``) and the runtime they belong to (a built-in name or an import
-    path ``pkg.mod:Class``). A runtime's own settings subclass this and add their fields, all with defaults."""
+    """Settings every runtime has (``threads``, the ``cache`` state between timed runs) and the runtime they belong
+    to (a built-in name or an import path ``pkg.mod:Class``). A runtime's own settings subclass this and add their
+    fields, all with defaults.
+
+    ``cache``: ``warm`` times runs back to back; ``cold`` evicts the caches before every timed run, untimed, and
+    times each run alone (``Runner.sample``, ``edgeprof.runtime.cache``). It is its own column, not part of
+    ``runtime_settings``."""
 
     threads: int = 1
     runtime: str = "onnxruntime"
+    cache: str = "warm"
 
     def __post_init__(self) -> None:
+        from edgeprof.runtime.cache import check_cache_state
+
         if not isinstance(self.threads, int) or self.threads < 1:
             raise InputError(f"threads must be at least 1, got {self.threads}")
+        check_cache_state(self.cache)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def specific(self) -> dict:
-        """The runtime-specific fields (everything but ``threads`` and ``runtime``), in declaration order."""
-        return {k: v for k, v in self.as_dict().items() if k not in ("threads", "runtime")}
+        """The runtime-specific fields (everything but ``threads``, ``runtime`` and ``cache``), in declaration
+        order."""
+        return {k: v for k, v in self.as_dict().items() if k not in _COMMON_SETTINGS}
 
     def single_threaded(self) -> bool:
         """Whether the runtime computes on one thread (its on-CPU time is then its latency)."""
         return self.threads == 1
 
     def label(self) -> str:
-        """A short human label for titles: ``onnxruntime, 1 thread(s), opt level all``."""
-        return f"{self.runtime}, {self.threads} thread(s)"
+        """A short human label for titles: ``onnxruntime, 1 thread(s), opt level all`` (``, cold cache`` when
+        cold)."""
+        return f"{self.runtime}, {self.threads} thread(s)" + (", cold cache" if self.cache == "cold" else "")
 
     def row(self) -> dict:
-        """The result-row columns of these settings: ``threads``, ``runtime`` and ``runtime_settings``."""
-        return {"threads": self.threads, "runtime": self.runtime, "runtime_settings": encode_settings(self.specific())}
+        """The result-row columns of these settings: ``threads``, ``runtime``, ``runtime_settings`` and ``cache``."""
+        return {"threads": self.threads, "runtime": self.runtime, "runtime_settings": encode_settings(self.specific()),
+                "cache": self.cache}
+
+
+# the settings every runtime has, each a column of its own (the rest go in ``runtime_settings``)
+_COMMON_SETTINGS = ("threads", "runtime", "cache")
 
 
 def encode_settings(values: dict) -> str:
@@ -99,10 +118,10 @@ def decode_settings(text: str) -> dict[str, str]:
 
 def settings_columns(settings: dict) -> dict:
     """Row columns from a settings dict (``RuntimeSettings.as_dict()``); a dict without ``runtime`` is
-    onnxruntime's (older callers and files)."""
-    rest = {k: v for k, v in settings.items() if k not in ("threads", "runtime")}
+    onnxruntime's, one without ``cache`` warm (older callers and files)."""
+    rest = {k: v for k, v in settings.items() if k not in _COMMON_SETTINGS}
     return {"threads": settings.get("threads"), "runtime": settings.get("runtime") or "onnxruntime",
-            "runtime_settings": encode_settings(rest)}
+            "runtime_settings": encode_settings(rest), "cache": settings.get("cache") or "warm"}
 
 
 @dataclass(frozen=True)
@@ -135,7 +154,9 @@ class Runner:
     """One model loaded by one runtime, fed with seeded inputs and timed. Built inside the worker process.
 
     A runtime implements ``load``, ``first_run`` and ``run`` (one inference on pre-bound inputs); the warm-up,
-    calibration and timed samples below are shared. ``executed_ops`` reports what ran, if the runtime can tell.
+    calibration and timed samples below are shared, and so is the cache state (``settings.cache``): with ``cold``,
+    ``sample`` evicts the caches before every timed run, outside the timed interval, so every runtime gets it.
+    ``executed_ops`` reports what ran, if the runtime can tell.
     """
 
     def __init__(self, path: str, settings: RuntimeSettings, shapes: dict | None = None, seed: int = 0):
@@ -145,6 +166,12 @@ class Runner:
         self.seed = seed
         self.inner_loops = 1
         self._base_rss: float | None = None
+        self.cache = getattr(settings, "cache", "warm")
+        self._evictor = None
+        if self.cache == "cold":  # made (and written) now, before load's memory baseline: not in the RSS figures
+            from edgeprof.runtime.cache import evictor
+
+            self._evictor = evictor()
 
     # -- what a runtime implements ---------------------------------------------------------------------
     def load(self) -> dict:
@@ -248,26 +275,43 @@ class Runner:
 
         Blocks of a millisecond or more are timed one run per sample (so p90/p99 are per-run latencies);
         faster models are timed in loops so the timer and loop overhead stay small against the sample.
+        With a cold cache every sample is one run (each run is timed alone, after an eviction).
         """
         t0 = time.perf_counter_ns()
         for _ in range(5):
             self.run()
         est_ms = (time.perf_counter_ns() - t0) / 5e6
-        self.inner_loops = max(1, math.ceil(min_sample_ms / max(est_ms, 1e-6)))
+        self.inner_loops = 1 if self._evictor is not None else max(1, math.ceil(min_sample_ms / max(est_ms, 1e-6)))
         return {"inner_loops": self.inner_loops, "est_ms": est_ms}
 
     def sample(self, count: int = 1) -> list[float]:
-        """``count`` samples, each the mean per-run time in ms of ``inner_loops`` back-to-back runs."""
+        """``count`` samples, each the mean per-run time in ms of ``inner_loops`` back-to-back runs; with a cold
+        cache, each one run timed alone right after the caches were evicted (the eviction is not timed)."""
         run = self.run_fn()
-        loops = range(self.inner_loops)
-        clock = time.perf_counter_ns
+        clock = _clock
         out = []
+        evictor = self._evictor
+        if evictor is not None:
+            for _ in range(count):
+                evictor.evict()
+                t0 = clock()
+                run()
+                out.append((clock() - t0) / 1e6)
+            return out
+        loops = range(self.inner_loops)
         for _ in range(count):
             t0 = clock()
             for _ in loops:
                 run()
             out.append((clock() - t0) / 1e6 / self.inner_loops)
         return out
+
+    def cache_state(self) -> dict:
+        """The cache state this runner times in: ``{"cache", "evict_bytes", "evictions", "mean_evict_ms"}`` (the
+        eviction buffer's size, how many evictions ``sample`` made, their mean untimed cost; 0/None when warm)."""
+        ev = self._evictor
+        return {"cache": self.cache, "evict_bytes": ev.nbytes if ev else 0, "evictions": ev.evictions if ev else 0,
+                "mean_evict_ms": ev.mean_evict_ms() if ev else None}
 
     def peak_run_mb(self) -> float | None:
         """Peak RSS over the pre-load baseline since the first run began (MiB)."""

@@ -5,6 +5,8 @@ Run as ``python -m edgeprof.runtime.worker``: it reads one JSON request a line o
 (``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``). The start message (``init``) names
 the runtime (a built-in name or ``pkg.mod:Class``) in its settings; the worker imports only that runtime,
 and never torch, so its peak-memory figures are its own. Anything the runtime prints goes to stderr.
+With ``cache: cold`` in the settings, the runner evicts the caches before every timed run (``Runner.sample``);
+``cache_state`` reports the eviction buffer's size and how many evictions were made.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import threading
 from edgeprof.errors import EdgeprofError, RuntimeFailure
 
 _ALLOWED = {"load", "first_run", "warmup", "calibrate", "sample", "peak_run_mb", "executed_ops", "close", "parity",
-            "threads_effective"}
+            "threads_effective", "cache_state"}
 
 
 def _start(runtime: str, path: str, settings: dict, shapes: dict | None = None, seed: int = 0):
