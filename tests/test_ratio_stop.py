@@ -113,7 +113,7 @@ def test_a_drifting_ratio_does_not_stop_early():
 
 def test_widest_first_spends_rounds_on_the_wide_ratio_and_keeps_its_sides_paired():
     opts = MeasureOptions(sessions=1)
-    host = SyntheticHost([1.0, 1.2, 1.2], noise=[0.002, 0.002, 0.08], seed=3)
+    host = SyntheticHost([1.0, 1.2, 1.2], noise=[0.002, 0.002, 0.15], seed=3)
     results, schedule = run(host, [(1, 0), (2, 0)], opts)
     base, tight, wide = (rounds_of(m) for m in results)
     assert len(tight) == opts.rounds_per_session  # reached its target in the rounds every model takes

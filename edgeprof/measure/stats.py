@@ -126,12 +126,14 @@ def session_interval(groups, confidence: float = 0.95) -> SessionCI:
     """The median of log values grouped by session (one fresh worker process per session), with a CI that covers
     both the noise between rounds and the offset each process carries.
 
-    A variance-components interval on the log scale: the *within* part is the distribution-free order-statistic CI
-    of the median of all values (as ``median_ci``); the *between* part is a Student-t interval (``sessions - 1``
-    degrees of freedom) on the session effects, whose variance is the variance of the session medians minus what
-    the round-to-round noise alone puts into them (the within CI's variance, scaled from all ``n`` values to each
-    session's count; never below zero). The two are added in quadrature on each side. With one session the CI is
-    the within part alone. Values are logs (of paired ratios, or of times); ``value``, ``lo`` and ``hi`` are exp'd.
+    A variance-components interval on the log scale, centred on the median of all values: the *within* part is the
+    distribution-free order-statistic CI (as ``median_ci``) of the median of the values' deviations from their own
+    session's median, so it holds the round-to-round noise alone; the *between* part is a Student-t interval
+    (``sessions - 1`` degrees of freedom) on the session effects, whose variance is the variance of the session
+    medians minus what the round-to-round noise alone puts into them (the within CI's variance, scaled from all
+    ``n`` values to each session's count; never below zero). The two are added in quadrature on each side. With
+    one session the CI is the order-statistic CI of the median, as before sessions. Values are logs (of paired
+    ratios, or of times); ``value``, ``lo`` and ``hi`` are exp'd.
     """
     from scipy import stats
 
@@ -144,16 +146,18 @@ def session_interval(groups, confidence: float = 0.95) -> SessionCI:
         return SessionCI(math.nan, math.nan, math.nan, math.inf, math.nan, math.nan, 0, 0)
     values = np.concatenate(arrays)
     center = float(np.median(values))
-    lo_w, hi_w = median_ci(values, confidence)
-    if math.isnan(lo_w):
+    medians = np.array([np.median(a) for a in arrays])
+    deviations = np.concatenate([a - m for a, m in zip(arrays, medians, strict=True)])
+    lo_d, hi_d = median_ci(deviations, confidence)  # with one session: median_ci(values) - center
+    if math.isnan(lo_d):
         return SessionCI(math.exp(center), math.nan, math.nan, math.inf, math.nan, math.nan, sessions, n)
-    d_lo, d_hi = center - lo_w, hi_w - center
+    mid = float(np.median(deviations))
+    d_lo, d_hi = mid - lo_d, hi_d - mid
     within = max(d_lo, d_hi)
     between, share = 0.0, math.nan
     if sessions >= 2:
         z = float(stats.norm.ppf(0.5 + confidence / 2))
         per_value = (within / z) ** 2 * n  # variance of the median of k values ~ per_value / k
-        medians = np.array([np.median(a) for a in arrays])
         expected = float(np.mean([per_value / a.size for a in arrays]))
         var_between = max(0.0, float(np.var(medians, ddof=1)) - expected)
         between = float(stats.t.ppf(0.5 + confidence / 2, sessions - 1)) * math.sqrt(var_between / sessions)
