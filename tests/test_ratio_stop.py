@@ -262,7 +262,9 @@ def test_measuring_options_reach_the_library(monkeypatch):
         seen["options"] = options
         raise InputError("stopped before measuring")
 
-    monkeypatch.setattr("edgeprof.cli.sweep.run_sweep", fake_run_sweep)
+    import sys
+
+    monkeypatch.setattr(sys.modules["edgeprof.cli.sweep"], "run_sweep", fake_run_sweep)
     result = runner.invoke(app, ["sweep", "--ci-target", "absolute", "--sessions", "2", "--total-time", "90",
                                  "--quiet"])
     assert "stopped before measuring" in one_line_error(result)

@@ -179,10 +179,10 @@ def distinct_levels(values) -> int:
     """How many distinct levels positive values (per-round medians) fall into: 1 for one level, 2 for a bimodal
     host, and so on; 0 without values.
 
-    Sorted on the log scale, a group of values is split at its widest gap when each side holds at least
-    ``LEVEL_MIN_COUNT`` values and ``LEVEL_MIN_SHARE`` of all, and the gap is over ``LEVEL_MIN_GAP`` and over
-    ``LEVEL_GAP_FACTOR`` times the larger standard deviation of the two sides; the sides are split again the same
-    way. One slow round, or a spread without a gap, stays one level.
+    Sorted on the log scale, the values are split at gaps over ``LEVEL_MIN_GAP``, widest first, leaving at least
+    ``LEVEL_MIN_COUNT`` values and ``LEVEL_MIN_SHARE`` of all on each side; then neighbouring groups are merged
+    again while the gap between them is no more than ``LEVEL_GAP_FACTOR`` times the larger standard deviation of
+    the two (the smallest such gap first). One slow round, or a spread without a gap, stays one level.
     """
     x = np.asarray(values, dtype=float)
     x = np.sort(np.log(x[np.isfinite(x) & (x > 0)]))
@@ -197,12 +197,26 @@ def distinct_levels(values) -> int:
             i += 1
         else:
             levels[i:i + 1] = halves
+    while len(levels) > 1:
+        ratios = [(float(b[0] - a[-1]) / max(float(np.std(a, ddof=1)), float(np.std(b, ddof=1)), 1e-12), k)
+                  for k, (a, b) in enumerate(zip(levels[:-1], levels[1:], strict=True))]
+        ratio, k = min(ratios)
+        if ratio > LEVEL_GAP_FACTOR:
+            break
+        levels[k:k + 2] = [np.concatenate(levels[k:k + 2])]
     return len(levels)
 
 
 def _split_level(x: np.ndarray, min_size: int) -> list[np.ndarray] | None:
+    """``x`` cut at its widest gap that leaves ``min_size`` values on each side, if that gap is over the minimum."""
     if x.size < 2 * min_size:
         return None
+    gaps = np.diff(x)
+    allowed = gaps[min_size - 1: x.size - min_size]  # cuts leaving at least min_size values on each side
+    cut = min_size - 1 + int(np.argmax(allowed))
+    if float(gaps[cut]) > LEVEL_MIN_GAP:
+        return [x[: cut + 1], x[cut + 1:]]
+    return None
     gaps = np.diff(x)
     allowed = gaps[min_size - 1: x.size - min_size]  # cuts leaving at least min_size values on each side
     cut = min_size - 1 + int(np.argmax(allowed))
