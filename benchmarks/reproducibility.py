@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -26,17 +27,21 @@ def main() -> None:
     parser.add_argument("--widths", default="16,32,64")
     parser.add_argument("--imgsz", type=int, default=160)
     parser.add_argument("--max-time", type=float, default=3.0)
+    parser.add_argument("--sessions", type=int, default=MeasureOptions().sessions)
     args = parser.parse_args()
     plan = SweepPlan(acts=tuple(args.acts.split(",")), widths=tuple(int(w) for w in args.widths.split(",")),
                      imgsz=(args.imgsz,), act_alone=False, roofline=False)
-    frames = []
+    frames, walls = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
-            df, _ = run_sweep(plan, SessionSettings(), MeasureOptions(max_time=args.max_time),
+            t0 = time.perf_counter()
+            df, _ = run_sweep(plan, SessionSettings(), MeasureOptions(max_time=args.max_time, sessions=args.sessions),
                               csv_path=Path(tmp) / f"run{run}.csv", models_dir=Path("models"))
+            walls.append(time.perf_counter() - t0)
             df["run"] = run
             frames.append(df)
-            print(f"run {run + 1}/{args.runs} done (load {os.getloadavg()[0]:.2f})", flush=True)
+            print(f"run {run + 1}/{args.runs} done in {walls[-1]:.0f} s (load {os.getloadavg()[0]:.2f}; "
+                  f"{int(df['ci_reached'].fillna(False).sum())}/{len(df)} rows reached --rel-ci)", flush=True)
     all_runs = pd.concat(frames)
     table = all_runs.pivot_table(index=["width", "act"], columns="run", values="ratio_to_baseline", sort=False)
     table.columns = [f"run{c + 1}" for c in table.columns]
@@ -49,6 +54,7 @@ def main() -> None:
     worst = table["spread_%"].max()
     print(f"worst ratio spread: {worst:.2f}% (target <= 3%: {'met' if worst <= 3 else 'NOT met'}); "
           f"absolute medians spread up to {table['median_ms_spread_%'].max():.1f}% for comparison")
+    print(f"wall time of one sweep: {min(walls):.0f}-{max(walls):.0f} s ({args.sessions} sessions per model)")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ torch.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -131,7 +132,7 @@ def run_groups(
                 get_models=lambda stage, g=g, group=group, rt=rt: models_of(g, group, stage, rt),
                 make_rows=lambda results, group=group, rt=rt: [
                     (row, per_op) for _, row, per_op in _group_rows(group, results, plan.baseline, rt, options)],
-                labels=labels, settings=rt, seed=plan.seed)
+                labels=labels, settings=rt, seed=plan.seed, ratios=_group_ratios(group, plan))
             for g, (group, labels) in enumerate(groups) for rt in all_settings]
     info = {"settings": all_settings[0].as_dict()} if len(all_settings) == 1 else \
         {"settings": all_settings[0].as_dict(), "runtimes": [rt.as_dict() for rt in all_settings]}
@@ -154,7 +155,8 @@ class Job:
     builds or finds its models keyed (role, act), ``make_rows(results)`` turns {key: (model, measurement)}
     into rows, each with its per-op rows; ``labels`` go on every row. ``settings``: the runtime this job is
     measured with (None: the run's); ``seed``: what built models were made with (``ModelSource`` for converters
-    that rebuild the torch module)."""
+    that rebuild the torch module); ``ratios``: the (numerator, denominator) keys of the ratios its rows report,
+    which the rounds stop on (``MeasureOptions.ci_target``)."""
 
     where: str
     configs: list[dict]
@@ -163,6 +165,7 @@ class Job:
     labels: dict = field(default_factory=dict)
     settings: RuntimeSettings | None = None
     seed: int = 0
+    ratios: list[tuple[tuple, tuple]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,7 @@ def record_run(
 
     Jobs are measured one after the other (each one's models interleaved); every row gets the static memory
     estimate and, with ``roofline``, the machine's ceilings; the recorder writes it, with its per-op rows.
+    With ``options.total_time``, each job's rounds get an equal share of what is left of it.
     """
     from edgeprof.analysis import graph_macs, try_estimate_memory
 
@@ -193,6 +197,7 @@ def record_run(
         from edgeprof.runtime.cache import cache_metadata
 
         rec.add_metadata(cache=cache_metadata(getattr(settings, "cache", "warm")))  # cold: the eviction buffer
+        t_start = time.perf_counter()
         machine = None
         if roofline:
             from edgeprof.measure.machine import machine_ceilings
@@ -217,10 +222,16 @@ def record_run(
             sources = {str(m.path): ModelSource(m.spec.as_dict(), job.seed) for m in models.values()
                        if isinstance(getattr(m, "spec", None), BlockSpec)}
             refs = {str(m.path): str(m.ref) for m in models.values() if getattr(m, "ref", None)}
+            pairs = [(str(models[a].path), str(models[b].path)) for a, b in job.ratios if a in models and b in models]
+            pairs = [(a, b) for a, b in pairs if a in paths and b in paths]
+            cap = None if options.total_time is None else \
+                max(0.0, options.total_time - (time.perf_counter() - t_start)) / (len(jobs) - j)
             try:
                 measured = measure(paths, run_settings, options, shapes=shapes,
                                    on_progress=lambda m, f, stage=stage: stage(m, 0.05 + 0.95 * f), sources=sources,
-                                   refs=refs)
+                                   refs=refs, pairs=pairs, time_cap_s=cap,
+                                   on_note=lambda message, job=job: rec.note(f"{job.where}: {message}" if job.where
+                                                                             else message))
                 interrupted = False
             except MeasurementInterrupted as exc:
                 measured, interrupted = exc.partial, True
@@ -246,6 +257,18 @@ def record_run(
             if interrupted:
                 raise KeyboardInterrupt
     return rec.frame(), rec.csv_path
+
+
+def _group_ratios(group: list[BlockSpec], plan: SweepPlan) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """The ratios a size group's rows report, as (numerator, denominator) model keys: each activation's block to the
+    baseline's; with --quantize, each quantized block to the quantized baseline's and to its own float block."""
+    acts = [spec.act for spec in group]
+    ratios = [(("block", act), ("block", plan.baseline)) for act in acts if act != plan.baseline]
+    if plan.quantize:
+        q = plan.quantize
+        ratios += [((f"{q}-block", act), (f"{q}-block", plan.baseline)) for act in acts if act != plan.baseline]
+        ratios += [((f"{q}-block", act), ("block", act)) for act in acts]
+    return ratios
 
 
 def _group_jobs(group: list[BlockSpec], plan: SweepPlan) -> dict[tuple[str, str], BlockSpec]:
@@ -358,7 +381,8 @@ def profile_models(
         return [(row, per_op_rows(row, m.nodes, None)) for m, row in zip(measured, rows, strict=True)]
 
     job = Job(where="", configs=[{**settings.row(), "model": path} for path in paths],
-              get_models=lambda stage: models, make_rows=make_rows)
+              get_models=lambda stage: models, make_rows=make_rows,
+              ratios=[(("file", path), ("file", paths[0])) for path in paths[1:]])
     recorder = RunRecorder("profile", {"models": paths, "settings": settings.as_dict(), "measure": asdict(options)},
                            **record)
     return record_run([job], recorder, settings, options, roofline=roofline, shapes=shapes, on_progress=on_progress)
@@ -439,7 +463,8 @@ def run_onnx_swap(
 
     job = Job(where="", configs=[{**settings.row(), "act": act, "block": block, "opset": op_counts[act]["opset"],
                                   "model": str(swapped[act])} for act in labels],
-              get_models=lambda stage: models, make_rows=make_rows)
+              get_models=lambda stage: models, make_rows=make_rows,
+              ratios=[(("block", act), ("block", baseline)) for act in labels if act != baseline])
     recorder = RunRecorder("swap", {"source_model": str(src), "acts": labels, "baseline": baseline,
                                     "settings": settings.as_dict(), "measure": asdict(options)}, **record)
     return record_run([job], recorder, settings, options, roofline=roofline, shapes=shapes, on_progress=on_progress)

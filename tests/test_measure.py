@@ -15,15 +15,18 @@ FAST = MeasureOptions(max_time=0.4, min_samples=10, min_rounds=6, warmup_s=0.02)
 @pytest.mark.parametrize("isolate", [True, False])
 def test_measure_interleaved(tiny_models, isolate):
     opts = MeasureOptions(**{**FAST.__dict__, "isolate": isolate})
-    relu, mish = measure([str(tiny_models["relu"]), str(tiny_models["mish"])], SessionSettings(), opts)
+    relu_path, mish_path = str(tiny_models["relu"]), str(tiny_models["mish"])
+    relu, mish = measure([relu_path, mish_path], SessionSettings(), opts, pairs=[(mish_path, relu_path)])
     for m in (relu, mish):
         assert m.status == "ok", m.error
         assert m.stats["n"] >= 10 and m.stats["median_ms"] > 0
         assert m.stats["min_ms"] <= m.stats["median_ms"] <= m.stats["p90_ms"] <= m.stats["p99_ms"]
         assert m.session_ms > 0 and m.first_run_ms > 0
         assert len(set(m.sample_round)) >= 6  # several rounds, not one long run
-    # the two models took turns: both have samples in the same rounds
+        assert m.sessions >= 3 and set(m.sample_session) >= {0, 1, 2} and m.levels >= 1  # fresh processes
+    # the two models took turns, in the same rounds: the two sides of the ratio the rounds stopped on
     assert set(relu.sample_round) == set(mish.sample_round)
+    assert relu.target == mish.target == "ratio"
     assert [n["op_type"] for n in mish.nodes][-3:] == ["Softplus", "Tanh", "Mul"]
     # per-op shares come from enough profiled runs to be stable, and say how many
     assert 20 <= mish.per_op_runs <= 1000 and all(n["calls"] == mish.per_op_runs for n in mish.nodes)

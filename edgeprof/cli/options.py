@@ -60,6 +60,11 @@ class CacheState(StrEnum):
     cold = "cold"
 
 
+class CiTarget(StrEnum):
+    ratio = "ratio"
+    absolute = "absolute"
+
+
 class Format(StrEnum):
     table = "table"
     csv = "csv"
@@ -225,10 +230,21 @@ class SessionFlags(OptionGroup):
 class MeasureFlags(OptionGroup):
     """When to stop measuring, how each model is isolated, and the cache state of its timed runs."""
 
-    rel_ci: Annotated[float, typer.Option("--rel-ci", rich_help_panel=_MEASURE, help="Stop when every median's "
-                                          "95% CI is within ± this fraction.")] = 0.02
+    rel_ci: Annotated[float, typer.Option("--rel-ci", rich_help_panel=_MEASURE, help="Stop when every ratio's "
+                                          "95% CI (--ci-target absolute: every median's) is within ± this fraction."
+                                          )] = 0.02
+    ci_target: Annotated[CiTarget, typer.Option(
+        "--ci-target", rich_help_panel=_MEASURE, help="What --rel-ci stops on: ratio (each ratio to the baseline, "
+        "paired) or absolute (each model's median).")] = CiTarget.ratio
+    sessions: Annotated[int, typer.Option(
+        "--sessions", min=1, max=50, rich_help_panel=_MEASURE, help="Fresh worker processes each model is timed in; "
+        "the CIs cover the offsets between them.")] = 3
     max_time: Annotated[float, typer.Option("--max-time", rich_help_panel=_MEASURE,
-                                            help="Time budget in seconds of measuring per model.")] = 3.0
+                                            help="Time budget in seconds per model, for a model timed in bursts of "
+                                            "runs; one whose single run is longer gets proportionally more.")] = 3.0
+    total_time: Annotated[float | None, typer.Option(
+        "--total-time", rich_help_panel=_MEASURE, show_default=False, help="Cap in seconds on the whole run's "
+        "measuring beyond each model's minimum rounds (default: no cap but --max-time).")] = None
     min_samples: Annotated[int, typer.Option("--min-samples", rich_help_panel=_MEASURE,
                                              help="At least this many timed samples per model.")] = 20
     isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", rich_help_panel=_MEASURE,
@@ -251,7 +267,8 @@ class MeasureFlags(OptionGroup):
         from edgeprof.measure import MeasureOptions
 
         return MeasureOptions(rel_ci=self.rel_ci, max_time=self.max_time, min_samples=self.min_samples,
-                              isolate=self.isolate, seed=seed)
+                              isolate=self.isolate, seed=seed, ci_target=self.ci_target.value, sessions=self.sessions,
+                              total_time=self.total_time)
 
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel=_OUTPUT,

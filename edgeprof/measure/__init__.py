@@ -6,6 +6,7 @@ from edgeprof.measure.interleave import (
     MeasurementInterrupted,
     MeasureOptions,
     measure,
+    paired_ratio_detail,
     paired_ratio_to,
 )
 from edgeprof.runtime.onnxruntime.session import OPT_LEVELS, SessionSettings, create_session, make_inputs, parse_shapes
@@ -19,6 +20,7 @@ __all__ = [
     "create_session",
     "make_inputs",
     "measure",
+    "paired_ratio_detail",
     "paired_ratio_to",
     "parse_shapes",
 ]

@@ -2,17 +2,38 @@
 
 The models of one comparison are measured round by round in a freshly shuffled order each round
 (A C B, B A C, ...), so drift of a shared machine touches them all alike. Each round takes a short
-burst of samples from every model; rounds go on until every model's median is known to within
-``rel_ci`` (95% CI half-width as a fraction of the median) and ``min_samples``/``min_rounds`` are met,
-or the time budget (``max_time`` seconds per model) is spent. Ratios between models are taken from
-the medians of the same round (paired), so a slow round slows both sides of a ratio.
+burst of samples (about ``burst_ms``) from every model it times. Ratios between models are taken from the
+medians of the same round (paired), so a slow round slows both sides of a ratio.
+
+**What stops the rounds** is the question asked (``ci_target``). ``ratio`` (the default when the caller names
+the ``pairs`` of models whose ratios it reports): every ratio's paired 95% CI is within ``rel_ci``; a model in
+no ratio (a reference, an activation timed alone) is timed only in the rounds every model takes. ``absolute``
+(and whenever there are no pairs): every model's median is known to within ``rel_ci``.
+
+**Sessions.** A model lands 0.5-1% away from itself in another fresh process, so each model is measured in
+``sessions`` sessions, each a fresh worker process per model (set up untimed: load, first run, warm-up,
+calibration), one session after the other. Every session takes at least ``rounds_per_session`` rounds of every
+model. The CIs are variance-components intervals over the sessions (``stats.session_interval``): the
+order-statistic CI of the median over all rounds, widened in quadrature by a Student-t interval on the
+session offsets, so they cover the spread between processes; ``between_session_share`` says how much of the
+spread lies between sessions. After the last of the ``sessions``, rounds go on in that session, **widest
+first**: each round times only the models of the targets not yet reached whose CI is at least ``WIDEST_SHARE``
+of the widest (both sides of a ratio, in the same round), in a shuffled order. When the session offsets, not the
+rounds, hold a target up, more sessions are started for the models still short of it (up to
+``MAX_SESSIONS_FACTOR`` times ``sessions``).
+
+**Budget.** The rounds beyond the minimum stop when the budget is spent: ``max_time`` seconds per model,
+scaled by how much longer than a burst one sample of the model takes (a whole network timed one run at a
+time gets as many rounds as a small block), and capped by the caller's ``time_cap_s`` (the pipeline's share of
+``total_time``). After the first rounds the rounds the target needs are estimated (a CI narrows as
+1/sqrt(rounds)), and a run estimated to take over ``LONG_RUN_S`` is announced (``on_note``).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,15 +42,25 @@ import numpy as np
 from edgeprof.errors import EdgeprofError, InputError
 from edgeprof.measure.devstate import DeviceState, device_states, snapshot
 from edgeprof.measure.pool import PoolOptions, WorkerPool
-from edgeprof.measure.stats import paired_ratio, summarize
+from edgeprof.measure.stats import SessionCI, distinct_levels, session_interval, summarize
 from edgeprof.runtime.base import RuntimeSettings
+
+CI_TARGETS = ("ratio", "absolute")
+WIDEST_SHARE = 0.5  # a round times the targets whose CI is at least this share of the widest one's
+MAX_SESSIONS_FACTOR = 2  # at most this many times --sessions sessions, when the session offsets hold a target up
+LONG_RUN_S = 60.0  # a measurement estimated to take longer is announced
 
 
 @dataclass(frozen=True)
 class MeasureOptions(PoolOptions):
-    """The sweep's measuring: rounds of ~``burst_ms`` bursts until every median's CI is within ``rel_ci``."""
+    """The sweep's measuring (the module's docstring): rounds of ~``burst_ms`` bursts in ``sessions`` fresh worker
+    processes per model, until every ratio's CI (``ci_target="absolute"``: every median's) is within ``rel_ci`` or
+    the budget is spent (``max_time`` per model, scaled by its run time; ``total_time`` for a whole run)."""
 
     rel_ci: float = 0.02
+    ci_target: str = "ratio"
+    sessions: int = 3
+    total_time: float | None = None
     min_samples: int = 20
     min_rounds: int = 10
     burst_ms: float = 20.0
@@ -44,11 +75,24 @@ class MeasureOptions(PoolOptions):
             raise InputError(f"--rel-ci must be between 0 and 1 (e.g. 0.02 for ±2%), got {self.rel_ci}")
         if self.min_samples < 6:
             raise InputError(f"--min-samples must be at least 6 (a 95% CI of a median needs 6), got {self.min_samples}")
+        if self.ci_target not in CI_TARGETS:
+            raise InputError(f"--ci-target must be one of {', '.join(CI_TARGETS)}, got {self.ci_target!r}")
+        if not (isinstance(self.sessions, int) and 1 <= self.sessions <= 50):
+            raise InputError(f"--sessions must be a whole number from 1 to 50 (fresh processes per model), got "
+                             f"{self.sessions}")
+        if self.total_time is not None and not (self.total_time > 0):
+            raise InputError(f"--total-time must be positive seconds, got {self.total_time}")
+
+    @property
+    def rounds_per_session(self) -> int:
+        """Rounds every model takes in each session: together at least ``min_rounds``, and 2 in each."""
+        return max(2, math.ceil(self.min_rounds / self.sessions))
 
 
 @dataclass
 class Measurement:
-    """Everything measured for one model; ``stats`` is computed from ``samples_ms``."""
+    """Everything measured for one model; ``stats`` is computed from ``samples_ms``. Each sample carries the
+    round (numbered across sessions) and the session (fresh process) it was taken in."""
 
     path: str
     status: str = "ok"  # ok | failed | interrupted
@@ -61,6 +105,7 @@ class Measurement:
     device_state: DeviceState = field(default_factory=DeviceState)  # CPU MHz, load, context switches, contended
     samples_ms: list[float] = field(default_factory=list)
     sample_round: list[int] = field(default_factory=list)
+    sample_session: list[int] = field(default_factory=list)
     nodes: list[dict] = field(default_factory=list)
     per_op_runs: int = 0
     runtime: str = ""
@@ -72,6 +117,10 @@ class Measurement:
     runtime_parity_max_abs_err: float | None = None
     threads_effective: int | None = None
     per_op_source: str = ""
+    target: str = ""  # what its rounds stopped on: ratio, absolute, or "" (in no ratio: the minimum rounds)
+    sessions: int = 0  # sessions (fresh processes) it was timed in
+    levels: int | None = None  # distinct levels of its per-round medians (2 or more: a bimodal host)
+    between_session_share: float | None = None  # share of its per-round medians' spread between sessions
     stats: dict = field(default_factory=dict)
 
     def round_medians(self) -> dict[int, float]:
@@ -79,6 +128,11 @@ class Measurement:
         for r, x in zip(self.sample_round, self.samples_ms, strict=True):
             by_round.setdefault(r, []).append(x)
         return {r: float(np.median(v)) for r, v in by_round.items()}
+
+    def round_sessions(self) -> dict[int, int]:
+        """The session each round was taken in (0 for samples recorded without one)."""
+        sessions = self.sample_session or [0] * len(self.sample_round)
+        return dict(zip(self.sample_round, sessions, strict=True))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -94,18 +148,312 @@ class MeasurementInterrupted(EdgeprofError):
         self.partial = partial
 
 
-def paired_ratio_to(current: Measurement, baseline: Measurement) -> tuple[float, float, float]:
-    """Ratio of current to baseline from the medians of the rounds both took part in, with its 95% CI."""
+def _paired_logs(current: Measurement, baseline: Measurement) -> dict[int, list[float]]:
+    """Per session, the log-ratios of the two models' medians in each round both took part in."""
     a, b = current.round_medians(), baseline.round_medians()
-    common = sorted(set(a) & set(b))
-    if not common:
-        return (math.nan, math.nan, math.nan)
-    return paired_ratio([a[r] for r in common], [b[r] for r in common])
+    sessions = current.round_sessions()
+    groups: dict[int, list[float]] = {}
+    for r in sorted(set(a) & set(b)):
+        if a[r] > 0 and b[r] > 0:
+            groups.setdefault(sessions.get(r, 0), []).append(math.log(a[r]) - math.log(b[r]))
+    return groups
 
 
+def _round_logs(m: Measurement) -> dict[int, list[float]]:
+    """Per session, the logs of the model's per-round medians."""
+    sessions = m.round_sessions()
+    groups: dict[int, list[float]] = {}
+    for r, x in sorted(m.round_medians().items()):
+        if x > 0:
+            groups.setdefault(sessions.get(r, 0), []).append(math.log(x))
+    return groups
+
+
+def paired_ratio_detail(current: Measurement, baseline: Measurement) -> SessionCI:
+    """Ratio of current to baseline from the medians of the rounds both took part in, with its 95% CI over the
+    sessions (``stats.session_interval``: round-to-round noise and the offsets of fresh processes)."""
+    return session_interval(list(_paired_logs(current, baseline).values()))
+
+
+def paired_ratio_to(current: Measurement, baseline: Measurement) -> tuple[float, float, float]:
+    """Ratio of current to baseline (paired rounds) with its 95% CI: ``(ratio, lo, hi)``; lo/hi nan under 6 rounds."""
+    ci = paired_ratio_detail(current, baseline)
+    return (ci.value, ci.lo, ci.hi)
+
+
+def median_interval(m: Measurement) -> SessionCI:
+    """A model's median with its 95% CI: the order-statistic CI of all its samples, widened by the spread of its
+    sessions' medians (``stats.session_interval`` on the samples' logs)."""
+    sessions = m.sample_session or [0] * len(m.samples_ms)
+    groups: dict[int, list[float]] = {}
+    for s, x in zip(sessions, m.samples_ms, strict=True):
+        if x > 0:
+            groups.setdefault(s, []).append(math.log(x))
+    return session_interval(list(groups.values()))
+
+
+# -- what stops the rounds -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    """One question of a measurement: the ratio of two models ``(numerator, denominator)``, or one model's median
+    ``(model,)`` (indices into the measurement's models)."""
+
+    models: tuple[int, ...]
+
+    @property
+    def kind(self) -> str:
+        return "ratio" if len(self.models) == 2 else "absolute"
+
+    def interval(self, results: list[Measurement]) -> SessionCI:
+        if len(self.models) == 2:
+            return paired_ratio_detail(results[self.models[0]], results[self.models[1]])
+        return median_interval(results[self.models[0]])
+
+    def logs(self, results: list[Measurement]) -> list[float]:
+        """The per-round log values the target's CI narrows over (for estimating the rounds it needs)."""
+        groups = _paired_logs(results[self.models[0]], results[self.models[1]]) if len(self.models) == 2 else \
+            _round_logs(results[self.models[0]])
+        return [x for values in groups.values() for x in values]
+
+
+def plan_targets(paths: Sequence[str], pairs: Sequence[tuple[str, str]] | None, ci_target: str) -> list[Target]:
+    """The targets of one measurement: with ``ci_target="ratio"``, one per pair of paths (numerator, denominator);
+    otherwise, or without pairs, every model's median."""
+    index = {str(p): i for i, p in enumerate(paths)}
+    ratios: list[Target] = []
+    if ci_target == "ratio":
+        for num, den in pairs or ():
+            if str(num) not in index or str(den) not in index:
+                raise ValueError(f"a ratio names a model that is not measured: {num} / {den}")
+            if index[str(num)] != index[str(den)]:
+                ratios.append(Target((index[str(num)], index[str(den)])))
+    if ratios:
+        return list(dict.fromkeys(ratios))
+    return [Target((i,)) for i in range(len(paths))]
+
+
+def time_budget_s(sample_ms: Sequence[float], options: MeasureOptions) -> float:
+    """Seconds of rounds one measurement may spend: ``max_time`` per model, times the bursts one of its samples
+    takes (at least one), so a model timed one slow run at a time gets as many rounds as a fast block."""
+    return options.max_time * sum(max(1.0, s / options.burst_ms) for s in sample_ms if s > 0)
+
+
+def rounds_needed(rounds: int, halfwidth: float, target: float) -> float:
+    """Rounds a CI of relative half-width ``halfwidth`` after ``rounds`` rounds needs to get within ``target`` (a CI
+    narrows as 1/sqrt(rounds)); inf when the width is unknown."""
+    if halfwidth <= target:
+        return float(rounds)
+    if not math.isfinite(halfwidth) or rounds <= 0:
+        return math.inf
+    return float(math.ceil(rounds * (halfwidth / target) ** 2))
+
+
+def rough_halfwidth(logs: Sequence[float]) -> float:
+    """A normal-theory half-width of the median of log values, as a fraction (for estimates from few rounds)."""
+    x = np.asarray(logs, dtype=float)
+    if x.size < 2:
+        return math.inf
+    return float(1.96 * math.sqrt(math.pi / 2) * np.std(x, ddof=1) / math.sqrt(x.size))
+
+
+def long_run_note(seconds: float, models: int, options: MeasureOptions) -> str:
+    """The one line announcing a long measurement."""
+    what = "ratio's" if options.ci_target == "ratio" else "median's"
+    return (f"about {max(1, round(seconds / 60))} min for {models} models ({options.sessions} sessions each, until "
+            f"every {what} CI is within ±{options.rel_ci * 100:g}%); --total-time caps it")
+
+
+Sampler = Callable[[int], list[float]]
 ProgressFn = Callable[[str, float], None]
 
 
+class Schedule:
+    """The stopping rule, apart from processes: which models each round times, when a session ends and which
+    models the next session measures (the module's docstring). ``run_session`` is given one sampler per model
+    (``count -> samples``), so it runs as well on synthetic samples with a synthetic ``clock``."""
+
+    def __init__(self, results: list[Measurement], targets: list[Target], options: MeasureOptions,
+                 rng: np.random.Generator | None = None, cap_s: float | None = None,
+                 clock: Callable[[], float] = time.perf_counter, on_note: Callable[[str], None] | None = None,
+                 on_progress: ProgressFn | None = None):
+        self.results = results
+        self.targets = targets
+        self.options = options
+        self.rng = rng if rng is not None else np.random.default_rng(options.seed)
+        self.cap_limit = cap_s
+        self.cap = math.inf  # seconds of rounds: set from the first session's sample times
+        self.clock = clock
+        self.note = on_note or (lambda message: None)
+        self.progress = on_progress or (lambda message, fraction: None)
+        self.session = 0  # sessions finished (the index of the one running)
+        self.round_no = 0  # rounds taken in all sessions (the id of the next round)
+        self.spent = 0.0  # seconds spent timing rounds
+        self.setup_s = 0.0  # seconds the first session's set-up took (for the estimate)
+        self.estimate_s: float | None = None  # the whole measurement's expected seconds, once estimated
+        self.expected_rounds = options.rounds_per_session * options.sessions
+        self._t0 = clock()
+        self._bursts = 0  # bursts taken (one model in one round), for the cost of a round
+        self._cache: dict[Target, tuple[int, float, SessionCI]] = {}
+        for t in targets:
+            for i in t.models:
+                results[i].target = t.kind
+
+    # -- the rule ---------------------------------------------------------------------------------------------------
+    def interval(self, target: Target) -> SessionCI:
+        cached = self._cache.get(target)
+        if cached is None or cached[0] != self.round_no:
+            ci = target.interval(self.results)
+            short = any(len(self.results[i].samples_ms) < self.options.min_samples for i in target.models)
+            self._cache[target] = cached = (self.round_no, math.inf if short else ci.rel_halfwidth, ci)
+        return cached[2]
+
+    def width(self, target: Target) -> float:
+        """The target's CI half-width as a fraction (inf until its models have ``min_samples`` and 6 rounds)."""
+        self.interval(target)
+        return self._cache[target][1]
+
+    def unmet(self, among: set[int] | None = None) -> dict[Target, float]:
+        """The targets not yet within ``rel_ci`` (only those whose models are all in ``among``, when given), with
+        their widths; a target with a failed model is out."""
+        out = {}
+        for t in self.targets:
+            if any(self.results[i].status != "ok" for i in t.models):
+                continue
+            if among is not None and not all(i in among for i in t.models):
+                continue
+            w = self.width(t)
+            if not w <= self.options.rel_ci:
+                out[t] = w
+        return out
+
+    def choose(self, active: set[int], round_in_session: int) -> list[int]:
+        """The models this round times, in a fresh random order: every active model in a session's first
+        ``rounds_per_session`` rounds; then both sides of each target short of ``rel_ci`` whose CI is at least
+        ``WIDEST_SHARE`` of the widest."""
+        if round_in_session < self.options.rounds_per_session:
+            chosen = sorted(active)
+        else:
+            unmet = self.unmet(active)
+            if not unmet:
+                return []
+            widest = max(unmet.values())
+            chosen = sorted({i for t, w in unmet.items() if w >= WIDEST_SHARE * widest for i in t.models})
+        return [chosen[k] for k in self.rng.permutation(len(chosen))]
+
+    def _between_holds(self, target: Target) -> bool:
+        ci = self.interval(target)
+        return ci.sessions >= 2 and ci.between > 0 and ci.between >= ci.within
+
+    def session_ends(self, active: set[int], round_in_session: int) -> bool:
+        """After a round: the first ``sessions - 1`` sessions end after their minimum rounds; later ones when every
+        target is reached, the budget is spent, or the session offsets (not the rounds) hold every target left up
+        and another session may start."""
+        opts = self.options
+        if round_in_session < opts.rounds_per_session:
+            return False
+        if self.session < opts.sessions - 1:
+            return True
+        unmet = self.unmet(active)
+        if not unmet or self.spent >= self.cap:
+            return True
+        more = self.session + 1 < opts.sessions * MAX_SESSIONS_FACTOR
+        return more and all(self._between_holds(t) for t in unmet)
+
+    def next_session(self) -> list[int]:
+        """The models the next session measures (every model until ``sessions`` are done; then the models of the
+        targets still short of ``rel_ci``, when the budget has room for its minimum rounds); empty when the measuring is
+        done."""
+        opts = self.options
+        alive = [i for i, m in enumerate(self.results) if m.status == "ok"]
+        if not alive:
+            return []
+        if self.session < opts.sessions:
+            return alive
+        if self.session >= opts.sessions * MAX_SESSIONS_FACTOR or self.spent >= self.cap:
+            return []
+        models = sorted({i for t in self.unmet() for i in t.models})
+        minimum_s = opts.rounds_per_session * len(models) * self.spent / max(1, self._bursts)
+        return models if self.spent + minimum_s <= self.cap else []  # its minimum rounds must fit in the budget
+
+    # -- one session ------------------------------------------------------------------------------------------------
+    def run_session(self, samplers: dict[int, Sampler], sample_ms: dict[int, float],
+                    on_fail: Callable[[int, Exception], None] | None = None) -> None:
+        """Time one session's rounds. ``samplers[i](count)`` gives ``count`` samples (ms per run) of model i from
+        this session's process; ``sample_ms[i]`` is what one sample took at set-up (a burst is ~``burst_ms``). A
+        sampler that raises ``EdgeprofError`` is out (``on_fail``; by default the model is marked failed)."""
+        opts = self.options
+        samplers = dict(samplers)
+        counts = {i: max(1, min(1000, int(opts.burst_ms / sample_ms[i]))) if sample_ms.get(i, 0) > 0 else 1
+                  for i in samplers}
+        if math.isinf(self.cap):
+            cap = time_budget_s([sample_ms.get(i, 0.0) for i in samplers], opts)
+            self.cap = min(cap, self.cap_limit) if self.cap_limit is not None else cap
+        fail = on_fail or (lambda i, exc: _fail(self.results[i], exc))
+        r = 0
+        while samplers:
+            order = self.choose(set(samplers), r)
+            if not order:
+                break
+            t0 = self.clock()
+            for i in order:
+                m = self.results[i]
+                try:
+                    samples = samplers[i](counts[i])
+                except EdgeprofError as exc:
+                    samplers.pop(i)
+                    fail(i, exc)
+                    continue
+                m.samples_ms.extend(samples)
+                m.sample_round.extend([self.round_no] * len(samples))
+                m.sample_session.extend([self.session] * len(samples))
+            self.spent += self.clock() - t0
+            self._bursts += len(order)
+            self.round_no += 1
+            r += 1
+            if self.session == 0 and r == opts.rounds_per_session:
+                self._estimate(len(order))
+            self._report(r)
+            if self.session_ends(set(samplers), r):
+                break
+        self.session += 1
+
+    # -- estimate and progress --------------------------------------------------------------------------------------
+    def _estimate(self, timed: int) -> None:
+        """After the first session's minimum rounds: the whole measurement's seconds (the sessions still to set up,
+        their minimum rounds, the rounds each target is estimated to need, within the budget), and a note when
+        that is over ``LONG_RUN_S``."""
+        opts = self.options
+        rounds = self.round_no
+        if rounds == 0:
+            return
+        round_s = self.spent / rounds
+        model_round_s = round_s / max(1, timed)
+        total_min = opts.rounds_per_session * opts.sessions
+        extra_rounds, extra_models = 0.0, set()
+        for t in self.targets:
+            need = rounds_needed(rounds, rough_halfwidth(t.logs(self.results)), opts.rel_ci)
+            if need > total_min:
+                extra_rounds = max(extra_rounds, need - total_min)
+                extra_models.update(t.models)
+        min_left_s = (total_min - rounds) * round_s
+        extra_s = min(extra_rounds * model_round_s * len(extra_models), max(0.0, self.cap - total_min * round_s))
+        rest = self.setup_s * (opts.sessions - 1) + min_left_s + extra_s + opts.per_op_s * len(self.results)
+        self.estimate_s = (self.clock() - self._t0) + rest
+        if math.isfinite(extra_s) and model_round_s > 0 and extra_models:
+            self.expected_rounds = total_min + int(extra_s / (model_round_s * len(extra_models)))
+        if self.estimate_s >= LONG_RUN_S:
+            self.note(long_run_note(self.estimate_s, len(self.results), opts))
+
+    def _report(self, round_in_session: int) -> None:
+        unmet = self.unmet()
+        widest = max(unmet.values()) if unmet else max((self.width(t) for t in self.targets), default=0.0)
+        kind = self.targets[0].kind if self.targets else "absolute"
+        fraction = min(1.0, max(self.spent / self.cap if self.cap > 0 else 0.0, self.round_no / self.expected_rounds))
+        shown = f"±{widest * 100:.1f}%" if math.isfinite(widest) else "not yet known"
+        self.progress(f"session {self.session + 1}, round {round_in_session}: widest {kind} CI {shown}", fraction)
+
+
+# -- the measurement -----------------------------------------------------------------------------------------------
 def measure(
     paths: list[str],
     settings: RuntimeSettings,
@@ -114,35 +462,73 @@ def measure(
     on_progress: ProgressFn | None = None,
     sources: dict | None = None,
     refs: dict | None = None,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    time_cap_s: float | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> list[Measurement]:
     """Measure ``paths`` interleaved with the runtime of ``settings``; one Measurement each, in the order given.
+
+    ``pairs`` are the (numerator, denominator) paths of the ratios the caller will report: with ``options.ci_target``
+    ``ratio`` the rounds stop on their CIs (module docstring); without pairs, on every median's. ``time_cap_s`` caps
+    the seconds of rounds (the caller's share of a whole run's budget); ``on_note`` gets one-line notes (the
+    estimate of a long measurement).
 
     An ONNX file is converted to the runtime's own format first (``Runtime.convert``; ``sources`` maps a path to
     its ``ModelSource`` for torch-based converters). A model the runtime or its converter cannot handle becomes an
     ``unsupported`` Measurement with the converter's reason; one that fails to load or run, or whose outputs miss
     torch's reference (``refs[path]``, else ``<model>.ref.npz`` beside the file, when there is one) by more than
-    the parity tolerance, a ``failed`` one; the others go on. Ctrl-C raises MeasurementInterrupted carrying what
-    was measured so far.
+    the parity tolerance, a ``failed`` one; the others go on. Load and first-run figures, parity, peak memory and
+    the executed ops come from the first session. Ctrl-C raises MeasurementInterrupted carrying what was measured
+    so far.
     """
-    from edgeprof.runtime.base import ref_path
-
     progress = on_progress or (lambda message, fraction: None)
     results = [Measurement(path=str(p)) for p in paths]
+    schedule = Schedule(results, plan_targets([m.path for m in results], pairs, options.ci_target), options,
+                        cap_s=time_cap_s, on_note=on_note, on_progress=progress)
+    keys = list(range(len(results)))
     try:
-        with WorkerPool(settings, shapes, options.seed, options.isolate) as pool:
+        while keys:
+            _session(results, keys, settings, options, shapes, sources, refs, schedule, progress)
+            keys = schedule.next_session()
+    except KeyboardInterrupt:
+        for m in results:
+            if m.status == "ok":
+                m.status = "interrupted"
+            _finish(m)
+        raise MeasurementInterrupted(results) from None
+    for m in results:
+        _finish(m)
+    return results
+
+
+def _session(results, keys, settings, options, shapes, sources, refs, schedule: Schedule, progress) -> None:
+    """One session: a fresh worker per model of ``keys``, set up untimed, then the schedule's rounds; the first
+    session also records versions, conversions, load figures, parity, peak memory and the executed ops."""
+    from edgeprof.runtime.base import ref_path
+
+    first = schedule.session == 0
+    t0 = time.perf_counter()
+    with WorkerPool(settings, shapes, options.seed, options.isolate) as pool:
+        if first:
             version = pool.runtime.version()
             for m in results:
                 m.runtime, m.runtime_version = settings.runtime, version
-            keyed_sources = {i: (sources or {}).get(m.path) for i, m in enumerate(results)}
-            for i, exc in pool.start({i: m.path for i, m in enumerate(results)}, keyed_sources).items():
-                _fail(results[i], exc)
+        for i, exc in pool.start({i: results[i].path for i in keys},
+                                 {i: (sources or {}).get(results[i].path) for i in keys}).items():
+            _fail(results[i], exc)
+        if first:
             for i, conversion in pool.conversions.items():
-                results[i].converter, results[i].converter_version = conversion.converter, conversion.converter_version
-            setups, failed = pool.prepare_all(
-                options.warmup_s, options.min_sample_ms,
-                on_each=lambda i: progress(f"loading {_short(results[i].path)}", 0.0))
-            for i, exc in failed.items():
-                _fail(results[i], exc)
+                results[i].converter, results[i].converter_version = conversion.converter, \
+                    conversion.converter_version
+        # the first session's set-up one model at a time (its load and first-run times are figures); later ones on
+        # every usable core, since nothing of it is timed
+        parallel = 1 if first or not options.isolate else _usable_cores()
+        setups, failed = pool.prepare_all(
+            options.warmup_s, options.min_sample_ms, parallel=parallel,
+            on_each=lambda i: progress(f"session {schedule.session + 1}: loading {_short(results[i].path)}", 0.0))
+        for i, exc in failed.items():
+            _fail(results[i], exc)
+        if first:
             for i, runner in list(pool.runners.items()):  # untimed: threads read back, parity against torch
                 m = results[i]
                 try:
@@ -166,11 +552,20 @@ def measure(
                 m.session_ms, m.first_run_ms, m.inner_loops = setup.session_ms, setup.first_run_ms, setup.inner_loops
                 if options.isolate:
                     m.peak_rss_session_mb = setup.peak_rss_session_mb
-            device_before = snapshot(pool.pids())
-            _rounds(results, pool, options, progress)
+            schedule.setup_s = time.perf_counter() - t0
+        samplers = {i: (lambda count, runner=runner: runner.sample(count=count)) for i, runner in pool.runners.items()}
+
+        def on_fail(i, exc):
+            _fail(results[i], exc)
+            pool.drop(i)
+
+        device_before = snapshot(pool.pids()) if first else None  # device state beside the first session's rounds
+        schedule.run_session(samplers, {i: setups[i].sample_ms for i in samplers if i in setups}, on_fail=on_fail)
+        if device_before is not None:
             timed_s = {i: sum(results[i].samples_ms) * results[i].inner_loops / 1000 for i in device_before.processes}
             for i, state in device_states(device_before, snapshot(pool.pids()), timed_s, settings.threads).items():
                 results[i].device_state = state
+        if first:
             for i, runner in list(pool.runners.items()):
                 m = results[i]
                 try:
@@ -186,57 +581,19 @@ def measure(
                 except EdgeprofError as exc:
                     _fail(m, exc)
                     pool.drop(i)
-    except KeyboardInterrupt:
-        for m in results:
-            if m.status == "ok":
-                m.status = "interrupted"
-            m.stats = summarize(m.samples_ms)
-        raise MeasurementInterrupted(results) from None
-    for m in results:
-        m.stats = summarize(m.samples_ms)
-    return results
 
 
-def _rounds(results: list[Measurement], pool: WorkerPool, options: MeasureOptions, progress: ProgressFn) -> None:
-    runners = pool.runners
-    rng = np.random.default_rng(options.seed)
-    budget = options.max_time * max(1, len(runners))
-    t_start = time.perf_counter()
-    round_no = 0
-    while runners:
-        order = list(runners)
-        rng.shuffle(order)
-        for i in order:
-            m = results[i]
-            per_sample_ms = np.median(m.samples_ms[-5:]) * m.inner_loops if m.samples_ms else None
-            count = 1 if per_sample_ms is None else max(1, min(1000, int(options.burst_ms / per_sample_ms)))
-            try:
-                samples = runners[i].sample(count=count)
-            except EdgeprofError as exc:
-                _fail(m, exc)
-                pool.drop(i)
-                continue
-            m.samples_ms.extend(samples)
-            m.sample_round.extend([round_no] * len(samples))
-        round_no += 1
-        elapsed = time.perf_counter() - t_start
-        worst = _worst_rel_ci(results, runners, options, round_no)
-        fraction = min(1.0, max(elapsed / budget, options.rel_ci / worst if worst > 0 else 1.0))
-        progress(f"round {round_no}, widest CI ±{worst * 100:.1f}%", fraction)
-        if worst <= options.rel_ci or elapsed >= budget:
-            break
-
-
-def _worst_rel_ci(results, runners, options: MeasureOptions, round_no: int) -> float:
-    if round_no < options.min_rounds:
-        return math.inf
-    worst = 0.0
-    for i in runners:
-        samples = results[i].samples_ms
-        if len(samples) < options.min_samples:
-            return math.inf
-        worst = max(worst, summarize(samples)["rel_ci"])
-    return worst
+def _finish(m: Measurement) -> None:
+    """The statistics of a model's samples; with several sessions its median's CI covers their spread."""
+    m.stats = summarize(m.samples_ms)
+    m.sessions = len(set(m.sample_session))
+    m.levels = distinct_levels(list(m.round_medians().values())) if m.samples_ms else None
+    if m.sessions >= 2:
+        ci = median_interval(m)
+        if math.isfinite(ci.lo):
+            m.stats.update(ci95_low_ms=ci.lo, ci95_high_ms=ci.hi, rel_ci=ci.rel_halfwidth)
+        share = session_interval(list(_round_logs(m).values())).between_share
+        m.between_session_share = None if math.isnan(share) else share
 
 
 def _fail(m: Measurement, exc: Exception) -> None:
@@ -244,6 +601,12 @@ def _fail(m: Measurement, exc: Exception) -> None:
 
     m.status = "unsupported" if isinstance(exc, UnsupportedModel) else "failed"
     m.error = str(exc)
+
+
+def _usable_cores() -> int:
+    from edgeprof.measure.host import usable_cores
+
+    return usable_cores()
 
 
 def _short(path: str) -> str:

@@ -4,11 +4,14 @@ The 95% confidence interval of a median is distribution-free: with n samples sor
 [x_(l), x_(n-l+1)] covers the true median with probability 1 - 2*P(Binomial(n, 1/2) <= l-1), so we take
 the largest l that keeps that probability at or above 95% (exact binomial from scipy.stats, no normal approximation).
 Ratios to a baseline use the same interval on the paired log-ratios of samples taken in the same round.
+Measured in several fresh worker processes (sessions), the interval is widened by the spread between sessions
+(``session_interval``); ``distinct_levels`` tells a host whose per-round medians fall into separate levels.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -92,3 +95,134 @@ def paired_ratio(current, baseline) -> tuple[float, float, float]:
     logs = np.log(c) - np.log(b)
     lo, hi = median_ci(logs)
     return float(np.exp(np.median(logs))), float(np.exp(lo)), float(np.exp(hi))
+
+
+# -- sessions: per-process offsets ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SessionCI:
+    """A median (of log values, given back on the original scale) with its 95% CI over several sessions.
+
+    ``within`` and ``between`` are the two parts of the CI's half-width on the log scale (round-to-round noise;
+    offsets of whole sessions), ``between_share`` the share of one round's variance that lies between sessions
+    (nan with one session), ``sessions`` and ``n`` how many sessions and values it was computed from.
+    """
+
+    value: float
+    lo: float
+    hi: float
+    within: float
+    between: float
+    between_share: float
+    sessions: int
+    n: int
+
+    @property
+    def rel_halfwidth(self) -> float:
+        """The larger distance from the value to a bound, as a fraction of the value (inf when unknown)."""
+        return relative_halfwidth(self.value, self.lo, self.hi)
+
+
+def session_interval(groups, confidence: float = 0.95) -> SessionCI:
+    """The median of log values grouped by session (one fresh worker process per session), with a CI that covers
+    both the noise between rounds and the offset each process carries.
+
+    A variance-components interval on the log scale, centred on the median of all values: the *within* part is the
+    distribution-free order-statistic CI (as ``median_ci``) of the median of the values' deviations from their own
+    session's median, so it holds the round-to-round noise alone; the *between* part is a Student-t interval
+    (``sessions - 1`` degrees of freedom) on the session effects, whose variance is the variance of the session
+    medians minus what the round-to-round noise alone puts into them (the within CI's variance, scaled from all
+    ``n`` values to each session's count; never below zero). The two are added in quadrature on each side. With
+    one session the CI is the order-statistic CI of the median, as before sessions. Values are logs (of paired
+    ratios, or of times); ``value``, ``lo`` and ``hi`` are exp'd.
+    """
+    from scipy import stats
+
+    arrays = [np.asarray(g, dtype=float) for g in groups]
+    arrays = [a[np.isfinite(a)] for a in arrays]
+    arrays = [a for a in arrays if a.size]
+    sessions = len(arrays)
+    n = int(sum(a.size for a in arrays))
+    if n == 0:
+        return SessionCI(math.nan, math.nan, math.nan, math.inf, math.nan, math.nan, 0, 0)
+    values = np.concatenate(arrays)
+    center = float(np.median(values))
+    medians = np.array([np.median(a) for a in arrays])
+    deviations = np.concatenate([a - m for a, m in zip(arrays, medians, strict=True)])
+    lo_d, hi_d = median_ci(deviations, confidence)  # with one session: median_ci(values) - center
+    if math.isnan(lo_d):
+        return SessionCI(math.exp(center), math.nan, math.nan, math.inf, math.nan, math.nan, sessions, n)
+    mid = float(np.median(deviations))
+    d_lo, d_hi = mid - lo_d, hi_d - mid
+    within = max(d_lo, d_hi)
+    between, share = 0.0, math.nan
+    if sessions >= 2:
+        z = float(stats.norm.ppf(0.5 + confidence / 2))
+        per_value = (within / z) ** 2 * n  # variance of the median of k values ~ per_value / k
+        expected = float(np.mean([per_value / a.size for a in arrays]))
+        var_between = max(0.0, float(np.var(medians, ddof=1)) - expected)
+        between = float(stats.t.ppf(0.5 + confidence / 2, sessions - 1)) * math.sqrt(var_between / sessions)
+        var_round = per_value * 2 / math.pi  # the median of k values has ~ (pi/2) sigma^2 / k
+        share = var_between / (var_between + var_round) if var_between + var_round > 0 else 0.0
+    lo = math.exp(center - math.hypot(d_lo, between))
+    hi = math.exp(center + math.hypot(d_hi, between))
+    return SessionCI(math.exp(center), lo, hi, within, between, share, sessions, n)
+
+
+# -- distinct levels (a bimodal host) ------------------------------------------------------------------------------
+LEVEL_GAP_FACTOR = 3.0  # a gap between two levels is over this many times the larger spread inside them ...
+LEVEL_MIN_GAP = 0.01  # ... and over 1% (on the log scale)
+LEVEL_MIN_SHARE = 0.10  # each level holds at least 10% of the values ...
+LEVEL_MIN_COUNT = 3  # ... and at least 3
+
+
+def distinct_levels(values) -> int:
+    """How many distinct levels positive values (per-round medians) fall into: 1 for one level, 2 for a bimodal
+    host, and so on; 0 without values.
+
+    Sorted on the log scale, the values are split at gaps over ``LEVEL_MIN_GAP``, widest first, leaving at least
+    ``LEVEL_MIN_COUNT`` values and ``LEVEL_MIN_SHARE`` of all on each side; then neighbouring groups are merged
+    again while the gap between them is no more than ``LEVEL_GAP_FACTOR`` times the larger standard deviation of
+    the two (the smallest such gap first). One slow round, or a spread without a gap, stays one level.
+    """
+    x = np.asarray(values, dtype=float)
+    x = np.sort(np.log(x[np.isfinite(x) & (x > 0)]))
+    if x.size == 0:
+        return 0
+    min_size = max(LEVEL_MIN_COUNT, math.ceil(LEVEL_MIN_SHARE * x.size))
+    levels = [x]
+    i = 0
+    while i < len(levels):
+        halves = _split_level(levels[i], min_size)
+        if halves is None:
+            i += 1
+        else:
+            levels[i:i + 1] = halves
+    while len(levels) > 1:
+        ratios = [(float(b[0] - a[-1]) / max(float(np.std(a, ddof=1)), float(np.std(b, ddof=1)), 1e-12), k)
+                  for k, (a, b) in enumerate(zip(levels[:-1], levels[1:], strict=True))]
+        ratio, k = min(ratios)
+        if ratio > LEVEL_GAP_FACTOR:
+            break
+        levels[k:k + 2] = [np.concatenate(levels[k:k + 2])]
+    return len(levels)
+
+
+def _split_level(x: np.ndarray, min_size: int) -> list[np.ndarray] | None:
+    """``x`` cut at its widest gap that leaves ``min_size`` values on each side, if that gap is over the minimum."""
+    if x.size < 2 * min_size:
+        return None
+    gaps = np.diff(x)
+    allowed = gaps[min_size - 1: x.size - min_size]  # cuts leaving at least min_size values on each side
+    cut = min_size - 1 + int(np.argmax(allowed))
+    if float(gaps[cut]) > LEVEL_MIN_GAP:
+        return [x[: cut + 1], x[cut + 1:]]
+    return None
+    gaps = np.diff(x)
+    allowed = gaps[min_size - 1: x.size - min_size]  # cuts leaving at least min_size values on each side
+    cut = min_size - 1 + int(np.argmax(allowed))
+    left, right = x[: cut + 1], x[cut + 1:]
+    spread = max(float(np.std(left, ddof=1)), float(np.std(right, ddof=1)))
+    gap = float(gaps[cut])
+    if gap > LEVEL_MIN_GAP and gap > LEVEL_GAP_FACTOR * spread:
+        return [left, right]
+    return None

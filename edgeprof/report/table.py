@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from edgeprof.report.notes import row_notes
 from edgeprof.spec.blocks import uses_depth
 
 
@@ -71,16 +72,7 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
     out = []
     for _, row in df.iterrows():
         row = row.to_dict()
-        status = row.get("status") or "ok"
-        notes = []
-        if status != "ok":
-            notes.append(status + (f": {row.get('error')}" if row.get("error") else ""))
-        if row.get("noisy") is True:
-            notes.append("noisy")
-        if row.get("ci_reached") is False and status == "ok":
-            notes.append("CI target not reached")
-        if row.get("contended") is True:  # another process took the core (edgeprof.measure.devstate)
-            notes.append("contended")
+        notes = row_notes(row)
         size = f"w{row.get('width')} {row.get('imgsz')}px" if not pd.isna(row.get("width")) else ""
         if not pd.isna(row.get("depth")) and uses_depth(str(row.get("block"))):
             size += f" n{row.get('depth')}"

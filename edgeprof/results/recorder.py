@@ -332,6 +332,10 @@ class RunRecorder:
         """Whether --resume finds ``config`` (a row, or a config's RESUME_KEYS) measured here, with this runtime."""
         return self._config_key(config) in self.done
 
+    def note(self, message: str) -> None:
+        """One line for the user about this run (an estimate of a long measurement), as the recorder's own notes."""
+        self._note(message)
+
     def announce(self, configs: list[dict]) -> None:
         """With --resume, say in one line how many of the planned configs are done and which are measured
         again because the CSV has them only from another host or runtime version."""

@@ -155,11 +155,14 @@ def measurement_row(
 
     ``build`` holds the spec fields, params, macs, exporter, opset, parity and the exported act ops.
     ``baseline`` is the Measurement of the baseline activation in the same interleaved group.
+    ``ci_reached`` is about what the model's rounds stopped on (``Measurement.target``, the ``ci_target`` column): the
+    ratio's CI when the row has a ratio and the rounds stopped on ratios, else the median's.
     ``reference_nodes`` are the executed nodes of the same block without an activation: the ops the
     activation ran as are the difference, and it was fused when that difference is empty.
     ``static_memory`` is the graph's static estimate (edgeprof.analysis).
     """
-    from edgeprof.measure import paired_ratio_to
+    from edgeprof.measure import paired_ratio_detail
+    from edgeprof.measure.stats import relative_halfwidth
     from edgeprof.runtime.base import settings_columns
     from edgeprof.runtime.nodes import time_share
 
@@ -175,6 +178,10 @@ def measurement_row(
         **{k: stats.get(k) for k in ("median_ms", "mean_ms", "std_ms", "min_ms", "p90_ms", "p99_ms", "iqr_ms",
                                       "n", "ci95_low_ms", "ci95_high_ms", "noisy")},
         "inner_loops": measurement.inner_loops,
+        "sessions": getattr(measurement, "sessions", 0) or None,
+        "levels": getattr(measurement, "levels", None),
+        "between_session_share": getattr(measurement, "between_session_share", None),
+        "ci_target": "absolute",
         "ci_reached": bool(stats.get("rel_ci", math.inf) <= rel_ci),
         "session_ms": measurement.session_ms,
         "first_run_ms": measurement.first_run_ms,
@@ -205,8 +212,13 @@ def measurement_row(
         row["baseline"] = baseline_name
         if baseline.status in ("ok", "interrupted") and measurement.status in ("ok", "interrupted") \
                 and stats.get("n") and baseline.stats.get("n"):
-            ratio, lo, hi = paired_ratio_to(measurement, baseline)
-            row.update(ratio_to_baseline=ratio, ratio_ci95_low=lo, ratio_ci95_high=hi)
+            ci = paired_ratio_detail(measurement, baseline)
+            row.update(ratio_to_baseline=ci.value, ratio_ci95_low=ci.lo, ratio_ci95_high=ci.hi)
+            if baseline is not measurement and not math.isnan(ci.between_share):
+                row["between_session_share"] = ci.between_share
+            if getattr(measurement, "target", "") == "ratio" and row["status"] in ("ok", "interrupted"):
+                row["ci_target"] = "ratio"
+                row["ci_reached"] = bool(relative_halfwidth(ci.value, ci.lo, ci.hi) <= rel_ci)
     return row
 
 

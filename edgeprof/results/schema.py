@@ -53,14 +53,24 @@ COLUMNS: dict[str, str] = {
     "iqr_ms": "interquartile range of the samples, ms",
     "n": "number of timed samples",
     "inner_loops": "runs timed back to back per sample (1 = per-run latency)",
-    "ci95_low_ms": "lower bound of the 95% CI of the median (order statistics)",
+    "sessions": "fresh worker processes (sessions) the model was timed in (--sessions, more when their offsets held "
+                "a ratio's CI up)",
+    "ci95_low_ms": "lower bound of the 95% CI of the median (order statistics, widened by the spread between "
+                   "sessions)",
     "ci95_high_ms": "upper bound of the 95% CI of the median",
-    "ci_reached": "whether the CI half-width got within the --rel-ci target",
-    "noisy": "IQR over 10% of the median: treat this row's figures with care",
+    "ci_target": "what the rounds stopped on: ratio (the ratio's CI; the default) or absolute (the median's CI)",
+    "ci_reached": "whether the CI of ci_target got within the --rel-ci target",
+    "noisy": "IQR of the samples over 10% of the median (CSV only: the table's notes say what to act on; a "
+             "bimodal host sets it even where the ratio is well determined)",
+    "levels": "distinct levels the per-round medians fall into: 1, or 2 and more for a bimodal host (a gap between "
+              "them over 3x the spread inside each)",
     "baseline": "activation the ratio is taken against",
     "ratio_to_baseline": "median of per-round paired ratios median(act)/median(baseline)",
-    "ratio_ci95_low": "lower bound of the ratio's 95% CI (order statistics of paired log-ratios)",
+    "ratio_ci95_low": "lower bound of the ratio's 95% CI (order statistics of paired log-ratios, widened by the spread "
+                      "between sessions)",
     "ratio_ci95_high": "upper bound of the ratio's 95% CI",
+    "between_session_share": "share of the spread of the per-round ratios (without a ratio: of the per-round medians) "
+                             "that lies between sessions (variance components; empty with one session)",
     "ratio_to_fp32": "int8 rows: paired ratio of the quantized block's time to the float block's",
     "quant_max_abs_err": "int8 rows: max abs difference of outputs from the float model on a seeded input",
     "quant_rel_err": "int8 rows: quant_max_abs_err as a fraction of the float output's range",
@@ -126,10 +136,10 @@ STATUSES = ("ok", "failed", "unsupported", "interrupted")
 BOOL_COLUMNS = ("ci_reached", "noisy", "fused", "fused_by_timing", "contended")
 INT_COLUMNS = ("width", "depth", "imgsz", "batch", "kernel", "stride", "params", "macs", "threads",
                "opset", "n", "inner_loops", "threads_effective", "act_alone_elements", "per_op_runs",
-               "ctx_voluntary", "ctx_involuntary")
+               "ctx_voluntary", "ctx_involuntary", "sessions", "levels")
 STR_COLUMNS = ("precision", "scaling", "scale", "act", "block", "runtime", "runtime_settings", "cache", "exporter",
                "converter", "converter_version", "per_op_source",
-               "baseline", "act_ops", "act_ops_exported", "model", "status", "error", "run_id",
+               "ci_target", "baseline", "act_ops", "act_ops_exported", "model", "status", "error", "run_id",
                "host_fingerprint", "cpu_model", "runtime_version")
 
 
