@@ -101,7 +101,7 @@ def _collect_quantizer_messages():
     collect its warnings, and the Python warnings it raises, for ``quantizer_messages``."""
     collect = _Collect()
     root = logging.getLogger()
-    root.addFilter(collect)
+    root.filters.insert(0, collect)  # before any other filter (the CLI's once-per-message one), so each is counted
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -265,8 +265,8 @@ def _run_elements(inputs: Inputs, results: pd.DataFrame) -> list[Element]:
     return out
 
 
-TIMING_COLUMNS = ("block", "size", "act", "median ms", "p90 ms", "CI95", "fused", "by timing", "act ran as",
-                  "notes")
+TIMING_COLUMNS = ("block", "size", "threads", "act", "median ms", "p90 ms", "CI95", "fused", "by timing",
+                  "act ran as", "notes")
 """The comparison table's first part (with the ratio column); the rest go into a folded second table."""
 
 
@@ -276,7 +276,7 @@ def _comparison_tables(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     disp = display_frame(rows)
     ratio = [c for c in disp.columns if c.startswith("× ") and c != "× fp32"]
     first = [c for c in disp.columns if c in TIMING_COLUMNS or c in ratio]
-    keys = [c for c in ("block", "size", "act") if c in disp.columns]
+    keys = [c for c in ("block", "size", "threads", "act") if c in disp.columns]
     rest = [c for c in disp.columns if c not in first]
     return disp[first], (disp[keys + rest] if rest else pd.DataFrame())
 
