@@ -269,8 +269,7 @@ class MeasureFlags(OptionGroup):
 
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel=_OUTPUT,
-                                     help="No progress bar (nor rows as each size finishes), no summary of "
-                                     "onnxruntime's quantizer warnings; each library warning once.")]
+                                     help="No progress bar; each library warning once.")]
 Shape = Annotated[list[str] | None, typer.Option(
     "--shape", rich_help_panel=_BLOCKS, help="Shape for dynamic inputs: images=1x3x640x640, 1x3x640x640 (the only "
     "input) or a named dimension, batch=1.")]
@@ -299,7 +298,9 @@ class OutputFlags(OptionGroup):
                                          "existing --csv (without it, a non-empty --csv is refused).")] = False
     fmt: Annotated[Format, typer.Option("--format", "-f", rich_help_panel=_OUTPUT,
                                         help="How to print the results on stdout.")] = Format.table
-    quiet: Quiet = False
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel=_OUTPUT, help="No progress bar, no rows as "
+                                        "each size finishes, no summary of onnxruntime's quantizer warnings; each "
+                                        "library warning once.")] = False
     columns: Annotated[str | None, typer.Option(
         "--columns", rich_help_panel=_OUTPUT, show_default=False,
         help="The table's columns, comma-separated, in the order given, of: block, size, threads, act, median, p90, "
