@@ -98,10 +98,14 @@ class _Collect(logging.Filter):
 @contextmanager
 def _collect_quantizer_messages():
     """onnxruntime's quantizer logs the same advice for every model it quantizes (a sweep's 16 models: 16 times):
-    collect its warnings, and the Python warnings it raises, for ``quantizer_messages``."""
+    collect its warnings, and the Python warnings it raises, for ``quantizer_messages``; the sessions it creates to
+    calibrate log errors only (onnxruntime's default severity, warning, is put back after)."""
+    import onnxruntime as ort
+
     collect = _Collect()
     root = logging.getLogger()
     root.filters.insert(0, collect)  # before any other filter (the CLI's once-per-message one), so each is counted
+    ort.set_default_logger_severity(3)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -112,6 +116,7 @@ def _collect_quantizer_messages():
                     _MESSAGES[str(warning.message).strip()] += 1
     finally:
         root.removeFilter(collect)
+        ort.set_default_logger_severity(2)
 
 
 def quantizer_messages() -> dict[str, int]:
