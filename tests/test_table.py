@@ -201,8 +201,8 @@ def test_the_int8_view_fits(width):
     assert max(cell_len(line) for line in lines) <= width
     header = _header(lines)
     assert "× fp32" in header and "relu (int8)" in "\n".join(lines)
-    if width == 120:
-        assert "int8 err" in header
+    left_out = " ".join(line for line in lines if line.startswith("left out at"))
+    assert "int8 err" in header or "int8 err" in left_out  # shown, or named as left out: never wrapped
 
 
 def test_markdown_has_the_default_columns_and_the_lines_under_them():

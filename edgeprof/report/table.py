@@ -147,7 +147,7 @@ class TableColumn:
 
 RATIO = "ratio"
 TABLE_COLUMNS = (
-    TableColumn("block", "block", True, 0),
+    TableColumn("block", "block", True, 3),  # always kept where the rows have several blocks (fit_columns)
     TableColumn("size", "size", True, 0),
     TableColumn("threads", "threads", True, 0),
     TableColumn("act", "act", True, 0, ("activation",)),
@@ -266,9 +266,15 @@ class Fitted:
 def fit_columns(disp: pd.DataFrame, headers: Sequence[str], width: int) -> Fitted:
     """The columns of ``headers`` that fit ``width`` together: the always-kept ones (``keep`` 0), then each other
     one, in order of ``keep`` (ties: as given), that still fits; ``act ran as`` with short op names when only
-    those fit. A cell is never wrapped: what does not fit is left out (and named in ``left_out``)."""
+    those fit. ``block`` is always kept where the rows have several. A cell is never wrapped: what does not fit is
+    left out (and named in ``left_out``)."""
     frame = disp[list(headers)].copy()
-    order = sorted(range(len(headers)), key=lambda i: (_keep(headers[i]), i))
+    varies = "block" in frame.columns and frame["block"].nunique() > 1
+
+    def keep(header: str) -> int:
+        return 0 if header == "block" and varies else _keep(header)
+
+    order = sorted(range(len(headers)), key=lambda i: (keep(headers[i]), i))
     chosen: set[str] = set()
     used = 1
     shortened: dict[str, str] = {}
@@ -282,7 +288,7 @@ def fit_columns(disp: pd.DataFrame, headers: Sequence[str], width: int) -> Fitte
                 shortened = {OP_SHORT[op]: op for cell in frame[header] for op in re.findall(r"[A-Za-z]+", str(cell))
                              if op in OP_SHORT}
                 frame[header], width_of = short, short_width
-        if _keep(header) == 0 or used + width_of + 3 <= width:
+        if keep(header) == 0 or used + width_of + 3 <= width:
             chosen.add(header)
             used += width_of + 3
     shown = [header for header in headers if header in chosen]
