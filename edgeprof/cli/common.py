@@ -92,16 +92,23 @@ def render(df, fmt: Format, title: str | None = None, results: bool = True, colu
     shown in the table and Markdown through the report's display columns (``columns``: the names --columns
     gave; ``wide``: every column), with the cost per size and the fusion footnote under them; otherwise the
     frame as it is."""
-    from edgeprof.report.table import cross_runtime_frame, render_frame, render_rich, runtimes_in, to_markdown
+    from edgeprof.report.table import (
+        cross_runtime_frame,
+        render_frame,
+        render_rich,
+        runtimes_in,
+        table_width,
+        to_markdown,
+    )
 
     if results and fmt in (Format.table, Format.md) and len(runtimes_in(df)) > 1:
         # several runtimes: one row per block size and activation, one column per runtime (detail: the CSV)
-        cross = cross_runtime_frame(df)
         if fmt == Format.table:
-            render_frame(cross, out_console(), title=(title or "") + " — ratio to the baseline per runtime "
-                         "[95% CI]; F = fused into the conv in the runtime's graph")
+            console = out_console()
+            render_frame(cross_runtime_frame(df, width=table_width(console)), console, title=(title or "") + " — ratio "
+                         "to the baseline per runtime [95% CI]; F = fused into the conv in the runtime's graph")
         else:
-            typer.echo(markdown(cross))
+            typer.echo(markdown(cross_runtime_frame(df)))
         return
     if fmt == Format.table:
         if results:
