@@ -6,6 +6,7 @@
   ``profile_swapped(model, plan, ...)``: your ONNX model with each activation swapped in (``sweep --onnx``).
 - ``acts_table()``: the activation table as a DataFrame (torch-free).
 - ``per_op_table(csv_path, run_ids)``: where the time went in a run, from its per-op CSV.
+- ``parse_threads("1,2,4")``: the thread counts of ``--threads`` (a sweep measures each as a configuration).
 - ``threads_warning(threads)``: a one-line warning when more threads are asked for than cores are usable.
 - ``default_models_dir()``: where exported models are cached ($EDGEPROF_MODELS_DIR, else the user's cache).
 
@@ -155,6 +156,29 @@ def check_calib(path: str | Path) -> Path:
     if hasattr(loaded, "close"):
         loaded.close()
     return path
+
+
+def parse_threads(threads: str | int | Sequence[int]) -> list[int]:
+    """``"1,2,4"`` (or an int, or ints) -> the thread counts, in the order given, without repeats; an InputError
+    naming ``--threads`` for a count that is not a whole number of at least 1."""
+    if isinstance(threads, int):
+        items = [str(threads)]
+    else:
+        items = threads.split(",") if isinstance(threads, str) else [str(t) for t in threads]
+    counts = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        try:
+            count = int(item)
+        except ValueError:
+            raise InputError(f"--threads: {item!r} is not a whole number (e.g. 1, or 1,2,4 in a sweep)") from None
+        if count < 1:
+            raise InputError(f"--threads: thread counts must be at least 1, got {count}")
+        counts.append(count)
+    if not counts:
+        raise InputError("--threads: no thread count given (e.g. 1, or 1,2,4 in a sweep)")
+    return list(dict.fromkeys(counts))
 
 
 def runtime_settings(runtime: str | None = None, threads: int = 1, opt_level: str = "all", spinning: bool = False,

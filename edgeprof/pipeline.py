@@ -126,7 +126,7 @@ def run_groups(
         return cache[g]
 
     jobs = [Job(where=f"{group[0].block} w{group[0].width} {group[0].imgsz}px"
-                + (f" {rt.runtime}" if len(all_settings) > 1 else ""),
+                + _what_differs(rt, all_settings),
                 configs=[{**spec.as_dict(), **rt.row(), "exporter": plan.exporter, "opset": plan.opset,
                           "precision": precision} for spec in group for precision in precisions],
                 get_models=lambda stage, g=g, group=group, rt=rt: models_of(g, group, stage, rt),
@@ -146,6 +146,12 @@ def _settings_list(settings: RuntimeSettings | Sequence[RuntimeSettings]) -> lis
     if not items:
         raise InputError("no runtime to measure with")
     return list(dict.fromkeys(items))
+
+
+def _what_differs(settings: RuntimeSettings, all_settings: list[RuntimeSettings]) -> str:
+    """What tells a job's settings apart from the run's others, for its progress label: its runtime, its threads."""
+    runtime = f" {settings.runtime}" if len({s.runtime for s in all_settings}) > 1 else ""
+    return runtime + (f" {settings.threads} thread(s)" if len({s.threads for s in all_settings}) > 1 else "")
 
 
 @dataclass
@@ -198,13 +204,16 @@ def record_run(
 
         rec.add_metadata(cache=cache_metadata(getattr(settings, "cache", "warm")))  # cold: the eviction buffer
         t_start = time.perf_counter()
-        machine = None
+        ceilings: dict[int, dict] = {}  # the machine's ceilings at each thread count the jobs run with
         if roofline:
             from edgeprof.measure.machine import machine_ceilings
 
             progress("measuring this machine's ceilings (cached after the first time)", 0.0)
-            machine = machine_ceilings(settings.threads)
-            rec.add_metadata(machine=machine)
+            for threads in dict.fromkeys([settings.threads, *(job.settings.threads for job in jobs if job.settings)]):
+                ceilings[threads] = machine_ceilings(threads)
+            rec.add_metadata(machine=ceilings[settings.threads],
+                             **({"machine_by_threads": {str(t): c for t, c in ceilings.items()}}
+                                if len(ceilings) > 1 else {}))
         rec.announce([config for job in jobs for config in job.configs])
         for j, job in enumerate(jobs):
             def stage(message: str, fraction: float, j=j, job=job) -> None:
@@ -252,7 +261,7 @@ def record_run(
                 if row.get("macs") is None and row.get("model") and row.get("status") not in ("failed", "unsupported"):
                     row["macs"] = graph_macs(row["model"])
                 row.update(job.labels)
-            add_roofline([row for row, _ in entries], machine)
+            add_roofline([row for row, _ in entries], ceilings.get(run_settings.threads))
             rec.record(entries)
             if interrupted:
                 raise KeyboardInterrupt

@@ -14,7 +14,11 @@ DequantizeLinear and QuantizeLinear: the executed ops say which fell back. Needs
 from __future__ import annotations
 
 import json
+import logging
 import os
+import warnings
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -77,6 +81,52 @@ def calibration_inputs(path: Path, count: int, seed: int, calib: str | Path | No
             for i in range(0, total - batch + 1, batch)]
 
 
+_MESSAGES: Counter[str] = Counter()  # what onnxruntime's quantizer warned in this process, and how often
+
+
+class _Collect(logging.Filter):
+    """On the root logger while the quantizer runs: its warnings (``logging.warning``, module-level) are counted
+    in ``_MESSAGES`` instead of printed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            _MESSAGES[record.getMessage().strip()] += 1
+            return False
+        return True
+
+
+@contextmanager
+def _collect_quantizer_messages():
+    """onnxruntime's quantizer logs the same advice for every model it quantizes (a sweep's 16 models: 16 times):
+    collect its warnings, and the Python warnings it raises, for ``quantizer_messages``; the sessions it creates to
+    calibrate log errors only (onnxruntime's default severity, warning, is put back after)."""
+    import onnxruntime as ort
+
+    collect = _Collect()
+    root = logging.getLogger()
+    root.filters.insert(0, collect)  # before any other filter (the CLI's once-per-message one), so each is counted
+    ort.set_default_logger_severity(3)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                for warning in caught:
+                    _MESSAGES[str(warning.message).strip()] += 1
+    finally:
+        root.removeFilter(collect)
+        ort.set_default_logger_severity(2)
+
+
+def quantizer_messages() -> dict[str, int]:
+    """The warnings onnxruntime's quantizer gave in this process since the last call, each with how often it came
+    (in the order first seen); the CLI says them in one line, or not at all under --quiet."""
+    messages = dict(_MESSAGES)
+    _MESSAGES.clear()
+    return messages
+
+
 def quantize_model(built, mode: str = "int8", calibration: int = 16, seed: int = 0,
                    calib: str | Path | None = None) -> ModelRecord:
     """Quantize an exported model (anything with ``path``, ``params``, ``macs``, ``exporter``, ``opset``,
@@ -124,12 +174,13 @@ def quantize_model(built, mode: str = "int8", calibration: int = 16, seed: int =
 
     tmp = dst.with_name(dst.name + f".tmp{os.getpid()}")
     try:
-        if mode == "int8-dynamic":
-            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8)
-        else:
-            quantize_static(str(src), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                            reduce_range=True)
+        with _collect_quantizer_messages():  # its advice, repeated per model: collected, said once by the caller
+            if mode == "int8-dynamic":
+                quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8)
+            else:
+                quantize_static(str(src), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                                reduce_range=True)
         os.replace(tmp, dst)
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {dst}: {exc.strerror or exc}") from None

@@ -73,7 +73,8 @@ def test_profile_missing_and_corrupt_files(tmp_path):
 def test_sweep_end_to_end(tmp_path):
     csv = tmp_path / "sweep.csv"
     result = runner.invoke(app, ["sweep", "--acts", "relu,mish,hardswish", "--widths", "16", "--imgsz", "48",
-                                 "--csv", str(csv), "--models-dir", str(tmp_path / "models"), *SWEEP_FAST])
+                                 "--csv", str(csv), "--models-dir", str(tmp_path / "models"), *SWEEP_FAST],
+                           env={"COLUMNS": "200"})  # room for every default column, act ran as in full
     assert result.exit_code == 0, result.output
     assert "× relu" in result.output and "Softplus+Tanh+Mul" in result.output
     df = pd.read_csv(csv)

@@ -34,7 +34,7 @@ def bundle(
     """
     from edgeprof.api import make_plan, resolve_runtimes
     from edgeprof.bundle import make_bundle
-    from edgeprof.cli.common import note
+    from edgeprof.cli.common import note, quantizer_note
     from edgeprof.errors import InputError
 
     if runtime is not None and runtimes is not None:
@@ -45,6 +45,7 @@ def bundle(
     sweep_plan = make_plan(**plan.given_values(), **export.given_values())
     with progress_bar(not quiet) as progress:
         manifest = make_bundle(sweep_plan, out, on_progress=progress, runtime=names)
+    quantizer_note(quiet)
     files = len(list((manifest.parent / "models").glob("*.onnx")))
     typer.echo(f"bundle: {manifest.parent} ({files} models; manifest {manifest.name}). On the device: "
                f"edgeprof profile {manifest.parent}", err=True)

@@ -59,8 +59,9 @@ def boundary(fn: Callable) -> Callable:
 
 
 @contextmanager
-def progress_bar(enabled: bool = True):
-    """A progress callback ``(message, fraction)`` drawn on stderr with elapsed time and ETA."""
+def progress_bar(enabled: bool = True, console=None):
+    """A progress callback ``(message, fraction)`` drawn on stderr (``console``: the one to draw on; what else is
+    printed on it while the bar runs goes above the bar) with elapsed time and ETA."""
     if not enabled:
         yield lambda message, fraction: None
         return
@@ -73,7 +74,7 @@ def progress_bar(enabled: bool = True):
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        console=err_console(),
+        console=console or err_console(),
         transient=True,
     ) as bar:
         task = bar.add_task("starting", total=1.0)
@@ -86,28 +87,40 @@ def progress_bar(enabled: bool = True):
         yield update
 
 
-def render(df, fmt: Format, title: str | None = None, results: bool = True) -> None:
+def render(df, fmt: Format, title: str | None = None, results: bool = True, columns=None, wide: bool = False) -> None:
     """Print a frame: a rich table, or CSV/JSON/Markdown on stdout for other tools. ``results``: result rows,
-    shown in the table and Markdown through the report's display columns; otherwise the frame as it is."""
-    from edgeprof.report.table import cross_runtime_frame, display_frame, render_frame, render_rich, runtimes_in
+    shown in the table and Markdown through the report's display columns (``columns``: the names --columns
+    gave; ``wide``: every column), with the cost per size and the fusion footnote under them; otherwise the
+    frame as it is."""
+    from edgeprof.report.table import (
+        cross_runtime_frame,
+        render_frame,
+        render_rich,
+        runtimes_in,
+        table_width,
+        to_markdown,
+    )
 
     if results and fmt in (Format.table, Format.md) and len(runtimes_in(df)) > 1:
         # several runtimes: one row per block size and activation, one column per runtime (detail: the CSV)
-        cross = cross_runtime_frame(df)
         if fmt == Format.table:
-            render_frame(cross, out_console(), title=(title or "") + " — ratio to the baseline per runtime "
-                         "[95% CI]; F = fused into the conv in the runtime's graph")
+            console = out_console()
+            render_frame(cross_runtime_frame(df, width=table_width(console)), console, title=(title or "") + " — ratio "
+                         "to the baseline per runtime [95% CI]; F = fused into the conv in the runtime's graph")
         else:
-            typer.echo(markdown(cross))
+            typer.echo(markdown(cross_runtime_frame(df)))
         return
     if fmt == Format.table:
-        (render_rich if results else render_frame)(df, out_console(), title=title)
+        if results:
+            render_rich(df, out_console(), title=title, columns=columns, wide=wide)
+        else:
+            render_frame(df, out_console(), title=title)
     elif fmt == Format.csv:
         df.to_csv(sys.stdout, index=False)
     elif fmt == Format.json:
         typer.echo(json.dumps(json.loads(df.to_json(orient="records")), indent=2))
     else:
-        typer.echo(markdown(display_frame(df) if results else df))
+        typer.echo(to_markdown(df, columns=columns, wide=wide) if results else markdown(df))
 
 
 def markdown(df) -> str:
@@ -121,7 +134,7 @@ def render_per_op(csv_path: Path, df, fmt: Format) -> None:
     """The per-op summary of this run: after the table, or in Markdown; for csv and json, whose stdout is for
     machines, on stderr (the figures are in the per-op CSV beside the results)."""
     from edgeprof.api import per_op_table
-    from edgeprof.report.table import render_frame
+    from edgeprof.report.table import PER_OP_KEEP, PER_OP_LIST, render_frame
     from edgeprof.results.rows import per_op_path
 
     summary = per_op_table(csv_path, df["run_id"]) if "run_id" in df else None
@@ -132,9 +145,10 @@ def render_per_op(csv_path: Path, df, fmt: Format) -> None:
     if fmt == Format.md:
         typer.echo(f"\n{title}\n\n{markdown(summary)}")
     elif fmt == Format.table:
-        render_frame(summary, out_console(), title=title)
+        render_frame(summary, out_console(), title=title, keep=PER_OP_KEEP, trim=PER_OP_LIST)
     else:
-        render_frame(summary, err_console(), title=f"{title}; saved in {per_op_path(csv_path)}")
+        render_frame(summary, err_console(), title=f"{title}; saved in {per_op_path(csv_path)}", keep=PER_OP_KEEP,
+                     trim=PER_OP_LIST)
 
 
 def note(message: str) -> None:
@@ -176,26 +190,59 @@ def log_each_message_once() -> None:
         root.addFilter(OncePerMessage())
 
 
-def run_and_render(command: str, output, settings, run: Callable) -> None:
-    """``run(progress)`` under a progress bar, then its rows (also when they could not be saved, before saying
-    so), the per-op summary with --per-op, and where the results went."""
+def run_and_render(command: str, output, settings, run: Callable, live: bool = False) -> None:
+    """``run(progress, on_rows)`` under a progress bar, then its rows (also when they could not be saved, before
+    saying so), the per-op summary with --per-op, and where the results went. ``live``: rows are shown as each
+    job (a size) finishes, above the progress bar on stderr (``on_rows``; None otherwise, and under --quiet or a
+    format other than the table): stdout gets the final table only."""
     from edgeprof.pipeline import ResultsNotSaved
+    from edgeprof.report.table import render_rich
 
+    columns = output.table_columns()  # an unknown column name fails here, before anything is measured
+    console = err_console()
+
+    def show_rows(rows) -> None:
+        render_rich(rows, console, columns=columns, explain=False)
+
+    on_rows = show_rows if live and not output.quiet and output.fmt == Format.table else None
     try:
-        with progress_bar(not output.quiet) as progress:
-            df, csv_path = run(progress)
+        with progress_bar(not output.quiet, console) as progress:
+            df, csv_path = run(progress, on_rows)
     except ResultsNotSaved as exc:  # show what was measured, then say where it could not be written
-        render(exc.frame, output.fmt, title=f"edgeprof {command}: measured but not saved")
+        render(exc.frame, output.fmt, title=f"edgeprof {command}: measured but not saved", columns=columns,
+               wide=output.wide)
         raise
-    if isinstance(settings, list | tuple):
-        label = settings[0].label() if len(settings) == 1 else \
-            f"{', '.join(s.runtime for s in settings)}, {settings[0].threads} thread(s)"
-    else:
-        label = settings.label()
-    render(df, output.fmt, title=f"edgeprof {command}: {label}")
+    render(df, output.fmt, title=f"edgeprof {command}: {settings_label(settings)}", columns=columns,
+           wide=output.wide)
     if output.per_op:
         render_per_op(csv_path, df, output.fmt)
+    quantizer_note(output.quiet)
     wrote(csv_path)
+
+
+def settings_label(settings) -> str:
+    """The title's words for the settings of a run: one runtime's label, or the runtimes and thread counts."""
+    if not isinstance(settings, list | tuple):
+        return settings.label()
+    if len(settings) == 1:
+        return settings[0].label()
+    runtimes = list(dict.fromkeys(s.runtime for s in settings))
+    threads = list(dict.fromkeys(str(s.threads) for s in settings))
+    return f"{', '.join(runtimes)}, {'/'.join(threads)} thread(s)"
+
+
+def quantizer_note(quiet: bool) -> None:
+    """onnxruntime's quantizer logs its advice once per model it quantizes; edgeprof.quantize collects it instead.
+    Say it in one line (none under --quiet)."""
+    quantize = sys.modules.get("edgeprof.quantize")
+    if quantize is None:  # nothing was quantized in this process
+        return
+    messages = quantize.quantizer_messages()
+    if messages and not quiet:
+        first = next(iter(messages)).split(". ")[0].rstrip(". ")
+        count = sum(messages.values())
+        note(f"onnxruntime's quantizer warned {count} time(s), {len(messages)} distinct message(s), e.g. "
+             f"\"{first[:160]}\" (shown once here; --quiet: not at all)")
 
 
 def wrote(csv_path: Path) -> None:

@@ -172,15 +172,29 @@ RuntimesOpt = Annotated[str | None, typer.Option(
     "or all (every built-in runtime installed here). --runtime R is the one-runtime spelling.")]
 
 
+def _check_threads(value: str | None) -> str | None:
+    """--threads: one thread count, or several (1,2,4), each at least 1; a usage error (one line) otherwise."""
+    from edgeprof.api import parse_threads
+    from edgeprof.errors import InputError
+
+    if value is not None:
+        try:
+            parse_threads(value)
+        except InputError as exc:
+            raise typer.BadParameter(str(exc).removeprefix("--threads: ")) from None
+    return value
+
+
 @dataclass(frozen=True)
 class SessionFlags(OptionGroup):
     """The runtime's settings that move latency (recorded in every row)."""
 
     runtime: RuntimeOpt = None
     runtimes: RuntimesOpt = None
-    threads: Annotated[int, typer.Option("--threads", min=1, rich_help_panel=_RUNTIME,
+    threads: Annotated[str, typer.Option("--threads", rich_help_panel=_RUNTIME, callback=_check_threads,
                                          help="The runtime's compute threads (onnxruntime: intra-op; 1 = one big "
-                                         "core).")] = 1
+                                         "core). sweep takes several, comma-separated (1,2,4): each is a "
+                                         "configuration of its own, measured and compared apart.")] = "1"
     opt_level: Annotated[OptLevel, typer.Option("--opt-level", rich_help_panel=_RUNTIME,
                                                 help="onnxruntime graph optimisation level.")] = OptLevel.all
     spinning: Annotated[bool, typer.Option("--spinning/--no-spinning", rich_help_panel=_RUNTIME,
@@ -201,9 +215,21 @@ class SessionFlags(OptionGroup):
             return resolve_runtimes(self.runtimes)
         return ([self.runtime] if self.runtime else None), ""
 
-    def settings(self, runtime: str | None = None):
+    def thread_counts(self, several: bool = False) -> list[int]:
+        """The thread counts ``--threads`` gives; more than one only where ``several`` (sweep), else a usage error."""
+        from edgeprof.api import parse_threads
+        from edgeprof.errors import InputError
+
+        counts = parse_threads(self.threads)
+        if len(counts) > 1 and not several:
+            raise InputError(f"--threads {self.threads}: this command measures with one thread count; several (each "
+                             "a configuration of its own) apply to sweep")
+        return counts
+
+    def settings(self, runtime: str | None = None, threads: int | None = None):
         """The settings of ``runtime`` (default: ``--runtime``, or the one runtime ``--runtimes`` names) from the
-        options given; several ``--runtimes`` are a usage error here (a command that measures with one)."""
+        options given, with ``threads`` (default: the one count ``--threads`` gives); several ``--runtimes`` or
+        thread counts are a usage error here (a command that measures with one)."""
         from edgeprof.api import runtime_settings
         from edgeprof.errors import InputError
 
@@ -213,17 +239,22 @@ class SessionFlags(OptionGroup):
                 raise InputError("this command measures with one runtime: give --runtime R (--runtimes "
                                  f"{self.runtimes} names {len(names)})")
             runtime = names[0]
-        return runtime_settings(runtime or self.runtime, self.threads, self.opt_level.value, self.spinning,
-                                self.arena)
+        threads = self.thread_counts()[0] if threads is None else threads
+        return runtime_settings(runtime or self.runtime, threads, self.opt_level.value, self.spinning, self.arena)
 
-    def settings_list(self, names: list[str] | None = None) -> list:
-        """Each runtime's settings, for a run over several (``--runtimes``; default the one of ``--runtime``)."""
+    def settings_list(self, names: list[str] | None = None, several_threads: bool = False) -> list:
+        """Each runtime's settings, for a run over several (``--runtimes``; default the one of ``--runtime``); with
+        ``several_threads`` (sweep), once per thread count ``--threads`` gives, each a configuration of its own
+        (runtime by runtime, and thread count by thread count within a runtime)."""
         from edgeprof.api import runtime_settings_list
 
+        counts = self.thread_counts(several_threads)
         names = names or self.runtime_names()[0] or [None]
         if names == [None] or len(names) == 1:
-            return [self.settings(names[0])]
-        return runtime_settings_list(names, self.threads, self.opt_level.value, self.spinning, self.arena)
+            return [self.settings(names[0], threads) for threads in counts]
+        per_count = [runtime_settings_list(names, threads, self.opt_level.value, self.spinning, self.arena)
+                     for threads in counts]
+        return [settings[i] for i in range(len(names)) for settings in per_count]
 
 
 @dataclass(frozen=True)
@@ -301,14 +332,36 @@ class OutputFlags(OptionGroup):
                                          "existing --csv (without it, a non-empty --csv is refused).")] = False
     fmt: Annotated[Format, typer.Option("--format", "-f", rich_help_panel=_OUTPUT,
                                         help="How to print the results on stdout.")] = Format.table
-    quiet: Quiet = False
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel=_OUTPUT, help="No progress bar, no rows as "
+                                        "each size finishes, no summary of onnxruntime's quantizer warnings; each "
+                                        "library warning once.")] = False
+    columns: Annotated[str | None, typer.Option(
+        "--columns", rich_help_panel=_OUTPUT, show_default=False,
+        help="The table's columns, comma-separated, in the order given, of: block, size, threads, act, median, p90, "
+        "ci, ratio, fp32, int8-err, fused, by-timing, ran-as, params, macs, act-alone, peak, peak-mib, est-mib, notes "
+        "(default: block,size,act,median,ratio,fused,ran-as and, where rows have them, threads, the INT8 columns "
+        "and notes).")] = None
+    wide: Annotated[bool, typer.Option("--wide", rich_help_panel=_OUTPUT, help="Show every column of the table, "
+                                       "however wide (by default it fits the terminal, leaving out columns).")] = False
 
-    def record(self, prefix: str) -> dict:
-        """The pipelines' RecordOptions: the CSV (--csv, else a new file in --results-dir), --resume, --append."""
+    def table_columns(self) -> tuple[str, ...] | None:
+        """The columns --columns names, checked (None: the default ones); --columns with --wide is an error."""
+        from edgeprof.errors import InputError
+        from edgeprof.report.table import parse_columns
+
+        if self.columns is None:
+            return None
+        if self.wide:
+            raise InputError("--wide shows every column and --columns picks some: give one of them")
+        return parse_columns(self.columns)
+
+    def record(self, prefix: str, on_rows=None) -> dict:
+        """The pipelines' RecordOptions: the CSV (--csv, else a new file in --results-dir), --resume, --append, and
+        ``on_rows``, called with the rows of each job as they are recorded."""
         from edgeprof.pipeline import new_csv_path
 
         csv = self.csv if self.csv is not None or self.resume else new_csv_path(self.results_dir, prefix=prefix)
-        return {"csv_path": csv, "resume": self.resume, "append": self.append}
+        return {"csv_path": csv, "resume": self.resume, "append": self.append, "on_rows": on_rows}
 
 
 def with_groups(fn):

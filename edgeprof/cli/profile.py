@@ -49,6 +49,6 @@ def profile(
         note(left_out)
     all_settings, options = measuring.with_cache(session.settings_list(names)), measuring.options()
     warn_threads(all_settings[0].threads)
-    run_and_render("profile", output, all_settings, lambda progress: api.profile(
+    run_and_render("profile", output, all_settings, lambda progress, on_rows: api.profile(
         models, all_settings, options, shapes=parse_shapes(shape), on_progress=progress, roofline=roofline,
-        **output.record("profile")))
+        **output.record("profile", on_rows)), live=len(models) == 1 and is_bundle(models[0]))  # a bundle: a sweep

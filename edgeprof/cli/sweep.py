@@ -60,6 +60,10 @@ def sweep(
 
       edgeprof sweep --acts leakyrelu:0.2,mypkg.acts:MyAct --threads 2 --csv results/mine.csv
 
+      edgeprof sweep --acts relu,silu,mish --threads 1,2,4   (each thread count a configuration of its own)
+
+      edgeprof sweep --columns size,act,median,ratio,notes   (or --wide: every column)
+
       edgeprof sweep --runtimes onnxruntime,openvino --acts relu,silu,mish --widths 32,64 --imgsz 80
 
       edgeprof sweep --runtimes all   (every runtime installed here; one line names those that are not)
@@ -80,19 +84,21 @@ def sweep(
     names, left_out = session.runtime_names()
     if left_out:
         note(left_out)
-    all_settings = measuring.with_cache(session.settings_list(names))
+    all_settings = measuring.with_cache(session.settings_list(names, several_threads=True))
     settings, options = all_settings[0], measuring.options(seed=sweep_plan.seed)
-    warn_threads(settings.threads)
+    warn_threads(max(s.threads for s in all_settings))
     models_dir = models_dir or default_models_dir()
     if onnx_model is not None and len(all_settings) > 1:
-        raise InputError("--onnx measures with one runtime: give --runtime R (or run once per runtime)")
+        raise InputError("--onnx measures with one runtime and one thread count: give --runtime R and one --threads "
+                         "(or run once per runtime and thread count)")
     if onnx_model is not None:
         from edgeprof.api import profile_swapped
         from edgeprof.runtime.onnxruntime.session import parse_shapes
 
-        run_and_render("sweep", output, settings, lambda progress: profile_swapped(
+        run_and_render("sweep", output, settings, lambda progress, on_rows: profile_swapped(
             onnx_model, sweep_plan, settings, options, shapes=parse_shapes(shape), models_dir=models_dir,
-            on_progress=progress, **output.record("swap")))
+            on_progress=progress, **output.record("swap", on_rows)))
     else:
-        run_and_render("sweep", output, all_settings, lambda progress: run_sweep(
-            sweep_plan, all_settings, options, models_dir=models_dir, on_progress=progress, **output.record("sweep")))
+        run_and_render("sweep", output, all_settings, lambda progress, on_rows: run_sweep(
+            sweep_plan, all_settings, options, models_dir=models_dir, on_progress=progress,
+            **output.record("sweep", on_rows)), live=True)

@@ -27,7 +27,7 @@ import pandas as pd
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.report import scaling
 from edgeprof.report.compare import block_vs_network
-from edgeprof.report.table import _fmt_ops, display_frame
+from edgeprof.report.table import _fmt_ops, display_frame, fusion_footnote, recommendations
 from edgeprof.results.recorder import runs_of
 from edgeprof.results.rows import per_op_path, read_results
 from edgeprof.results.schema import COLUMNS
@@ -265,8 +265,8 @@ def _run_elements(inputs: Inputs, results: pd.DataFrame) -> list[Element]:
     return out
 
 
-TIMING_COLUMNS = ("block", "size", "act", "median ms", "p90 ms", "CI95", "fused", "by timing", "act ran as",
-                  "notes")
+TIMING_COLUMNS = ("block", "size", "threads", "act", "median ms", "p90 ms", "CI95", "fused", "by timing",
+                  "act ran as", "notes")
 """The comparison table's first part (with the ratio column); the rest go into a folded second table."""
 
 
@@ -276,9 +276,15 @@ def _comparison_tables(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     disp = display_frame(rows)
     ratio = [c for c in disp.columns if c.startswith("× ") and c != "× fp32"]
     first = [c for c in disp.columns if c in TIMING_COLUMNS or c in ratio]
-    keys = [c for c in ("block", "size", "act") if c in disp.columns]
+    keys = [c for c in ("block", "size", "threads", "act") if c in disp.columns]
     rest = [c for c in disp.columns if c not in first]
     return disp[first], (disp[keys + rest] if rest else pd.DataFrame())
+
+
+def _lines_under(lines: list[str]) -> list[Element]:
+    """What the terminal prints under its table (the cost per size, the fused/by-timing footnote): a heading
+    paragraph and a list; nothing when there is nothing to say."""
+    return [Element("p", lines[0]), Element("ul", [line.strip() for line in lines[1:]])] if lines else []
 
 
 def _ran_as(rows: pd.DataFrame) -> str:
@@ -478,6 +484,7 @@ def write_report(csv_paths: list[str | Path], out_dir: str | Path, fmt: str = "m
                                     "are not one activation's variants have none)."))
         else:
             doc.append(Element("table", table))
+            doc += _lines_under(recommendations(rows))
 
     # 2. the verdicts
     doc.append(Element("h2", "Does the cost grow with the block's size? Verdicts"))
@@ -499,7 +506,7 @@ def write_report(csv_paths: list[str | Path], out_dir: str | Path, fmt: str = "m
         doc.append(Element("p", f"{len(rows)} row(s) ({len(rows) - len(ok)} not ok) from "
                                 f"{', '.join(sorted({Path(s).name for s in rows['source']}))}."))
         timing, other = _comparison_tables(rows)
-        doc += [Element("h4", "Comparison table"), Element("table", timing)]
+        doc += [Element("h4", "Comparison table"), Element("table", timing), *_lines_under(fusion_footnote(rows))]
         if not other.empty:
             doc.append(Element("details", ("Size, memory and roofline of each row", [Element("table", other)])))
         if rows["block"].isin(MODEL_NAMES).any() and (~rows["block"].isin(MODEL_NAMES)).any():

@@ -27,6 +27,7 @@ import os
 import shlex
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypedDict
 
@@ -143,12 +144,14 @@ def runs_of(metadata: dict) -> list[dict]:
 
 class RecordOptions(TypedDict, total=False):
     """How an entry point's caller says where and how a run is recorded (keyword arguments of every pipeline):
-    the CSV (default: a new file in results/), extra metadata, and --resume or --append."""
+    the CSV (default: a new file in results/), extra metadata, --resume or --append, and ``on_rows``: called with
+    the rows of each job (a size group) as soon as they are recorded, to show them while the run goes on."""
 
     csv_path: Path | None
     metadata: dict | None
     resume: bool
     append: bool
+    on_rows: Callable[[pd.DataFrame], None] | None
 
 
 class RunRecorder:
@@ -158,7 +161,7 @@ class RunRecorder:
     """
 
     def __init__(self, prefix: str, run_info: dict, csv_path: Path | None = None, metadata: dict | None = None,
-                 resume: bool = False, append: bool = False, on_note=None):
+                 resume: bool = False, append: bool = False, on_note=None, on_rows=None):
         if resume and csv_path is None:
             raise InputError("--resume needs --csv: the results file of the run to continue")
         if resume and append:
@@ -169,6 +172,7 @@ class RunRecorder:
         self.run_id = uuid.uuid4().hex[:12]
         self._extra = {**run_info, **(metadata or {})}
         self._note = on_note or (lambda message: print(f"edgeprof: {message}", file=sys.stderr))
+        self._on_rows = on_rows
         self.rows: list[dict] = []
         self.saved = 0
         self.done: set[tuple] = set()
@@ -373,6 +377,8 @@ class RunRecorder:
             except RuntimeFailure as exc:
                 raise ResultsNotSaved(f"{exc}; {len(self.rows)} rows measured, {self.saved} of them saved (all "
                                       "printed)", self.frame(), self.csv_path) from None
+        if self._on_rows is not None and entries:  # the caller shows them while the run goes on
+            self._on_rows(to_frame([row for row, _ in entries]))
 
     def frame(self) -> pd.DataFrame:
         return to_frame(self.rows)
