@@ -94,10 +94,10 @@ def test_ctrl_c_keeps_finished_rows(tmp_path):
     """Interrupt a two-size sweep once the first size is in the CSV: exit 130, rows kept, no traceback."""
     csv = tmp_path / "int.csv"
     cmd = [sys.executable, "-m", "edgeprof.cli", "sweep", "--acts", "relu,silu", "--widths", "8,16,24,32",
-           "--imgsz", "32", "--max-time", "2", "--rel-ci", "0.0001", "--csv", str(csv),
+           "--imgsz", "32", "--max-time", "2", "--rel-ci", "0.0001", "--sessions", "1", "--csv", str(csv),
            "--models-dir", str(tmp_path / "models"), "--quiet", "--no-roofline"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 240
     while time.time() < deadline and not (csv.exists() and len(csv.read_text().splitlines()) >= 3):
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
