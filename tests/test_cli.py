@@ -96,7 +96,9 @@ def test_ctrl_c_keeps_finished_rows(tmp_path):
     cmd = [sys.executable, "-m", "edgeprof.cli", "sweep", "--acts", "relu,silu", "--widths", "8,16,24,32",
            "--imgsz", "32", "--max-time", "2", "--rel-ci", "0.0001", "--sessions", "1", "--csv", str(csv),
            "--models-dir", str(tmp_path / "models"), "--quiet", "--no-roofline"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIG_DFL in the child: a background job of a non-interactive shell ignores SIGINT, and its children inherit it
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline and not (csv.exists() and len(csv.read_text().splitlines()) >= 3):
         time.sleep(0.1)

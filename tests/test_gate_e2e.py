@@ -81,8 +81,10 @@ def _children(pid: int) -> list[int]:
 
 
 def _start_check(*args) -> subprocess.Popen:
+    # SIG_DFL in the child: a background job of a non-interactive shell ignores SIGINT, and its children inherit it
     return subprocess.Popen([sys.executable, "-c", SCRIPT, "check", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _is_worker(pid: int) -> bool:

@@ -300,6 +300,11 @@ def test_quantizer_warnings_are_collected_and_said_once(capsys):
     from edgeprof.quantize import _collect_quantizer_messages, quantizer_messages
 
     quantizer_messages()  # start empty
+    root = logging.getLogger()
+    level, disabled = root.level, root.manager.disable
+    root.setLevel(logging.WARNING)  # an earlier test may have raised the root level or disabled logging
+    logging.disable(logging.NOTSET)
+    request_restore = lambda: (root.setLevel(level), logging.disable(disabled))  # noqa: E731
     advice = "Please consider to run pre-processing before quantization. Refer to example: https://example.org"
     for _ in range(16):  # as onnxruntime's quantizer does, once per model
         with _collect_quantizer_messages():
@@ -312,6 +317,7 @@ def test_quantizer_warnings_are_collected_and_said_once(capsys):
             logging.warning(advice)
     quantizer_note(quiet=False)
     lines = capsys.readouterr().err.splitlines()
+    request_restore()
     assert len(lines) == 1 and "warned 16 time(s), 1 distinct" in lines[0]
     assert "Please consider to run pre-processing before quantization" in lines[0] and "https" not in lines[0]
 
