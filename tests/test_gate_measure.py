@@ -60,3 +60,10 @@ def test_pin_is_a_no_op_without_a_core_or_a_process():
     _pin([2 ** 22 + 12345], 0)  # no such process: skipped
     _pin([os.getpid()], None)
     assert os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else True
+
+
+def test_core_ticks_reads_each_cores_line_and_skips_the_aggregate():
+    from edgeprof.measure.devstate import parse_core_ticks
+
+    text = "cpu  10 0 5 100 1 0 0 0\ncpu0 4 0 2 50 1 0 0 0\ncpu1 6 0 3 50\nintr 1 2 3\n"
+    assert parse_core_ticks(text) == {0: [4, 0, 2, 50, 1, 0, 0, 0], 1: [6, 0, 3, 50, 0, 0, 0, 0]}

@@ -313,29 +313,20 @@ def _request_overhead_ns(runner, calls: int = 7) -> float:
     return float(np.median(costs)) if costs else 0.0
 
 
-def _cpu_busy() -> dict[int, tuple[int, int]]:
-    """Per CPU: (busy, total) jiffies from /proc/stat."""
-    out = {}
-    try:
-        for line in open("/proc/stat"):
-            if line.startswith("cpu") and line[3:4].isdigit():
-                name, *fields = line.split()
-                values = [int(x) for x in fields]
-                idle = values[3] + (values[4] if len(values) > 4 else 0)
-                out[int(name[3:])] = (sum(values[:8]) - idle, sum(values[:8]))
-    except (OSError, ValueError):
-        pass
-    return out
-
-
 def _idlest_core(window_s: float = 0.1) -> int | None:
     """The usable core that was busiest least over a short window, or None when /proc/stat is unreadable."""
+    from edgeprof.measure.devstate import core_ticks
+
     usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    before = _cpu_busy()
+    before = core_ticks()
     time.sleep(window_s)
-    after = _cpu_busy()
-    shares = {c: (after[c][0] - before[c][0]) / max(1, after[c][1] - before[c][1])
-              for c in usable if c in before and c in after}
+    after = core_ticks()
+
+    def busy_share(c: int) -> float:  # idle and iowait are fields 3 and 4
+        delta = [b - a for a, b in zip(before[c], after[c], strict=True)]
+        return (sum(delta) - delta[3] - delta[4]) / max(1, sum(delta))
+
+    shares = {c: busy_share(c) for c in usable if c in before and c in after}
     return min(shares, key=shares.get) if shares else None
 
 

@@ -37,23 +37,45 @@ def _text(path: Path) -> str | None:
 
 
 # -- the kernel's CPU counters (/proc/stat) -----------------------------------------------------------------
-def parse_cpu_ticks(text: str) -> list[int] | None:
-    """The aggregate ``cpu`` line of /proc/stat: user nice system idle iowait irq softirq steal, in clock ticks
-    (missing trailing fields, as on old kernels, are 0). None when there is no such line."""
-    fields = (text or "").split("\n", 1)[0].split()
-    if not fields or fields[0] != "cpu":
-        return None
+def _ticks(fields: list[str]) -> list[int] | None:
+    """One /proc/stat cpu line's fields after its name: user nice system idle iowait irq softirq steal, in clock
+    ticks (missing trailing fields, as on old kernels, are 0); None when they are not numbers."""
     try:
-        values = [int(v) for v in fields[1:9]]
+        values = [int(v) for v in fields[:8]]
     except ValueError:
         return None
     return values + [0] * (8 - len(values))
+
+
+def parse_cpu_ticks(text: str) -> list[int] | None:
+    """The aggregate ``cpu`` line of /proc/stat (``_ticks``). None when there is no such line."""
+    fields = (text or "").split("\n", 1)[0].split()
+    if not fields or fields[0] != "cpu":
+        return None
+    return _ticks(fields[1:])
+
+
+def parse_core_ticks(text: str) -> dict[int, list[int]]:
+    """Each core's ``cpuN`` line of /proc/stat (``_ticks``), by core number."""
+    out = {}
+    for line in (text or "").splitlines():
+        name, *fields = line.split() or [""]
+        if name.startswith("cpu") and name[3:].isdigit():
+            ticks = _ticks(fields)
+            if ticks is not None:
+                out[int(name[3:])] = ticks
+    return out
 
 
 def cpu_ticks(root: str | Path = "/") -> list[int] | None:
     """``parse_cpu_ticks`` of /proc/stat under ``root``; None off Linux."""
     text = _read("/proc/stat", root)
     return parse_cpu_ticks(text) if text is not None else None
+
+
+def core_ticks(root: str | Path = "/") -> dict[int, list[int]]:
+    """``parse_core_ticks`` of /proc/stat under ``root``; empty off Linux."""
+    return parse_core_ticks(_read("/proc/stat", root) or "")
 
 
 def ticks_per_second() -> int:
