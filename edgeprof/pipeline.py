@@ -233,12 +233,14 @@ def record_run(
             refs = {str(m.path): str(m.ref) for m in models.values() if getattr(m, "ref", None)}
             pairs = [(str(models[a].path), str(models[b].path)) for a, b in job.ratios if a in models and b in models]
             pairs = [(a, b) for a, b in pairs if a in paths and b in paths]
+            # an activation alone is timed for its median (fused_by_timing): its per-op profile is never read
+            per_op = [p for p in paths if p not in {str(m.path) for k, m in models.items() if k[0] == "alone"}]
             cap = None if options.total_time is None else \
                 max(0.0, options.total_time - (time.perf_counter() - t_start)) / (len(jobs) - j)
             try:
                 measured = measure(paths, run_settings, options, shapes=shapes,
                                    on_progress=lambda m, f, stage=stage: stage(m, 0.05 + 0.95 * f), sources=sources,
-                                   refs=refs, pairs=pairs, time_cap_s=cap,
+                                   refs=refs, pairs=pairs, time_cap_s=cap, per_op=per_op,
                                    on_note=lambda message, job=job: rec.note(f"{job.where}: {message}" if job.where
                                                                              else message))
                 interrupted = False

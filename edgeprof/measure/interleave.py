@@ -7,23 +7,25 @@ medians of the same round (paired), so a slow round slows both sides of a ratio.
 
 **What stops the rounds** is the question asked (``ci_target``). ``ratio`` (the default when the caller names
 the ``pairs`` of models whose ratios it reports): every ratio's paired 95% CI is within ``rel_ci``; a model in
-no ratio (a reference, an activation timed alone) is timed only in the rounds every model takes. ``absolute``
+no ratio (a reference, an activation timed alone) is timed only in the first session's rounds. ``absolute``
 (and whenever there are no pairs): every model's median is known to within ``rel_ci``.
 
-**Sessions.** A model lands 0.5-1% away from itself in another fresh process, so each model is measured in
-``sessions`` sessions, each a fresh worker process per model (set up untimed: load, first run, warm-up,
-calibration), one session after the other. Every session takes at least ``rounds_per_session`` rounds of every
-model. The CIs are variance-components intervals over the sessions (``stats.session_interval``): the
-order-statistic CI of the median over all rounds, widened in quadrature by a Student-t interval on the
-session offsets, so they cover the spread between processes; ``between_session_share`` says how much of the
-spread lies between sessions. After the last of the ``sessions``, rounds go on in that session, **widest
-first**: each round times only the models of the targets not yet reached whose CI is at least ``WIDEST_SHARE``
-of the widest (both sides of a ratio, in the same round), in a shuffled order. When the session offsets, not the
-rounds, hold a target up, more sessions are started for the models still short of it (up to
+**Sessions.** A model lands 0.5-1% away from itself in another fresh process, so each model in a ratio is
+measured in ``sessions`` sessions, each a fresh worker process per model (set up untimed: load, first run, warm-up,
+calibration), one session after the other; a model in no ratio (a reference, an activation timed alone) is timed in
+the first session only. Every session takes at least ``rounds_per_session`` rounds of each of its models. The CIs
+are variance-components intervals over the sessions (``stats.session_interval``): the order-statistic CI of the
+median over all rounds, widened in quadrature by a Student-t interval on the session offsets, so they cover the
+spread between processes. The offsets' variance is judged against each session's own round-to-round noise and,
+for ratios, pooled over every ratio of the measurement (the offsets belong to the host and the runtime; three
+sessions alone would give a t quantile of 4.3); ``between_session_share`` says how much of one ratio's spread lies
+between sessions. Every session takes the same rounds, so no session outweighs the others (one long session would
+set the median with its own offset). After the ``sessions``, more sessions are started, **widest first**: each
+measures both sides of every target not yet reached whose CI is at least ``WIDEST_SHARE`` of the widest (up to
 ``MAX_SESSIONS_FACTOR`` times ``sessions``).
 
-**Budget.** The rounds beyond the minimum stop when the budget is spent: ``max_time`` seconds per model,
-scaled by how much longer than a burst one sample of the model takes (a whole network timed one run at a
+**Budget.** The sessions beyond the minimum stop when the budget (their rounds and set-ups) is spent: ``max_time``
+seconds per model, scaled by how much longer than a burst one sample of the model takes (a whole network timed one run at a
 time gets as many rounds as a small block), and capped by the caller's ``time_cap_s`` (the pipeline's share of
 ``total_time``). After the first rounds the rounds the target needs are estimated (a CI narrows as
 1/sqrt(rounds)), and a run estimated to take over ``LONG_RUN_S`` is announced (``on_note``).
@@ -42,12 +44,13 @@ import numpy as np
 from edgeprof.errors import EdgeprofError, InputError
 from edgeprof.measure.devstate import DeviceState, device_states, snapshot
 from edgeprof.measure.pool import PoolOptions, WorkerPool
-from edgeprof.measure.stats import SessionCI, distinct_levels, session_interval, summarize
+from edgeprof.measure.stats import BetweenEstimate, SessionCI, between_estimate, distinct_levels, session_interval, summarize
 from edgeprof.runtime.base import RuntimeSettings
 
 CI_TARGETS = ("ratio", "absolute")
-WIDEST_SHARE = 0.5  # a round times the targets whose CI is at least this share of the widest one's
-MAX_SESSIONS_FACTOR = 2  # at most this many times --sessions sessions, when the session offsets hold a target up
+WIDEST_SHARE = 0.5  # a later session measures the targets whose CI is at least this share of the widest one's
+MAX_SESSIONS_FACTOR = 3  # at most this many times --sessions sessions, for the targets not yet reached
+LATER_WARMUP_S = 0.05  # warm-up of the sessions after the first (at least 3 runs either way)
 LONG_RUN_S = 60.0  # a measurement estimated to take longer is announced
 
 
@@ -62,12 +65,12 @@ class MeasureOptions(PoolOptions):
     sessions: int = 3
     total_time: float | None = None
     min_samples: int = 20
-    min_rounds: int = 10
+    min_rounds: int = 24  # 8 rounds a session with 3 sessions: enough to see each session's own offset
     burst_ms: float = 20.0
     isolate: bool = True
     seed: int = 0
     per_op_runs: int = 20  # per-op profile: at least this many runs ...
-    per_op_s: float = 0.5  # ... and this many seconds
+    per_op_s: float = 0.2  # ... and this many seconds
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -121,6 +124,7 @@ class Measurement:
     sessions: int = 0  # sessions (fresh processes) it was timed in
     levels: int | None = None  # distinct levels of its per-round medians (2 or more: a bimodal host)
     between_session_share: float | None = None  # share of its per-round medians' spread between sessions
+    ratio_cis: dict = field(default_factory=dict)  # denominator path -> SessionCI of this model's ratio to it (pooled)
     stats: dict = field(default_factory=dict)
 
     def round_medians(self) -> dict[int, float]:
@@ -171,7 +175,12 @@ def _round_logs(m: Measurement) -> dict[int, list[float]]:
 
 def paired_ratio_detail(current: Measurement, baseline: Measurement) -> SessionCI:
     """Ratio of current to baseline from the medians of the rounds both took part in, with its 95% CI over the
-    sessions (``stats.session_interval``: round-to-round noise and the offsets of fresh processes)."""
+    sessions (``stats.session_interval``: round-to-round noise and the offsets of fresh processes). The CI the
+    measurement itself settled on (its session-offset variance pooled over the measurement's ratios) when
+    ``measure`` left one for this pair."""
+    kept = getattr(current, "ratio_cis", {}).get(baseline.path)
+    if kept is not None:
+        return kept
     return session_interval(list(_paired_logs(current, baseline).values()))
 
 
@@ -204,9 +213,15 @@ class Target:
     def kind(self) -> str:
         return "ratio" if len(self.models) == 2 else "absolute"
 
-    def interval(self, results: list[Measurement]) -> SessionCI:
+    def groups(self, results: list[Measurement]) -> list[list[float]]:
+        """The per-round log values of the target, grouped by session."""
+        groups = _paired_logs(results[self.models[0]], results[self.models[1]]) if len(self.models) == 2 else \
+            _round_logs(results[self.models[0]])
+        return list(groups.values())
+
+    def interval(self, results: list[Measurement], pooled: BetweenEstimate | None = None) -> SessionCI:
         if len(self.models) == 2:
-            return paired_ratio_detail(results[self.models[0]], results[self.models[1]])
+            return session_interval(self.groups(results), pooled=pooled)
         return median_interval(results[self.models[0]])
 
     def logs(self, results: list[Measurement]) -> list[float]:
@@ -288,21 +303,31 @@ class Schedule:
         self.session = 0  # sessions finished (the index of the one running)
         self.round_no = 0  # rounds taken in all sessions (the id of the next round)
         self.spent = 0.0  # seconds spent timing rounds
+        self.overhead = 0.0  # seconds the sessions after the first spent setting up (counted in the budget)
         self.setup_s = 0.0  # seconds the first session's set-up took (for the estimate)
         self.estimate_s: float | None = None  # the whole measurement's expected seconds, once estimated
         self.expected_rounds = options.rounds_per_session * options.sessions
         self._t0 = clock()
         self._bursts = 0  # bursts taken (one model in one round), for the cost of a round
         self._cache: dict[Target, tuple[int, float, SessionCI]] = {}
+        self._pooled: tuple[int, BetweenEstimate | None] = (-1, None)
         for t in targets:
             for i in t.models:
                 results[i].target = t.kind
 
     # -- the rule ---------------------------------------------------------------------------------------------------
+    def pooled(self) -> BetweenEstimate | None:
+        """The session-offset variance pooled over every ratio target whose models are still measured."""
+        if self._pooled[0] != self.round_no:
+            estimates = [between_estimate(t.groups(self.results)) for t in self.targets
+                         if t.kind == "ratio" and all(self.results[i].status == "ok" for i in t.models)]
+            self._pooled = (self.round_no, BetweenEstimate.pool(estimates))
+        return self._pooled[1]
+
     def interval(self, target: Target) -> SessionCI:
         cached = self._cache.get(target)
         if cached is None or cached[0] != self.round_no:
-            ci = target.interval(self.results)
+            ci = target.interval(self.results, self.pooled() if target.kind == "ratio" else None)
             short = any(len(self.results[i].samples_ms) < self.options.min_samples for i in target.models)
             self._cache[target] = cached = (self.round_no, math.inf if short else ci.rel_halfwidth, ci)
         return cached[2]
@@ -327,53 +352,47 @@ class Schedule:
         return out
 
     def choose(self, active: set[int], round_in_session: int) -> list[int]:
-        """The models this round times, in a fresh random order: every active model in a session's first
-        ``rounds_per_session`` rounds; then both sides of each target short of ``rel_ci`` whose CI is at least
-        ``WIDEST_SHARE`` of the widest."""
-        if round_in_session < self.options.rounds_per_session:
-            chosen = sorted(active)
-        else:
-            unmet = self.unmet(active)
-            if not unmet:
-                return []
-            widest = max(unmet.values())
-            chosen = sorted({i for t, w in unmet.items() if w >= WIDEST_SHARE * widest for i in t.models})
+        """The models this round times, in a fresh random order: every model of the session, in each of its
+        ``rounds_per_session`` rounds (every session takes as many rounds, so none outweighs the others)."""
+        if round_in_session >= self.options.rounds_per_session:
+            return []
+        chosen = sorted(active)
         return [chosen[k] for k in self.rng.permutation(len(chosen))]
 
-    def _between_holds(self, target: Target) -> bool:
-        ci = self.interval(target)
-        return ci.sessions >= 2 and ci.between > 0 and ci.between >= ci.within
-
     def session_ends(self, active: set[int], round_in_session: int) -> bool:
-        """After a round: the first ``sessions - 1`` sessions end after their minimum rounds; later ones when every
-        target is reached, the budget is spent, or the session offsets (not the rounds) hold every target left up
-        and another session may start."""
-        opts = self.options
-        if round_in_session < opts.rounds_per_session:
-            return False
-        if self.session < opts.sessions - 1:
-            return True
-        unmet = self.unmet(active)
-        if not unmet or self.spent >= self.cap:
-            return True
-        more = self.session + 1 < opts.sessions * MAX_SESSIONS_FACTOR
-        return more and all(self._between_holds(t) for t in unmet)
+        """After a round: a session ends after its ``rounds_per_session`` rounds."""
+        return round_in_session >= self.options.rounds_per_session
+
+    def over_budget(self, extra_s: float = 0.0) -> bool:
+        """Whether the rounds and the later sessions' set-ups (plus ``extra_s``) exceed the budget."""
+        return self.spent + self.overhead + extra_s > self.cap
 
     def next_session(self) -> list[int]:
-        """The models the next session measures (every model until ``sessions`` are done; then the models of the
-        targets still short of ``rel_ci``, when the budget has room for its minimum rounds); empty when the measuring is
-        done."""
+        """The models the next session measures (every model in a ratio, or every model when medians are the
+        targets, until ``sessions`` are done; then, **widest first**, both sides of every target still short of
+        ``rel_ci`` whose CI is at least ``WIDEST_SHARE`` of the widest, while the budget has room for the session's
+        set-up and rounds); empty when the measuring is done."""
         opts = self.options
         alive = [i for i, m in enumerate(self.results) if m.status == "ok"]
         if not alive:
             return []
         if self.session < opts.sessions:
-            return alive
-        if self.session >= opts.sessions * MAX_SESSIONS_FACTOR or self.spent >= self.cap:
+            if any(t.kind == "absolute" for t in self.targets):
+                return alive
+            # a model in no ratio (a reference, an activation alone) is timed in the first session only
+            return [i for i in alive if any(i in t.models for t in self.targets)]
+        if self.session >= opts.sessions * MAX_SESSIONS_FACTOR:
             return []
-        models = sorted({i for t in self.unmet() for i in t.models})
-        minimum_s = opts.rounds_per_session * len(models) * self.spent / max(1, self._bursts)
-        return models if self.spent + minimum_s <= self.cap else []  # its minimum rounds must fit in the budget
+        unmet = self.unmet()
+        if not unmet:
+            return []
+        widest = max(unmet.values())
+        models = sorted({i for t, w in unmet.items() if w >= WIDEST_SHARE * widest for i in t.models})
+        per_burst = self.spent / max(1, self._bursts)
+        setup = self.overhead / max(1, self.session - 1) if self.session > 1 else self.setup_s * len(models) / \
+            max(1, len(self.results))
+        cost = setup + opts.rounds_per_session * len(models) * per_burst
+        return [] if self.over_budget(cost) else models
 
     # -- one session ------------------------------------------------------------------------------------------------
     def run_session(self, samplers: dict[int, Sampler], sample_ms: dict[int, float],
@@ -436,7 +455,11 @@ class Schedule:
                 extra_rounds = max(extra_rounds, need - total_min)
                 extra_models.update(t.models)
         min_left_s = (total_min - rounds) * round_s
-        extra_s = min(extra_rounds * model_round_s * len(extra_models), max(0.0, self.cap - total_min * round_s))
+        # the extra rounds come in whole sessions, each with a set-up of its own
+        extra_sessions = min(math.ceil(extra_rounds / opts.rounds_per_session) if math.isfinite(extra_rounds) else
+                             math.inf, opts.sessions * (MAX_SESSIONS_FACTOR - 1))
+        extra_s = min(extra_rounds * model_round_s * len(extra_models) + extra_sessions * self.setup_s *
+                      len(extra_models) / max(1, len(self.results)), max(0.0, self.cap - total_min * round_s))
         rest = self.setup_s * (opts.sessions - 1) + min_left_s + extra_s + opts.per_op_s * len(self.results)
         self.estimate_s = (self.clock() - self._t0) + rest
         if math.isfinite(extra_s) and model_round_s > 0 and extra_models:
@@ -448,7 +471,8 @@ class Schedule:
         unmet = self.unmet()
         widest = max(unmet.values()) if unmet else max((self.width(t) for t in self.targets), default=0.0)
         kind = self.targets[0].kind if self.targets else "absolute"
-        fraction = min(1.0, max(self.spent / self.cap if self.cap > 0 else 0.0, self.round_no / self.expected_rounds))
+        used = self.spent + self.overhead
+        fraction = min(1.0, max(used / self.cap if self.cap > 0 else 0.0, self.round_no / self.expected_rounds))
         shown = f"±{widest * 100:.1f}%" if math.isfinite(widest) else "not yet known"
         self.progress(f"session {self.session + 1}, round {round_in_session}: widest {kind} CI {shown}", fraction)
 
@@ -465,13 +489,15 @@ def measure(
     pairs: Sequence[tuple[str, str]] | None = None,
     time_cap_s: float | None = None,
     on_note: Callable[[str], None] | None = None,
+    per_op: Sequence[str] | None = None,
 ) -> list[Measurement]:
     """Measure ``paths`` interleaved with the runtime of ``settings``; one Measurement each, in the order given.
 
     ``pairs`` are the (numerator, denominator) paths of the ratios the caller will report: with ``options.ci_target``
     ``ratio`` the rounds stop on their CIs (module docstring); without pairs, on every median's. ``time_cap_s`` caps
     the seconds of rounds (the caller's share of a whole run's budget); ``on_note`` gets one-line notes (the
-    estimate of a long measurement).
+    estimate of a long measurement); ``per_op`` the paths whose executed ops (the per-op profile) are read (None:
+    every model's).
 
     An ONNX file is converted to the runtime's own format first (``Runtime.convert``; ``sources`` maps a path to
     its ``ModelSource`` for torch-based converters). A model the runtime or its converter cannot handle becomes an
@@ -486,9 +512,10 @@ def measure(
     schedule = Schedule(results, plan_targets([m.path for m in results], pairs, options.ci_target), options,
                         cap_s=time_cap_s, on_note=on_note, on_progress=progress)
     keys = list(range(len(results)))
+    ops_of = None if per_op is None else {str(p) for p in per_op}
     try:
         while keys:
-            _session(results, keys, settings, options, shapes, sources, refs, schedule, progress)
+            _session(results, keys, settings, options, shapes, sources, refs, schedule, progress, ops_of)
             keys = schedule.next_session()
     except KeyboardInterrupt:
         for m in results:
@@ -498,16 +525,31 @@ def measure(
         raise MeasurementInterrupted(results) from None
     for m in results:
         _finish(m)
+    _keep_ratio_cis(schedule)
     return results
 
 
-def _session(results, keys, settings, options, shapes, sources, refs, schedule: Schedule, progress) -> None:
+def _keep_ratio_cis(schedule: Schedule) -> None:
+    """Each ratio target's final CI (its session-offset variance pooled over the measurement's ratios), kept on the
+    numerator's Measurement for the rows (``paired_ratio_detail``)."""
+    results = schedule.results
+    for t in schedule.targets:
+        if t.kind != "ratio":
+            continue
+        num, den = (results[i] for i in t.models)
+        if num.samples_ms and den.samples_ms:
+            num.ratio_cis[den.path] = t.interval(results, schedule.pooled())
+
+
+def _session(results, keys, settings, options, shapes, sources, refs, schedule: Schedule, progress,
+             ops_of: set[str] | None = None) -> None:
     """One session: a fresh worker per model of ``keys``, set up untimed, then the schedule's rounds; the first
     session also records versions, conversions, load figures, parity, peak memory and the executed ops."""
     from edgeprof.runtime.base import ref_path
 
     first = schedule.session == 0
     t0 = time.perf_counter()
+    spent_before = schedule.spent
     with WorkerPool(settings, shapes, options.seed, options.isolate) as pool:
         if first:
             version = pool.runtime.version()
@@ -520,11 +562,14 @@ def _session(results, keys, settings, options, shapes, sources, refs, schedule: 
             for i, conversion in pool.conversions.items():
                 results[i].converter, results[i].converter_version = conversion.converter, \
                     conversion.converter_version
-        # the first session's set-up one model at a time (its load and first-run times are figures); later ones on
-        # every usable core, since nothing of it is timed
-        parallel = 1 if first or not options.isolate else _usable_cores()
+        # the first session's loads and first runs one model at a time (their times are figures); the rest of the
+        # set-up on every usable core, since nothing of it is timed
+        parallel = _usable_cores() if options.isolate else 1
+        # a later session's warm-up is short: its models were warmed once already, in the first session, and
+        # nothing of a session's start outweighs its rounds (every session takes as many)
+        warmup_s = options.warmup_s if first else min(options.warmup_s, LATER_WARMUP_S)
         setups, failed = pool.prepare_all(
-            options.warmup_s, options.min_sample_ms, parallel=parallel,
+            warmup_s, options.min_sample_ms, parallel=parallel, serial_load=first,
             on_each=lambda i: progress(f"session {schedule.session + 1}: loading {_short(results[i].path)}", 0.0))
         for i, exc in failed.items():
             _fail(results[i], exc)
@@ -561,6 +606,9 @@ def _session(results, keys, settings, options, shapes, sources, refs, schedule: 
 
         device_before = snapshot(pool.pids()) if first else None  # device state beside the first session's rounds
         schedule.run_session(samplers, {i: setups[i].sample_ms for i in samplers if i in setups}, on_fail=on_fail)
+        if not first:  # set-up (and, below, tear-down) of a later session counts in the budget
+            schedule.overhead += time.perf_counter() - t0 - (schedule.spent - spent_before)
+            t0, spent_before = time.perf_counter(), schedule.spent
         if device_before is not None:
             timed_s = {i: sum(results[i].samples_ms) * results[i].inner_loops / 1000 for i in device_before.processes}
             for i, state in device_states(device_before, snapshot(pool.pids()), timed_s, settings.threads).items():
@@ -571,6 +619,8 @@ def _session(results, keys, settings, options, shapes, sources, refs, schedule: 
                 try:
                     if options.isolate:
                         m.peak_rss_run_mb = runner.peak_run_mb()
+                    if ops_of is not None and m.path not in ops_of:
+                        continue
                     progress(f"reading executed ops of {_short(m.path)}", 1.0)
                     ops = runner.executed_ops(min_runs=options.per_op_runs, min_seconds=options.per_op_s)
                     m.nodes = ops["nodes"]
@@ -581,6 +631,8 @@ def _session(results, keys, settings, options, shapes, sources, refs, schedule: 
                 except EdgeprofError as exc:
                     _fail(m, exc)
                     pool.drop(i)
+    if not first:
+        schedule.overhead += time.perf_counter() - t0
 
 
 def _finish(m: Measurement) -> None:

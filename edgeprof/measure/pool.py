@@ -106,14 +106,22 @@ class WorkerPool:
     def prepare(self, key: Hashable, warmup_s: float, min_sample_ms: float) -> Setup:
         """Untimed set-up of one model: load, first run, warm-up and, for models faster than ``min_sample_ms``
         a run, calibration of the runs per sample (slower models keep one run per sample)."""
+        return self._settle(key, self._load(key), warmup_s, min_sample_ms)
+
+    def _load(self, key: Hashable) -> dict:
+        """Load and first run (both are figures): ``{"loaded", "first"}``."""
         runner = self.runners[key]
-        loaded = runner.load()
-        first = runner.first_run()
+        return {"loaded": runner.load(), "first": runner.first_run()}
+
+    def _settle(self, key: Hashable, started: dict, warmup_s: float, min_sample_ms: float) -> Setup:
+        """Warm-up and calibration after ``_load``."""
+        runner = self.runners[key]
         est_ms = float(runner.warmup(seconds=warmup_s)["est_ms"])
         loops = 1
         if est_ms < min_sample_ms:
             cal = runner.calibrate(min_sample_ms=min_sample_ms)
             loops, est_ms = int(cal["inner_loops"]), float(cal["est_ms"])
+        loaded, first = started["loaded"], started["first"]
         return Setup(session_ms=loaded["session_ms"], peak_rss_session_mb=loaded.get("peak_rss_session_mb"),
                      first_run_ms=first["first_run_ms"], inner_loops=loops, sample_ms=est_ms * loops)
 
@@ -123,37 +131,35 @@ class WorkerPool:
         min_sample_ms: float,
         parallel: int = 1,
         on_each: Callable[[Hashable], None] | None = None,
+        serial_load: bool = False,
     ) -> tuple[dict[Hashable, Setup], dict[Hashable, EdgeprofError]]:
         """``prepare`` every running model, ``parallel`` at a time (nothing is timed yet, so set-up may use every
-        core). A model that fails is dropped (closed) and returned with why."""
+        core); with ``serial_load``, every model's load and first run (figures of their own) happen one at a time
+        first, and only the warm-ups and calibrations run ``parallel`` at a time. A model that fails is dropped
+        (closed) and returned with why."""
         keys = list(self.runners)
         done: dict[Hashable, Setup] = {}
         failed: dict[Hashable, EdgeprofError] = {}
+        started: dict[Hashable, dict] = {}
+        if serial_load:
+            for key in keys:
+                if on_each is not None:
+                    on_each(key)
+                try:
+                    started[key] = self._load(key)
+                except EdgeprofError as exc:
+                    failed[key] = exc
+                    self.drop(key)
+            keys = [k for k in keys if k in started]
 
         def one(key):
+            if key in started:
+                return self._settle(key, started[key], warmup_s, min_sample_ms)
             if on_each is not None:
                 on_each(key)
             return self.prepare(key, warmup_s, min_sample_ms)
 
-        if parallel <= 1 or len(keys) <= 1:
-            results = {}
-            for key in keys:
-                try:
-                    results[key] = one(key)
-                except EdgeprofError as exc:
-                    results[key] = exc
-        else:
-            pool = ThreadPoolExecutor(max_workers=min(parallel, len(keys)))
-            try:
-                futures = {k: pool.submit(one, k) for k in keys}
-                results = {}
-                for k, f in futures.items():
-                    try:
-                        results[k] = f.result()
-                    except EdgeprofError as exc:
-                        results[k] = exc
-            finally:
-                pool.shutdown(wait=False, cancel_futures=True)
+        results = _map(one, keys, parallel)
         for key, value in results.items():
             if isinstance(value, EdgeprofError):
                 failed[key] = value
@@ -180,6 +186,29 @@ class WorkerPool:
     def close_all(self) -> None:
         for key in list(self.runners):
             self.drop(key)
+
+
+def _map(fn, keys: list, parallel: int) -> dict:
+    """``fn(key)`` for every key, ``parallel`` at a time: each result, or the EdgeprofError it raised."""
+    results: dict = {}
+    if parallel <= 1 or len(keys) <= 1:
+        for key in keys:
+            try:
+                results[key] = fn(key)
+            except EdgeprofError as exc:
+                results[key] = exc
+        return results
+    pool = ThreadPoolExecutor(max_workers=min(parallel, len(keys)))
+    try:
+        futures = {k: pool.submit(fn, k) for k in keys}
+        for k, f in futures.items():
+            try:
+                results[k] = f.result()
+            except EdgeprofError as exc:
+                results[k] = exc
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return results
 
 
 def _close(runner) -> None:

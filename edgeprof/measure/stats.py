@@ -122,47 +122,103 @@ class SessionCI:
         return relative_halfwidth(self.value, self.lo, self.hi)
 
 
-def session_interval(groups, confidence: float = 0.95) -> SessionCI:
-    """The median of log values grouped by session (one fresh worker process per session), with a CI that covers
-    both the noise between rounds and the offset each process carries.
+@dataclass(frozen=True)
+class BetweenEstimate:
+    """The variance of the session offsets on the log scale (raw: it may be negative when the sessions agree better
+    than their rounds' noise predicts) with its degrees of freedom; pooled over several targets by ``pool``."""
 
-    A variance-components interval on the log scale, centred on the median of all values: the *within* part is the
-    distribution-free order-statistic CI (as ``median_ci``) of the median of the values' deviations from their own
-    session's median, so it holds the round-to-round noise alone; the *between* part is a Student-t interval
-    (``sessions - 1`` degrees of freedom) on the session effects, whose variance is the variance of the session
-    medians minus what the round-to-round noise alone puts into them (the within CI's variance, scaled from all
-    ``n`` values to each session's count; never below zero). The two are added in quadrature on each side. With
-    one session the CI is the order-statistic CI of the median, as before sessions. Values are logs (of paired
-    ratios, or of times); ``value``, ``lo`` and ``hi`` are exp'd.
-    """
-    from scipy import stats
+    var: float
+    df: int
 
-    arrays = [np.asarray(g, dtype=float) for g in groups]
-    arrays = [a[np.isfinite(a)] for a in arrays]
-    arrays = [a for a in arrays if a.size]
-    sessions = len(arrays)
-    n = int(sum(a.size for a in arrays))
-    if n == 0:
-        return SessionCI(math.nan, math.nan, math.nan, math.inf, math.nan, math.nan, 0, 0)
+    @staticmethod
+    def pool(estimates) -> BetweenEstimate | None:
+        """The degrees-of-freedom-weighted mean of several estimates (None when none has a degree of freedom)."""
+        usable = [e for e in estimates if e is not None and e.df > 0 and math.isfinite(e.var)]
+        df = sum(e.df for e in usable)
+        if df == 0:
+            return None
+        return BetweenEstimate(sum(e.var * e.df for e in usable) / df, df)
+
+
+def _session_parts(arrays: list[np.ndarray], confidence: float):
+    """(center, d_lo, d_hi, within, between estimate or None, round variance) of log values grouped by session."""
     values = np.concatenate(arrays)
     center = float(np.median(values))
     medians = np.array([np.median(a) for a in arrays])
     deviations = np.concatenate([a - m for a, m in zip(arrays, medians, strict=True)])
     lo_d, hi_d = median_ci(deviations, confidence)  # with one session: median_ci(values) - center
     if math.isnan(lo_d):
-        return SessionCI(math.exp(center), math.nan, math.nan, math.inf, math.nan, math.nan, sessions, n)
+        return center, math.nan, math.nan, math.inf, None, math.nan
     mid = float(np.median(deviations))
     d_lo, d_hi = mid - lo_d, hi_d - mid
     within = max(d_lo, d_hi)
+    from scipy import stats
+
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    n = values.size
+    per_value = (within / z) ** 2 * n  # variance of the median of k values ~ per_value / k (all sessions pooled)
+    var_round = per_value * 2 / math.pi  # the median of k values has ~ (pi/2) sigma^2 / k
+    if len(arrays) < 2:
+        return center, d_lo, d_hi, within, None, var_round
+    # what each session's own round-to-round noise puts into its median: that session's robust spread (MAD), so a
+    # session of a few noisy rounds and one of many quiet rounds are each judged by their own noise
+    expected = []
+    for a, m in zip(arrays, medians, strict=True):
+        if a.size >= 4:
+            sigma2 = (1.4826 * float(np.median(np.abs(a - m)))) ** 2
+            expected.append(sigma2 * math.pi / 2 / a.size)
+        else:
+            expected.append(per_value / a.size)
+    raw = float(np.var(medians, ddof=1)) - float(np.mean(expected))
+    return center, d_lo, d_hi, within, BetweenEstimate(raw, len(arrays) - 1), var_round
+
+
+def between_estimate(groups, confidence: float = 0.95) -> BetweenEstimate | None:
+    """The raw session-offset variance of log values grouped by session, for pooling (None under 2 sessions)."""
+    arrays = _clean(groups)
+    if len(arrays) < 2:
+        return None
+    return _session_parts(arrays, confidence)[4]
+
+
+def _clean(groups) -> list[np.ndarray]:
+    arrays = [np.asarray(g, dtype=float) for g in groups]
+    arrays = [a[np.isfinite(a)] for a in arrays]
+    return [a for a in arrays if a.size]
+
+
+def session_interval(groups, confidence: float = 0.95, pooled: BetweenEstimate | None = None) -> SessionCI:
+    """The median of log values grouped by session (one fresh worker process per session), with a CI that covers
+    both the noise between rounds and the offset each process carries.
+
+    A variance-components interval on the log scale, centred on the median of all values: the *within* part is the
+    distribution-free order-statistic CI (as ``median_ci``) of the median of the values' deviations from their own
+    session's median, so it holds the round-to-round noise alone; the *between* part is a Student-t interval on the
+    session effects, whose variance is the variance of the session medians minus what each session's own
+    round-to-round noise (its MAD) puts into its median (never below zero). ``pooled`` replaces that variance and
+    its ``sessions - 1`` degrees of freedom by an estimate pooled over several targets measured in the same sessions
+    (``BetweenEstimate.pool``): the offsets are the host's and the runtime's, and three sessions alone give a t
+    quantile of 4.3. The two parts are added in quadrature on each side. With one session the CI is the
+    order-statistic CI of the median, as before sessions. Values are logs (of paired ratios, or of times);
+    ``value``, ``lo`` and ``hi`` are exp'd.
+    """
+    from scipy import stats
+
+    arrays = _clean(groups)
+    sessions = len(arrays)
+    n = int(sum(a.size for a in arrays))
+    if n == 0:
+        return SessionCI(math.nan, math.nan, math.nan, math.inf, math.nan, math.nan, 0, 0)
+    center, d_lo, d_hi, within, own, var_round = _session_parts(arrays, confidence)
+    if math.isnan(d_lo):
+        return SessionCI(math.exp(center), math.nan, math.nan, math.inf, math.nan, math.nan, sessions, n)
     between, share = 0.0, math.nan
-    if sessions >= 2:
-        z = float(stats.norm.ppf(0.5 + confidence / 2))
-        per_value = (within / z) ** 2 * n  # variance of the median of k values ~ per_value / k
-        expected = float(np.mean([per_value / a.size for a in arrays]))
-        var_between = max(0.0, float(np.var(medians, ddof=1)) - expected)
-        between = float(stats.t.ppf(0.5 + confidence / 2, sessions - 1)) * math.sqrt(var_between / sessions)
-        var_round = per_value * 2 / math.pi  # the median of k values has ~ (pi/2) sigma^2 / k
-        share = var_between / (var_between + var_round) if var_between + var_round > 0 else 0.0
+    if sessions >= 2 and own is not None:
+        estimate = pooled if pooled is not None and pooled.df >= own.df else own
+        var_between = max(0.0, estimate.var)
+        between = float(stats.t.ppf(0.5 + confidence / 2, estimate.df)) * math.sqrt(var_between / sessions)
+        own_var = max(0.0, own.var)
+        share = own_var / (own_var + var_round) if own_var + var_round > 0 else 0.0
     lo = math.exp(center - math.hypot(d_lo, between))
     hi = math.exp(center + math.hypot(d_hi, between))
     return SessionCI(math.exp(center), lo, hi, within, between, share, sessions, n)
