@@ -181,6 +181,23 @@ def test_the_worker_reports_the_eviction_buffer_and_count(tiny_models, monkeypat
         assert (calibrated["inner_loops"] == 1) == (cache == "cold")  # a tiny model is looped only when warm
 
 
+def test_a_cold_samples_cost_includes_its_eviction_so_bursts_hold_fewer(tiny_models, monkeypatch):
+    """The burst sizing and the budget follow what a sample spends: with a cold cache, its untimed eviction too."""
+    from edgeprof.measure.pool import WorkerPool
+
+    monkeypatch.setenv(EVICT_ENV, "64")
+    costs = {}
+    for cache in ("warm", "cold"):
+        with WorkerPool(SessionSettings(cache=cache), isolate=False) as pool:
+            pool.start({0: str(tiny_models["relu"])})
+            setups, failed = pool.prepare_all(0.01, 1.0)
+            assert not failed
+            costs[cache] = setups[0].sample_ms
+            evictions = pool.runners[0].cache_state()["evictions"]
+        assert evictions == 0  # probing the eviction's cost is not one of sample()'s evictions
+    assert costs["cold"] > 2 * costs["warm"]  # 64 MiB touched takes milliseconds; a tiny block's run far less
+
+
 def test_the_eviction_buffer_is_not_in_the_memory_figures(tiny_models, monkeypatch):
     monkeypatch.setenv(EVICT_ENV, "128")
     opts = MeasureOptions(max_time=0.3, min_samples=6, min_rounds=3, warmup_s=0.02)

@@ -25,8 +25,8 @@ measures both sides of every target not yet reached whose CI is at least ``WIDES
 ``MAX_SESSIONS_FACTOR`` times ``sessions``).
 
 **Budget.** The sessions beyond the minimum stop when the budget (their rounds and set-ups) is spent: ``max_time``
-seconds per model, scaled by how much longer than a burst one sample of the model takes (a whole network timed one run at a
-time gets as many rounds as a small block), and capped by the caller's ``time_cap_s`` (the pipeline's share of
+seconds per model, scaled by how much longer than a burst one sample of the model takes (a whole network timed one
+run at a time gets as many rounds as a small block), and capped by the caller's ``time_cap_s`` (the pipeline's share of
 ``total_time``). After the first rounds the rounds the target needs are estimated (a CI narrows as
 1/sqrt(rounds)), and a run estimated to take over ``LONG_RUN_S`` is announced (``on_note``).
 """
@@ -44,7 +44,14 @@ import numpy as np
 from edgeprof.errors import EdgeprofError, InputError
 from edgeprof.measure.devstate import DeviceState, device_states, snapshot
 from edgeprof.measure.pool import PoolOptions, WorkerPool
-from edgeprof.measure.stats import BetweenEstimate, SessionCI, between_estimate, distinct_levels, session_interval, summarize
+from edgeprof.measure.stats import (
+    BetweenEstimate,
+    SessionCI,
+    between_estimate,
+    distinct_levels,
+    session_interval,
+    summarize,
+)
 from edgeprof.runtime.base import RuntimeSettings
 
 CI_TARGETS = ("ratio", "absolute")

@@ -40,7 +40,8 @@ class PoolOptions:
 
 @dataclass
 class Setup:
-    """What setting one model up gave: load time and memory, first-run time, runs per sample, ms per sample."""
+    """What setting one model up gave: load time and memory, first-run time, runs per sample, and what one sample
+    costs in ms (with a cold cache, its untimed eviction too: bursts and budgets follow what is spent)."""
 
     session_ms: float
     peak_rss_session_mb: float | None
@@ -116,14 +117,16 @@ class WorkerPool:
     def _settle(self, key: Hashable, started: dict, warmup_s: float, min_sample_ms: float) -> Setup:
         """Warm-up and calibration after ``_load``."""
         runner = self.runners[key]
-        est_ms = float(runner.warmup(seconds=warmup_s)["est_ms"])
+        warm = runner.warmup(seconds=warmup_s)
+        est_ms = float(warm["est_ms"])
+        evict_ms = float(warm.get("evict_ms") or 0.0)  # a cold sample's untimed eviction: a burst holds fewer samples
         loops = 1
         if est_ms < min_sample_ms:
             cal = runner.calibrate(min_sample_ms=min_sample_ms)
             loops, est_ms = int(cal["inner_loops"]), float(cal["est_ms"])
         loaded, first = started["loaded"], started["first"]
         return Setup(session_ms=loaded["session_ms"], peak_rss_session_mb=loaded.get("peak_rss_session_mb"),
-                     first_run_ms=first["first_run_ms"], inner_loops=loops, sample_ms=est_ms * loops)
+                     first_run_ms=first["first_run_ms"], inner_loops=loops, sample_ms=est_ms * loops + evict_ms)
 
     def prepare_all(
         self,

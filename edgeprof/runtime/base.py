@@ -258,7 +258,8 @@ class Runner:
         return {"session_ms": session_ms, "peak_rss_session_mb": peak, "inputs": shapes}
 
     def warmup(self, seconds: float = 0.2, min_runs: int = 3) -> dict:
-        """Run until ``seconds`` have passed and at least ``min_runs`` runs; return the per-run estimate."""
+        """Run until ``seconds`` have passed and at least ``min_runs`` runs; return the per-run estimate (and, with a
+        cold cache, ``evict_ms``: what one eviction takes, which every cold sample spends untimed)."""
         runs = 0
         t0 = time.perf_counter()
         try:
@@ -268,7 +269,10 @@ class Runner:
         except Exception as exc:
             raise RuntimeFailure(f"{self.settings.runtime} failed during warm-up: "
                                  f"{(str(exc).splitlines() or [type(exc).__name__])[0][:300]}") from None
-        return {"runs": runs, "est_ms": (time.perf_counter() - t0) * 1e3 / runs}
+        out = {"runs": runs, "est_ms": (time.perf_counter() - t0) * 1e3 / runs}
+        if self._evictor is not None:  # what one cold sample costs beyond its run: an eviction (untimed, but spent)
+            out["evict_ms"] = self._evictor.probe_ms()
+        return out
 
     def calibrate(self, min_sample_ms: float = 1.0) -> dict:
         """Choose how many runs one sample times, so a sample lasts at least ``min_sample_ms``.
