@@ -219,3 +219,16 @@ def test_a_sweep_s_csv_has_the_device_state_of_every_row(at_repo_root, tmp_path)
     if devstate.core_mhz():  # where the OS says the frequency at all
         assert (rows["cpu_mhz"] > 0).all()
     assert rows["cpu_max_mhz"].isna().all() == (not devstate.core_max_mhz())
+
+
+def test_the_preemption_rate_is_per_second_the_worker_was_on_a_cpu():
+    """A worker preempted 14 times while it timed 0.16 s but ran 0.4 s on a CPU (its rounds' other work) was
+    preempted 35 times per second on a CPU, not 87: a quiet host's first session is not flagged."""
+    from edgeprof.measure.devstate import ProcessState, Snapshot, device_states
+
+    before = Snapshot(0.0, None, 0.0, {}, {0: ProcessState(1, 5, 0, cpu_s=1.0, cores={0})})
+    after = Snapshot(2.0, None, 0.0, {}, {0: ProcessState(1, 13, 14, cpu_s=1.4, cores={0})})
+    state = device_states(before, after, {0: 0.16}, threads=1, cores=2)[0]
+    assert state.ctx_involuntary == 14 and state.contended is False
+    busy = Snapshot(2.0, None, 0.0, {}, {0: ProcessState(1, 13, 200, cpu_s=1.4, cores={0})})
+    assert device_states(before, busy, {0: 0.16}, threads=1, cores=2)[0].contended is True

@@ -125,7 +125,7 @@ COLUMNS: dict[str, str] = {
                        "busy throughout; edgeprof and its workers excluded)",
     "ctx_voluntary": "voluntary context switches of the model's worker (all its threads) over its timed rounds",
     "ctx_involuntary": "involuntary context switches (preemptions) of the model's worker over its timed rounds",
-    "contended": "measured while another process took the core: over 50 involuntary switches per timed second, "
+    "contended": "measured while another process took the core: over 200 involuntary switches per second on a CPU, "
                  "other processes over half a core beyond the cores the runtime's threads left free, or over 10% "
                  "steal",
 }
