@@ -17,6 +17,7 @@ from edgeprof.errors import InputError
 from edgeprof.measure.interleave import (
     LONG_RUN_S,
     MAX_SESSIONS_FACTOR,
+    UNTARGETED_ROUNDS,
     Measurement,
     MeasureOptions,
     Schedule,
@@ -127,11 +128,11 @@ def test_widest_first_spends_rounds_on_the_wide_ratio_and_keeps_its_sides_paired
         schedule.session == opts.sessions * MAX_SESSIONS_FACTOR
 
 
-def test_models_in_no_ratio_take_only_the_first_sessions_minimum_rounds():
+def test_models_in_no_ratio_take_only_the_first_sessions_first_rounds():
     opts = MeasureOptions()
     host = SyntheticHost([1.0, 1.2, 0.5], noise=[0.01, 0.15, 0.01], seed=4)
     results, schedule = run(host, [(1, 0)], opts)
-    assert len(rounds_of(results[2])) == opts.rounds_per_session < schedule.round_no
+    assert len(rounds_of(results[2])) == min(UNTARGETED_ROUNDS, opts.rounds_per_session) < schedule.round_no
     assert set(results[2].sample_session) == {0} and set(results[1].sample_session) >= set(range(opts.sessions))
     assert results[2].target == "" and results[1].target == "ratio"
 

@@ -7,8 +7,8 @@ medians of the same round (paired), so a slow round slows both sides of a ratio.
 
 **What stops the rounds** is the question asked (``ci_target``). ``ratio`` (the default when the caller names
 the ``pairs`` of models whose ratios it reports): every ratio's paired 95% CI is within ``rel_ci``; a model in
-no ratio (a reference, an activation timed alone) is timed only in the first session's rounds. ``absolute``
-(and whenever there are no pairs): every model's median is known to within ``rel_ci``.
+no ratio (a reference, an activation timed alone) is timed only in the first ``UNTARGETED_ROUNDS`` rounds of the
+first session. ``absolute`` (and whenever there are no pairs): every model's median is known to within ``rel_ci``.
 
 **Sessions.** A model lands 0.5-1% away from itself in another fresh process, so each model in a ratio is
 measured in ``sessions`` sessions, each a fresh worker process per model (set up untimed: load, first run, warm-up,
@@ -57,6 +57,7 @@ from edgeprof.runtime.base import RuntimeSettings
 CI_TARGETS = ("ratio", "absolute")
 WIDEST_SHARE = 0.5  # a later session measures the targets whose CI is at least this share of the widest one's
 MAX_SESSIONS_FACTOR = 3  # at most this many times --sessions sessions, for the targets not yet reached
+UNTARGETED_ROUNDS = 6  # a model in no ratio takes at most this many rounds (all in the first session)
 LATER_WARMUP_S = 0.05  # warm-up of the sessions after the first (at least 3 runs either way)
 LONG_RUN_S = 60.0  # a measurement estimated to take longer is announced
 
@@ -72,7 +73,7 @@ class MeasureOptions(PoolOptions):
     sessions: int = 3
     total_time: float | None = None
     min_samples: int = 20
-    min_rounds: int = 24  # 8 rounds a session with 3 sessions: enough to see each session's own offset
+    min_rounds: int = 24  # 8 rounds a session with 3 sessions (16 a session: more targets reached, 100 s not 75 s)
     burst_ms: float = 20.0
     isolate: bool = True
     seed: int = 0
@@ -364,6 +365,9 @@ class Schedule:
         if round_in_session >= self.options.rounds_per_session:
             return []
         chosen = sorted(active)
+        if round_in_session >= UNTARGETED_ROUNDS and any(t.kind == "ratio" for t in self.targets):
+            # a model in no ratio (a reference, an activation alone) is timed for a median and nothing narrows
+            chosen = [i for i in chosen if any(i in t.models for t in self.targets)] or chosen
         return [chosen[k] for k in self.rng.permutation(len(chosen))]
 
     def session_ends(self, active: set[int], round_in_session: int) -> bool:
