@@ -1,0 +1,163 @@
+"""The lab end to end on a multi-node Ray cluster on this machine (``ray.cluster_utils.Cluster``): every node a
+device with its own ``edgeprof-device:NAME`` resource. A small sweep on every device, a device killed mid-run and
+the run resumed, two sweeps at once never measuring on one device at the same time, a device that lacks the
+bundle's runtime refused. Skipped where Ray is not installed (the ``lab`` extra)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+
+import pytest
+from typer.testing import CliRunner
+
+ray = pytest.importorskip("ray", reason="the lab tests need Ray: pip install 'edgeprof[lab]'")
+pytest.importorskip("torch", reason="the lab's head builds its bundle with torch")
+
+from edgeprof.cli import app  # noqa: E402
+from edgeprof.lab import Session, run_lab  # noqa: E402
+from edgeprof.measure import MeasureOptions  # noqa: E402
+from edgeprof.results.rows import read_results  # noqa: E402
+from tests.conftest import one_line_error  # noqa: E402
+
+runner = CliRunner()
+QUICK = MeasureOptions(sessions=1, max_time=0.2, min_samples=5, rel_ci=0.5)
+ACTS = ["hardswish", "relu"]
+
+
+def _device(name: str) -> dict:
+    return {"num_cpus": 0, "resources": {f"edgeprof-device:{name}": 1}}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A head node that is device dev-a, and devices dev-b and dev-c; the test process is the lab's head."""
+    from ray.cluster_utils import Cluster
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EDGEPROF_LAB_DIR", str(tmp_path_factory.mktemp("lab-devices")))
+    mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                            "resources": {"edgeprof-device:dev-a": 1}})
+    nodes = {"dev-b": cluster.add_node(**_device("dev-b")), "dev-c": cluster.add_node(**_device("dev-c"))}
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield cluster, nodes
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """Two size groups (imgsz 16 and 24) of two activations: quick to measure."""
+    from edgeprof.api import make_plan
+    from edgeprof.bundle import make_bundle
+
+    plan = make_plan(acts=",".join(ACTS), widths="8", imgsz="16,24", act_alone=False, roofline=False)
+    return make_bundle(plan, tmp_path_factory.mktemp("lab") / "bundle").parent
+
+
+def _configs(path) -> list[tuple]:
+    df = read_results(path)
+    return sorted((r["act"], int(r["imgsz"])) for _, r in df.iterrows())
+
+
+def _run(bundle, out, **kwargs):
+    return run_lab(bundle, out, options=QUICK, roofline=False, timeout=600, **kwargs)
+
+
+def test_devices_lists_every_node_with_its_runtimes(lab):
+    result = runner.invoke(app, ["lab", "devices", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    listed = {d["device"]: d for d in json.loads(result.output)}
+    assert set(listed) >= {"dev-a", "dev-b", "dev-c"}
+    assert all("onnxruntime" in d["runtimes"] and d["busy"] == "no" and d["fingerprint"] for d in listed.values())
+
+
+def test_sweep_on_every_device_kill_one_then_resume(lab, bundle, tmp_path):
+    cluster, nodes = lab
+    out = tmp_path / "run"
+    killed = []
+
+    def on_rows(device, rows):  # dev-c dies after its first size group: before its second is sent
+        if device == "dev-c" and not killed:
+            cluster.remove_node(nodes["dev-c"], allow_graceful=False)
+            killed.append(device)
+
+    result = _run(bundle, out, on_rows=on_rows)
+    assert killed == ["dev-c"]
+    assert list(result.failed) == ["dev-c"] and "left the lab" in result.failed["dev-c"]
+    full = sorted((a, s) for a in ACTS for s in (16, 24))
+    assert _configs(out / "dev-a.csv") == full and _configs(out / "dev-b.csv") == full
+    first = _configs(out / "dev-c.csv")
+    assert len(first) == 2 and len({s for _, s in first}) == 1  # its finished group is kept
+    assert (out / "dev-a-ops.csv").exists() and json.loads((out / "dev-a.json").read_text())["runs"]
+
+    nodes["dev-c"] = cluster.add_node(**_device("dev-c"))  # the device comes back
+    cluster.wait_for_nodes()
+    again = _run(bundle, out, resume=True)
+    assert not again.failed
+    assert _configs(out / "dev-c.csv") == full  # only the missing group was measured
+    assert len(again.rows["dev-c"]) == 2 and len(again.rows["dev-a"]) == 0 and len(again.rows["dev-b"]) == 0
+
+    # `edgeprof report` reads the per-device files; the CLI's cross-device table has a column per device
+    table = runner.invoke(app, ["lab", "sweep", "--bundle", str(bundle), "--out", str(out), "--resume", "--quiet",
+                                "--format", "md", "--sessions", "1", "--max-time", "0.2", "--min-samples", "5"])
+    assert table.exit_code == 0, table.output
+    header = next(line for line in table.output.splitlines() if line.startswith("| block"))
+    assert all(name in header for name in ("dev-a", "dev-b", "dev-c"))
+    print(table.output)
+
+
+def test_two_sweeps_at_once_never_share_a_device(lab, bundle, tmp_path):
+    results, errors = {}, []
+
+    def sweep(tag):
+        try:
+            results[tag] = _run(bundle, tmp_path / tag, devices="dev-a,dev-b")
+        except Exception as exc:  # noqa: BLE001 (reported by the assertion below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sweep, args=(tag,)) for tag in ("one", "two")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    assert not errors, errors
+    for device in ("dev-a", "dev-b"):
+        spans = sorted((t["start"], t["end"]) for r in results.values() for t in r.tasks if t["device"] == device)
+        assert len(spans) == 4  # two size groups from each sweep
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            assert start >= end, f"{device}: two measurements overlapped ({spans})"
+
+
+def test_device_lacking_the_runtime_is_refused_before_anything_runs(lab, bundle, tmp_path):
+    """A bundle that also needs a runtime no device has (as from a head with more runtimes installed)."""
+    needy = tmp_path / "needy"
+    shutil.copytree(bundle, needy)
+    manifest = json.loads((needy / "manifest.json").read_text())
+    manifest["runtimes"].append({"name": "tensorrt", "version": "10.0", "extra": "tensorrt"})
+    (needy / "manifest.json").write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["lab", "sweep", "--bundle", str(needy), "--out", str(tmp_path / "out"),
+                                 "--devices", "dev-a", "--quiet"])
+    line = one_line_error(result)
+    assert "dev-a: runtime tensorrt not installed (pip install 'edgeprof[tensorrt]' on the device)" in line
+    assert not (tmp_path / "out" / "dev-a.csv").exists()
+
+
+def test_unknown_device_is_one_line(lab, bundle, tmp_path):
+    result = runner.invoke(app, ["lab", "sweep", "--bundle", str(bundle), "--out", str(tmp_path / "o"),
+                                 "--devices", "dev-z"])
+    assert "no device named dev-z in the lab; devices: dev-a, dev-b" in one_line_error(result)
+
+
+def test_shard_spreads_groups_and_measures_the_reference_everywhere(lab, bundle, tmp_path):
+    result = _run(bundle, tmp_path / "shard", devices="dev-a,dev-b", shard=True)
+    assert not result.failed
+    groups = sorted(g for t in result.tasks for g in t["groups"])
+    assert groups == [0, 0, 1]  # the reference on both devices, the other group on one
+    assert isinstance(result.outliers, list)
