@@ -140,7 +140,7 @@ def test_device_task_runs_without_torch_and_checks_the_manifest(tiny_bundle, tmp
         f"shipped = pickle.loads(open({str(shipped)!r}, 'rb').read())\n"
         "session = {'runtimes': ['onnxruntime'], 'threads': 1, 'opt_level': 'all', 'spinning': False, 'arena': True,"
         " 'cache': 'warm'}\n"
-        "options = {'sessions': 1, 'max_time': 0.2, 'min_samples': 5, 'rel_ci': 0.5}\n"
+        "options = {'sessions': 1, 'max_time': 0.2, 'min_samples': 6, 'rel_ci': 0.5}\n"
         "out = measure_groups(shipped, [1], session, options, '', 'dev-x', {}, roofline=False)\n"
         "print(json.dumps({'acts': sorted(r['act'] for r in out['rows']),"
         " 'imgsz': sorted({int(r['imgsz']) for r in out['rows']}), 'torch': 'torch' in sys.modules}))\n")

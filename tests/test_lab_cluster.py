@@ -16,13 +16,13 @@ ray = pytest.importorskip("ray", reason="the lab tests need Ray: pip install 'ed
 pytest.importorskip("torch", reason="the lab's head builds its bundle with torch")
 
 from edgeprof.cli import app  # noqa: E402
-from edgeprof.lab import Session, run_lab  # noqa: E402
+from edgeprof.lab import run_lab  # noqa: E402
 from edgeprof.measure import MeasureOptions  # noqa: E402
 from edgeprof.results.rows import read_results  # noqa: E402
 from tests.conftest import one_line_error  # noqa: E402
 
 runner = CliRunner()
-QUICK = MeasureOptions(sessions=1, max_time=0.2, min_samples=5, rel_ci=0.5)
+QUICK = MeasureOptions(sessions=1, max_time=0.2, min_samples=6, rel_ci=0.5)
 ACTS = ["hardswish", "relu"]
 
 
@@ -81,32 +81,36 @@ def test_devices_lists_every_node_with_its_runtimes(lab):
 def test_sweep_on_every_device_kill_one_then_resume(lab, bundle, tmp_path):
     cluster, nodes = lab
     out = tmp_path / "run"
+    driver = ray.get_runtime_context().get_node_id()
+    # the device to kill: a node this test process (the lab's head) is not attached to
+    victim = next(name for name, node in nodes.items() if node.unique_id != driver)
+    others = sorted({"dev-a", "dev-b", "dev-c"} - {victim})
     killed = []
 
-    def on_rows(device, rows):  # dev-c dies after its first size group: before its second is sent
-        if device == "dev-c" and not killed:
-            cluster.remove_node(nodes["dev-c"], allow_graceful=False)
+    def on_rows(device, rows):  # the victim dies after its first size group, before its second is sent
+        if device == victim and not killed:
+            cluster.remove_node(nodes[victim], allow_graceful=False)
             killed.append(device)
 
     result = _run(bundle, out, on_rows=on_rows)
-    assert killed == ["dev-c"]
-    assert list(result.failed) == ["dev-c"] and "left the lab" in result.failed["dev-c"]
+    assert killed == [victim]
+    assert list(result.failed) == [victim] and "left the lab" in result.failed[victim]
     full = sorted((a, s) for a in ACTS for s in (16, 24))
-    assert _configs(out / "dev-a.csv") == full and _configs(out / "dev-b.csv") == full
-    first = _configs(out / "dev-c.csv")
+    assert all(_configs(out / f"{name}.csv") == full for name in others)
+    first = _configs(out / f"{victim}.csv")
     assert len(first) == 2 and len({s for _, s in first}) == 1  # its finished group is kept
     assert (out / "dev-a-ops.csv").exists() and json.loads((out / "dev-a.json").read_text())["runs"]
 
-    nodes["dev-c"] = cluster.add_node(**_device("dev-c"))  # the device comes back
+    nodes[victim] = cluster.add_node(**_device(victim))  # the device comes back
     cluster.wait_for_nodes()
     again = _run(bundle, out, resume=True)
     assert not again.failed
-    assert _configs(out / "dev-c.csv") == full  # only the missing group was measured
-    assert len(again.rows["dev-c"]) == 2 and len(again.rows["dev-a"]) == 0 and len(again.rows["dev-b"]) == 0
+    assert _configs(out / f"{victim}.csv") == full  # only the missing group was measured
+    assert len(again.rows[victim]) == 2 and all(len(again.rows[name]) == 0 for name in others)
 
     # `edgeprof report` reads the per-device files; the CLI's cross-device table has a column per device
     table = runner.invoke(app, ["lab", "sweep", "--bundle", str(bundle), "--out", str(out), "--resume", "--quiet",
-                                "--format", "md", "--sessions", "1", "--max-time", "0.2", "--min-samples", "5"])
+                                "--format", "md", "--sessions", "1", "--max-time", "0.2", "--min-samples", "6"])
     assert table.exit_code == 0, table.output
     header = next(line for line in table.output.splitlines() if line.startswith("| block"))
     assert all(name in header for name in ("dev-a", "dev-b", "dev-c"))
@@ -161,3 +165,28 @@ def test_shard_spreads_groups_and_measures_the_reference_everywhere(lab, bundle,
     groups = sorted(g for t in result.tasks for g in t["groups"])
     assert groups == [0, 0, 1]  # the reference on both devices, the other group on one
     assert isinstance(result.outliers, list)
+
+
+def test_check_on_every_device_names_the_devices_that_regressed(lab, tmp_path):
+    """A baseline of Conv+Relu and a current model of the same name that is Conv+Mish (several times slower): the
+    gate regresses on every device, and the lab's one line names each."""
+    from edgeprof.gate.check import save_baseline
+    from edgeprof.gate.measure import GateOptions
+    from edgeprof.gate.models import BuildOptions, choose_models
+    from edgeprof.lab.check import check_devices, outcome
+    from edgeprof.measure import SessionSettings
+    from tests.conftest import conv_act_model
+
+    quick = GateOptions(block_ms=5, rounds=4, first_sessions=4, max_sessions=4, max_sessions_noisy=8,
+                        save_sessions=4, warmup_s=0.02)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "cur").mkdir()
+    relu = conv_act_model(tmp_path / "src" / "block.onnx", "relu", channels=16, size=32)
+    mish = conv_act_model(tmp_path / "cur" / "block.onnx", "mish", channels=16, size=32)
+    save_baseline(choose_models([relu], BuildOptions(), tmp_path / "m"), tmp_path / "baseline", SessionSettings(),
+                  quick)
+    current = choose_models([mish], BuildOptions(), tmp_path / "m")
+    reports, reasons = check_devices(tmp_path / "baseline", current, "dev-a,dev-b", options=quick)
+    assert not reasons and set(reports) == {"dev-a", "dev-b"}
+    code, message = outcome(reports, reasons)
+    assert code == 1 and message.startswith("regressed on dev-a: ") and "; dev-b: " in message

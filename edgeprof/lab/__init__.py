@@ -25,7 +25,8 @@ from edgeprof.lab.cluster import RayMissing, connect, disconnect, import_ray  # 
 from edgeprof.lab.sweep import LabInterrupted, LabResult, Session, cross_device_table, run_lab  # noqa: F401
 
 
-def lab_sweep(plan, out_dir: str | Path, bundle_runtimes: list[str] | None = None, on_progress=None, **run) -> LabResult:
+def lab_sweep(plan, out_dir: str | Path, bundle_runtimes: list[str] | None = None, on_progress=None,
+              **run) -> LabResult:
     """Build and export ``plan``'s models into ``out_dir/bundle`` (here, with torch) and measure them on the lab's
     devices (``run``: the keyword arguments of ``run_lab``)."""
     from edgeprof.bundle import make_bundle

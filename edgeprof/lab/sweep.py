@@ -245,7 +245,7 @@ def _run(ray, bundle_dir, groups, out_dir, usable: list[Device], csv_paths, refu
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     clock = ray.remote(TaskClock).options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
-        head_node, soft=True)).remote()
+        head_node, soft=False)).remote()  # beside this driver: it lives as long as the run
     sweep_id = uuid.uuid4().hex[:12]
     import sys
 
@@ -309,7 +309,10 @@ def _run(ray, bundle_dir, groups, out_dir, usable: list[Device], csv_paths, refu
                     on_rows(name, frame)
             if not inflight:
                 continue
-            starts = ray.get(clock.get.remote())
+            try:
+                starts = ray.get(clock.get.remote(), timeout=30)
+            except ray.exceptions.RayError:  # the clock is beside this driver; if it cannot answer, time from queuing
+                starts = {key: submitted for (_, _, key, submitted) in inflight.values()}
             alive = device_nodes()
             now = time.time()
             for ref, (name, gs, key, _submitted) in list(inflight.items()):
