@@ -182,9 +182,10 @@ def sweep(
                           spinning=session.spinning, arena=session.arena, cache=measuring.cache.value)
     options = measuring.options()
     sweep_plan = None if bundle is not None else make_plan(**plan.given_values(), **export.given_values())
-    if bundle is not None and (plan.given or export.given):
+    building = (plan.given - {"roofline"}) | export.given  # --roofline is how a device measures, not what
+    if bundle is not None and building:
         raise InputError("--bundle measures a bundle made before: its sweep options are in it; leave out "
-                         f"{', '.join('--' + g.replace('_', '-') for g in sorted(plan.given | export.given))}")
+                         f"{', '.join('--' + g.replace('_', '-') for g in sorted(building))}")
     console = err_console()
 
     def show(device: str, rows) -> None:
@@ -193,7 +194,7 @@ def sweep(
         render_rich(rows, console, title=f"{device}", explain=False)
 
     run = {"devices": devices, "session": lab_session, "options": options, "resume": resume, "shard": shard,
-           "timeout": timeout, "outlier": outlier, "on_note": note,
+           "timeout": timeout, "roofline": plan.roofline, "outlier": outlier, "on_note": note,
            "on_rows": show if not quiet and fmt == Format.table else None}
     with _lab(address), progress_bar(not quiet, console) as progress:
         if bundle is not None:

@@ -36,7 +36,9 @@ class Device:
                 "cores": host.get("usable_cores", ""),
                 "runtimes": ", ".join(f"{n} {v}" for n, v in self.runtimes.items()),
                 "edgeprof": self.info.get("edgeprof", ""),
-                "busy": "yes" if self.busy else "no"}
+                "busy": "yes" if self.busy else "no",
+                "note": self.info.get("error", "") or ("measuring now: not probed" if self.busy and not self.info
+                                                       else "")}
 
 
 def probe_remote(name: str):
