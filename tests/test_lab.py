@@ -156,3 +156,18 @@ def test_device_task_runs_without_torch_and_checks_the_manifest(tiny_bundle, tmp
     model.write_bytes(model.read_bytes() + b"x")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode != 0 and "does not match its manifest" in proc.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--resume"], "--resume needs --out"),
+    (["--timeout", "0"], "--timeout must be positive"),
+    (["--outlier", "-1"], "--outlier must be a positive fraction"),
+    (["--bundle", "b", "--acts", "relu"], "leave out --acts"),
+])
+def test_sweep_usage_errors_are_one_line_before_ray_starts(args, expected):
+    pytest.importorskip("ray", reason="needs Ray: pip install 'edgeprof[lab]'")
+    import ray
+
+    line = one_line_error(runner.invoke(app, ["lab", "sweep", *args]))
+    assert expected in line
+    assert not ray.is_initialized()  # refused before any Ray instance was started

@@ -167,6 +167,10 @@ def sweep(
     from edgeprof.pipeline import new_csv_path
 
     import_ray()
+    if not timeout > 0:
+        raise InputError(f"--timeout must be positive (seconds a size group may run on a device), got {timeout:g}")
+    if not outlier > 0:
+        raise InputError(f"--outlier must be a positive fraction (0.10 = 10% slower than the median), got {outlier:g}")
     if resume and out is None:
         raise InputError("--resume needs --out: the folder of the lab run to continue")
     out = out or new_csv_path(Path("results"), prefix="lab").with_suffix("")
@@ -269,7 +273,7 @@ def check(
     import json
 
     from edgeprof.cli.gate import _models, _options, _print_table, _shapes
-    from edgeprof.errors import InconclusiveError, RegressionError, RuntimeFailure
+    from edgeprof.errors import InconclusiveError, InputError, RegressionError, RuntimeFailure
     from edgeprof.gate import baseline as bl
     from edgeprof.gate.check import current_from_baseline
     from edgeprof.gate.decide import DecisionRule
@@ -277,6 +281,8 @@ def check(
     from edgeprof.lab.cluster import import_ray
 
     import_ray()
+    if not timeout > 0:
+        raise InputError(f"--timeout must be positive (seconds a check may run on a device), got {timeout:g}")
     base = bl.load(baseline)
     rule = DecisionRule(threshold=threshold, alpha=alpha)
     options = _options(max_time=max_time, seed=gate.seed, clock=gate.clock.value)
