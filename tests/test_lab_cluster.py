@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -115,6 +116,22 @@ def test_sweep_on_every_device_kill_one_then_resume(lab, bundle, tmp_path):
     header = next(line for line in table.output.splitlines() if line.startswith("| block"))
     assert all(name in header for name in ("dev-a", "dev-b", "dev-c"))
     print(table.output)
+    report = runner.invoke(app, ["report", *(str(out / f"{n}.csv") for n in ("dev-a", "dev-b", "dev-c")), "--out",
+                                 str(tmp_path / "report")])
+    assert report.exit_code == 0, report.output
+    assert (tmp_path / "report" / "report.md").exists()
+
+
+def test_a_task_past_its_timeout_is_cancelled_and_its_device_freed(lab, bundle, tmp_path):
+    from edgeprof.errors import RuntimeFailure
+    from edgeprof.lab.cluster import busy_devices
+
+    with pytest.raises(RuntimeFailure, match=r"dev-b: size group 1 did not finish within --timeout 0.5 s"):
+        run_lab(bundle, tmp_path / "t", devices="dev-b", options=QUICK, roofline=False, timeout=0.5)
+    deadline = time.monotonic() + 60
+    while busy_devices(["dev-b"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not busy_devices(["dev-b"])  # the cancelled task gave the device back
 
 
 def test_two_sweeps_at_once_never_share_a_device(lab, bundle, tmp_path):
