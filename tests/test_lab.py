@@ -171,3 +171,20 @@ def test_sweep_usage_errors_are_one_line_before_ray_starts(args, expected):
     line = one_line_error(runner.invoke(app, ["lab", "sweep", *args]))
     assert expected in line
     assert not ray.is_initialized()  # refused before any Ray instance was started
+
+
+def test_shard_outlier_is_the_device_slower_than_the_median_by_more_than_the_fraction():
+    from edgeprof.lab.sweep import _outliers
+    from edgeprof.spec import BlockSpec
+
+    spec = BlockSpec(block="conv", act="relu", width=8, imgsz=16)
+
+    def frame(ms):
+        return pd.DataFrame([{"block": "conv", "width": 8, "imgsz": 16, "act": "relu", "status": "ok",
+                              "median_ms": ms},
+                             {"block": "conv", "width": 8, "imgsz": 16, "act": "mish", "status": "ok",
+                              "median_ms": ms * 9}])
+
+    lines = _outliers({"a": frame(1.00), "b": frame(1.05), "c": frame(1.30)}, [spec], "relu", 0.10)
+    assert len(lines) == 1 and lines[0].startswith("c: ") and "1.24x the devices' median 1.05 ms" in lines[0]
+    assert _outliers({"a": frame(1.00), "b": frame(1.05)}, [spec], "relu", 0.10) == []
