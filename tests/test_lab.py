@@ -188,3 +188,13 @@ def test_shard_outlier_is_the_device_slower_than_the_median_by_more_than_the_fra
     lines = _outliers({"a": frame(1.00), "b": frame(1.05), "c": frame(1.30)}, [spec], "relu", 0.10)
     assert len(lines) == 1 and lines[0].startswith("c: ") and "1.24x the devices' median 1.05 ms" in lines[0]
     assert _outliers({"a": frame(1.00), "b": frame(1.05)}, [spec], "relu", 0.10) == []
+
+
+def test_a_device_with_another_runtime_version_gets_a_note(tmp_path):
+    from edgeprof.lab.sweep import _version_notes
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"runtimes": [{"name": "onnxruntime", "version": "1.32.0"}]}))
+    notes = _version_notes(tmp_path, [_device("same", {"onnxruntime": "1.32.0"}),
+                                      _device("older", {"onnxruntime": "1.20.1"})], ["onnxruntime"])
+    assert notes == ["device older runs onnxruntime 1.20.1 (bundle made with 1.32.0); its rows record the version "
+                     "they were measured with"]

@@ -154,6 +154,8 @@ def run_lab(
         raise InputError("no device can run this sweep: " + "; ".join(f"{n}: {r}" for n, r in refused.items()))
     for name, reason in refused.items():
         note(f"device {name} refused: {reason}")
+    for line in _version_notes(bundle_dir, usable, runtimes):
+        note(line)
     if shard:
         classes: dict[str, list[str]] = {}
         for d in usable:
@@ -179,6 +181,25 @@ def run_lab(
                     timeout, outlier, roofline, plan.baseline, ship, progress, on_rows, note)
     finally:
         os.close(lock_fd)
+
+
+def _version_notes(bundle_dir: Path, devices: list[Device], runtimes: list[str]) -> list[str]:
+    """One line per device whose runtime version differs from the one the bundle was made with (it still runs:
+    every row records the version it was measured with, and reports never mix versions)."""
+    from edgeprof.bundle import MANIFEST
+
+    try:
+        made = {r.get("name"): r.get("version") for r in json.loads((bundle_dir / MANIFEST).read_text())["runtimes"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    out = []
+    for d in devices:
+        differ = [f"{r} {d.runtimes.get(r)} (bundle made with {made[r]})" for r in runtimes
+                  if made.get(r) and d.runtimes.get(r) not in (None, "?", made[r])]
+        if differ:
+            out.append(f"device {d.name} runs {', '.join(differ)}; its rows record the version they were measured "
+                       "with")
+    return out
 
 
 def _existing(paths: list[Path]) -> str:
