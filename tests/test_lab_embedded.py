@@ -58,3 +58,20 @@ def test_ctrl_c_cancels_the_remote_task_and_keeps_finished_rows(tmp_path):
     assert "interrupted; the remote tasks were cancelled" in err and "--resume" in err
     rows = read_results(csv)
     assert 2 <= len(rows) < 12 and set(rows["status"]) == {"ok"}  # finished groups kept, not the whole sweep
+
+
+def test_embedded_sweep_builds_here_and_measures_on_this_machine(tmp_path):
+    pytest.importorskip("torch")
+    from edgeprof.lab.cluster import local_device_name
+    from edgeprof.results.rows import read_results
+
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "edgeprof.cli", "lab", "sweep", "--acts", "relu,hardswish",
+                           "--widths", "8", "--imgsz", "16", "--no-act-alone", "--no-roofline", "--sessions", "1",
+                           "--max-time", "0.2", "--min-samples", "6", "--out", str(out), "--quiet", "--format", "md"],
+                          capture_output=True, text=True, timeout=300, env=_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    name = local_device_name()
+    assert f"| block | size | act | {name} |" in proc.stdout
+    assert (out / "bundle" / "manifest.json").exists()  # built and exported here, into the run's folder
+    assert sorted(read_results(out / f"{name}.csv")["act"]) == ["hardswish", "relu"]
