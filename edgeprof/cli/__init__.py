@@ -10,6 +10,7 @@ from edgeprof.cli.acts import acts
 from edgeprof.cli.bundle import bundle
 from edgeprof.cli.common import log_each_message_once
 from edgeprof.cli.gate import baseline_app, check
+from edgeprof.cli.lab import lab_app
 from edgeprof.cli.machine import machine
 from edgeprof.cli.options import Command, Group
 from edgeprof.cli.profile import profile
@@ -70,6 +71,7 @@ app.add_typer(baseline_app, name="baseline")
 app.command("check", cls=Command)(check)
 app.command("swap", cls=Command)(swap)
 app.command("report", cls=Command)(report)
+app.add_typer(lab_app, name="lab")
 
 
 @app.callback()
