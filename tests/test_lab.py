@@ -190,11 +190,12 @@ def test_shard_outlier_is_the_device_slower_than_the_median_by_more_than_the_fra
     assert _outliers({"a": frame(1.00), "b": frame(1.05)}, [spec], "relu", 0.10) == []
 
 
-def test_a_device_with_another_runtime_version_gets_a_note(tmp_path):
-    from edgeprof.lab.sweep import _version_notes
+def test_a_device_with_another_runtime_version_is_named_with_both_versions(tmp_path):
+    """run_lab refuses such a device (unless --any-version) with this line, before anything runs."""
+    from edgeprof.lab.sweep import version_mismatches
 
     (tmp_path / "manifest.json").write_text(json.dumps({"runtimes": [{"name": "onnxruntime", "version": "1.32.0"}]}))
-    notes = _version_notes(tmp_path, [_device("same", {"onnxruntime": "1.32.0"}),
-                                      _device("older", {"onnxruntime": "1.20.1"})], ["onnxruntime"])
-    assert notes == ["device older runs onnxruntime 1.20.1 (bundle made with 1.32.0); its rows record the version "
-                     "they were measured with"]
+    found = version_mismatches(tmp_path, [_device("same", {"onnxruntime": "1.32.0"}),
+                                          _device("older", {"onnxruntime": "1.20.1"}),
+                                          _device("unknown", {"onnxruntime": "?"})], ["onnxruntime"])
+    assert found == {"older": "onnxruntime 1.20.1 there, the bundle was made with 1.32.0"}

@@ -143,6 +143,9 @@ def sweep(
         "--outlier", rich_help_panel=_LAB, help="With --shard: a device whose reference is slower than the devices' "
         "median by more than this fraction is reported as an outlier.")] = 0.10,
     timeout: Timeout = 1800.0,
+    any_version: Annotated[bool, typer.Option(
+        "--any-version", rich_help_panel=_LAB, help="Measure on a device whose runtime version differs from the one "
+        "the bundle was made with (refused by default); its rows record the version it ran.")] = False,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="How to print the cross-device table.")] = Format.table,
     quiet: Quiet = False,
 ) -> None:
@@ -199,6 +202,7 @@ def sweep(
 
     run = {"devices": devices, "session": lab_session, "options": options, "resume": resume, "shard": shard,
            "timeout": timeout, "roofline": plan.roofline, "outlier": outlier, "on_note": note,
+           "any_version": any_version,
            "on_rows": show if not quiet and fmt == Format.table else None}
     with _lab(address), progress_bar(not quiet, console) as progress:
         if bundle is not None:

@@ -117,9 +117,12 @@ def run_lab(
     on_progress: Callable[[str, float], None] | None = None,
     on_rows: Callable[[str, pd.DataFrame], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    any_version: bool = False,
 ) -> LabResult:
     """Measure the bundle in ``bundle_dir`` on the lab's devices (``devices``: all, or names) and write
-    ``out_dir/<device>.csv`` for each. Needs a connected Ray (``edgeprof.lab.cluster.connect``)."""
+    ``out_dir/<device>.csv`` for each. Needs a connected Ray (``edgeprof.lab.cluster.connect``). A device whose
+    runtime version differs from the one the bundle was made with is refused, unless ``any_version`` (then it
+    runs, with a note: its rows record the version they were measured with)."""
     import dataclasses
     import os
 
@@ -147,6 +150,9 @@ def run_lab(
     progress("probing the devices", 0.0)
     probed = list_devices(probe_busy=True, names=names, timeout=None)  # a busy device: wait for it
     refused = refusals(probed, needed, __version__)
+    other_versions = version_mismatches(bundle_dir, [d for d in probed if d.name not in refused], runtimes)
+    if not any_version:
+        refused.update({n: f"{why}; --any-version measures it anyway" for n, why in other_versions.items()})
     gone = [n for n in names if n not in {d.name for d in probed}]
     refused.update({n: "left the lab before it could be probed" for n in gone})
     usable = [d for d in probed if d.name not in refused]
@@ -154,8 +160,9 @@ def run_lab(
         raise InputError("no device can run this sweep: " + "; ".join(f"{n}: {r}" for n, r in refused.items()))
     for name, reason in refused.items():
         note(f"device {name} refused: {reason}")
-    for line in _version_notes(bundle_dir, usable, runtimes):
-        note(line)
+    for name, why in other_versions.items():
+        if name not in refused:
+            note(f"device {name}: {why}; its rows record the version they were measured with")
     if shard:
         classes: dict[str, list[str]] = {}
         for d in usable:
@@ -183,22 +190,21 @@ def run_lab(
         os.close(lock_fd)
 
 
-def _version_notes(bundle_dir: Path, devices: list[Device], runtimes: list[str]) -> list[str]:
-    """One line per device whose runtime version differs from the one the bundle was made with (it still runs:
-    every row records the version it was measured with, and reports never mix versions)."""
+def version_mismatches(bundle_dir: Path, devices: list[Device], runtimes: list[str]) -> dict[str, str]:
+    """Device name -> one line naming each runtime whose version there differs from the one the bundle was made
+    with (a device that cannot tell its version is not judged)."""
     from edgeprof.bundle import MANIFEST
 
     try:
         made = {r.get("name"): r.get("version") for r in json.loads((bundle_dir / MANIFEST).read_text())["runtimes"]}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return []
-    out = []
+        return {}
+    out = {}
     for d in devices:
-        differ = [f"{r} {d.runtimes.get(r)} (bundle made with {made[r]})" for r in runtimes
+        differ = [f"{r} {d.runtimes.get(r)} there, the bundle was made with {made[r]}" for r in runtimes
                   if made.get(r) and d.runtimes.get(r) not in (None, "?", made[r])]
         if differ:
-            out.append(f"device {d.name} runs {', '.join(differ)}; its rows record the version they were measured "
-                       "with")
+            out[d.name] = ", ".join(differ)
     return out
 
 
