@@ -189,6 +189,12 @@ def check(
     for w in report.warnings:
         console.print(f"warning: {w}", highlight=False, soft_wrap=True)
     _append_summary(markdown(report, allow_inconclusive))
+    finish_check(code, message, json_out)
+
+
+def finish_check(code: int, message: str, json_out: bool) -> None:
+    """A check's exit: 130 (Ctrl-C, what was decided printed), 1 regressed, 3 failed, 4 inconclusive, each with
+    its one line; 0 prints the line on stdout (unless JSON went there)."""
     if code == 130:
         typer.echo(f"edgeprof: {message}", err=True)
         raise typer.Exit(130)

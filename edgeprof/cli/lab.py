@@ -276,8 +276,8 @@ def check(
     """
     import json
 
-    from edgeprof.cli.gate import _models, _options, _print_table, _shapes
-    from edgeprof.errors import InconclusiveError, InputError, RegressionError, RuntimeFailure
+    from edgeprof.cli.gate import _models, _options, _print_table, _shapes, finish_check
+    from edgeprof.errors import InputError
     from edgeprof.gate import baseline as bl
     from edgeprof.gate.check import current_from_baseline
     from edgeprof.gate.decide import DecisionRule
@@ -307,13 +307,7 @@ def check(
             typer.echo(f"device {name}: {report.outcome(allow_inconclusive)[1]}")
             _print_table(report)
     code, message = outcome(reports, reasons, allow_inconclusive)
-    if code == 130:
-        typer.echo(f"edgeprof: {message}", err=True)
-        raise typer.Exit(130)
-    if code:
-        raise {1: RegressionError, 3: RuntimeFailure, 4: InconclusiveError}[code](message)
-    if not json_out:
-        typer.echo(message)
+    finish_check(code, message, json_out)
 
 
 lab_app = typer.Typer(cls=Group, no_args_is_help=True, help="One sweep on many devices at once, through Ray (pip "
