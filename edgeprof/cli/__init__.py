@@ -12,6 +12,7 @@ from edgeprof.cli.common import log_each_message_once
 from edgeprof.cli.gate import baseline_app, check
 from edgeprof.cli.machine import machine
 from edgeprof.cli.options import Command, Group
+from edgeprof.cli.predict import predict_app
 from edgeprof.cli.profile import profile
 from edgeprof.cli.report import report
 from edgeprof.cli.swap import swap
@@ -70,6 +71,7 @@ app.add_typer(baseline_app, name="baseline")
 app.command("check", cls=Command)(check)
 app.command("swap", cls=Command)(swap)
 app.command("report", cls=Command)(report)
+app.add_typer(predict_app, name="predict")
 
 
 @app.callback()
