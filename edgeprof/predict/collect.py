@@ -331,7 +331,7 @@ def _measure_batch(configs: list[dict], settings, options: CollectOptions, workd
             failed += 1
             continue
         graph = split_kernels(path, settings)
-        by_name = {k.name: k for k in graph.kernels}
+        matched = match_nodes(m.nodes, graph.kernels)
         total_us = sum(n["mean_us"] for n in m.nodes)
         median = m.stats["median_ms"]
         kernels_ms = median - overhead
@@ -339,8 +339,7 @@ def _measure_batch(configs: list[dict], settings, options: CollectOptions, workd
             failed += 1
             continue
         scale = kernels_ms / (total_us / 1000)
-        for node in m.nodes:
-            k = by_name.get(node["name"])
+        for node, k in zip(m.nodes, matched, strict=True):
             if k is None or not k.shapes_known:
                 continue
             rows.append({**identity, "sample": sample_id(cfg), "family": cfg["family"],
@@ -350,6 +349,28 @@ def _measure_batch(configs: list[dict], settings, options: CollectOptions, workd
                          **{f: getattr(k, f) for f in FEATURES}, "node_us": node["mean_us"],
                          "kernel_ms": node["mean_us"] / 1000 * scale, "timestamp": stamp})
     return rows, failed
+
+
+def match_nodes(nodes: list[dict], kernels: list) -> list:
+    """The kernel of each profiled node: by name, and for the nodes onnxruntime names with a counter that differs
+    from one session to the next (``ReorderOutput_token_24``), by op type and the closest output size (two such
+    nodes of one size have the same features, so which is which does not matter)."""
+    import re
+
+    by_name = {k.name: k for k in kernels}
+    out = [by_name.get(n["name"]) if not re.search(r"_token_\d+$|^Reorder", n["name"]) else None for n in nodes]
+    used = {id(k) for k in out if k is not None}
+    for i, n in enumerate(nodes):
+        if out[i] is not None:
+            continue
+        candidates = [k for k in kernels if id(k) not in used and k.op_type == n["op_type"] and k.out_elements > 0]
+        if not candidates:
+            continue
+        size = float(n.get("output_bytes") or 0) / 4
+        best = min(candidates, key=lambda k: abs(math.log(size / k.out_elements)) if size > 0 else 0.0)
+        out[i] = best
+        used.add(id(best))
+    return out
 
 
 def fusion_configs(rng: np.random.Generator, options: CollectOptions) -> list[list[dict]]:

@@ -7,9 +7,10 @@ kind is far below where LightGBM's speed would matter. Both ship wheels for x86-
 OpenMP library; the forests here are fitted with ``n_jobs=1``, and nothing is fitted or predicted while a worker
 process is timing a model.
 
-**Model per kind**: the target is log(kernel ms); the features are log(1 + x) of ``kernels.FEATURES``. A ridge
-regression on them carries the trend (time grows with MACs and elements, so a model beyond the sampled range
-extrapolates along it, which a forest alone cannot), and a random forest fits what it leaves (its residuals).
+**Model per kind**: the target is log(kernel ms); the features are log(1 + x) of ``kernels.FEATURES``. A power
+law in the work (``Trend``: log ms linear in log MACs and log elements, with non-negative slopes) carries the trend,
+so a model beyond the sampled range extrapolates along it, which a forest alone cannot; a random forest on all
+the features fits what the trend leaves (its residuals).
 **Interval**: the 5% and 95% quantiles of each kind's out-of-bag log residuals; a model's interval sums each
 kernel's bounds (errors of one kind on one host move together, so they are not assumed to cancel). A kind the
 dataset lacks (an activation never collected) is predicted by the closest kind fitted (a conv with another fused
@@ -64,11 +65,35 @@ class KindModel:
         return y
 
 
+class Trend:
+    """log ms = a + b·log(1 + MACs) + c·log(1 + elements in and out), b and c >= 0 (a power law in the work done,
+    which extrapolates sanely beyond the sampled sizes); for kinds without MACs, elements alone."""
+
+    def __init__(self) -> None:
+        self.model = None
+        self.columns: list[int] = []
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Trend:
+        from sklearn.linear_model import LinearRegression
+
+        cols = [FEATURES.index("macs")] if np.ptp(x[:, FEATURES.index("macs")]) > 0 else []
+        self.columns = cols
+        self.model = LinearRegression(positive=True).fit(self._design(x), y)
+        return self
+
+    def _design(self, x: np.ndarray) -> np.ndarray:
+        moved = np.expm1(x[:, FEATURES.index("in_elements")]) + np.expm1(x[:, FEATURES.index("out_elements")])
+        elements = np.log1p(moved)
+        return np.column_stack([*(x[:, c] for c in self.columns), elements])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(self._design(x))
+
+
 def _fit_kind(kind: str, x: np.ndarray, y: np.ndarray, trees: int, seed: int) -> KindModel:
     from sklearn.ensemble import RandomForestRegressor
-    from sklearn.linear_model import Ridge
 
-    linear = Ridge(alpha=1e-3).fit(x, y)
+    linear = Trend().fit(x, y)
     trend = linear.predict(x)
     forest, oob = None, trend
     if len(y) >= 8:
