@@ -3,7 +3,8 @@
 1. Collects kernel data into a fresh dataset (``--budget``; or reuses ``--predictor``), timed.
 2. Builds ``--models`` YOLO-style networks that took no part in collecting: edgeprof's whole-network builder
    (``edgeprof.blocks.networks.YoloDetector``) at random depth and width multipliers and image sizes, each with a
-   random activation of the registry, exported as edgeprof exports.
+   random activation of the registry, exported as edgeprof exports; any whose activation, multipliers and size
+   match a network collect measured is drawn again.
 3. Predicts each (timed), measures each with edgeprof's interleaved measurement, and prints the share within
    ±5% and ±10%, the RMSE, the worst cases with their largest kernels, the error by activation and by kernel kind,
    and the time to collect and to predict. Targets: >= 90% within ±10%, collect <= 30 min, predict <= 1 s/model.
@@ -27,8 +28,23 @@ import numpy as np
 from edgeprof.cli.predict import parse_budget
 
 
-def build_networks(count: int, seed: int, acts: list[str], imgsz: list[int], out: Path) -> list[dict]:
-    """``count`` random YOLO-style detectors from edgeprof's network builder, exported to ``out``."""
+def collected_networks(dataset: Path | None) -> set[tuple]:
+    """(act, depth, width, imgsz) of every network the dataset measured (collect samples some whole networks)."""
+    import json
+
+    from edgeprof.predict.collect import read_dataset
+
+    if dataset is None or not Path(dataset).exists():
+        return set()
+    df = read_dataset(dataset)
+    nets = [json.loads(c) for c in df.loc[df["family"] == "net", "config"].unique()]
+    return {(c["act"], c["depth"], c["width"], c["imgsz"]) for c in nets}
+
+
+def build_networks(count: int, seed: int, acts: list[str], imgsz: list[int], out: Path,
+                   exclude: set[tuple] = frozenset()) -> list[dict]:
+    """``count`` random YOLO-style detectors from edgeprof's network builder, exported to ``out``; none has the
+    activation, multipliers and image size of a network in ``exclude`` (those collect measured)."""
     import torch
 
     from edgeprof.blocks.networks import YOLO_SCALES, YoloDetector
@@ -38,12 +54,15 @@ def build_networks(count: int, seed: int, acts: list[str], imgsz: list[int], out
     rng = np.random.default_rng(seed + 1000)  # another stream than collect's sampling
     nets = []
     for i in range(count):
-        depth = float(rng.choice([0.2, 0.33, 0.5, 0.67]))
-        width = float(rng.choice([0.125, 0.1875, 0.25, 0.3125, 0.375, 0.5]))
+        while True:
+            depth = float(rng.choice([0.2, 0.33, 0.5, 0.67]))
+            width = float(rng.choice([0.125, 0.1875, 0.25, 0.3125, 0.375, 0.5]))
+            act = acts[int(rng.integers(len(acts)))]
+            size = int(rng.choice(imgsz))
+            if (act, depth, width, size) not in exclude:
+                break
         scale = f"bench{i}"
         YOLO_SCALES[scale] = (depth, width, 1024)  # the builder's own table of scales, one entry per test network
-        act = acts[int(rng.integers(len(acts)))]
-        size = int(rng.choice(imgsz))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + i)
             model = YoloDetector(scale, act=act)
@@ -83,6 +102,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgeprof-predict-bench-") as tmp:
         tmp = Path(tmp)
         collect_s = None
+        dataset = args.dataset
         if args.predictor is None:
             dataset = args.dataset or tmp / "kernels.csv"
             t0 = time.perf_counter()
@@ -98,7 +118,10 @@ def main() -> None:
             predictor_path = args.predictor
         predictor, _ = load_predictor(predictor_path)
         settings = settings_of(predictor)
-        nets = build_networks(args.models, args.seed, acts, imgsz, tmp)
+        exclude = collected_networks(dataset)
+        nets = build_networks(args.models, args.seed, acts, imgsz, tmp, exclude)
+        print(f"{len(nets)} test networks, none among the {len(exclude)} networks collect measured"
+              + ("" if dataset else " (no --dataset given: not checked)"), flush=True)
         predictions = []
         for net in nets:
             p = predict_model(net["path"], predictor, settings=settings)

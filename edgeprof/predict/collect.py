@@ -3,7 +3,11 @@
 Each sample is a small model built from edgeprof's own blocks (``edgeprof.blocks.yolo``: a Conv-BN-Act at any
 channels, size, kernel and stride, with every activation and without one; a C2f, which brings Split, Add and
 Concat; an SPPF, which brings MaxPool; an upsample-and-concat of the neck; a detection head's branch with its
-flatten, concat and Sigmoid; an activation alone), exported as the networks are (``convert.onnx_export``) and
+flatten, concat and Sigmoid; an activation alone; and whole networks of the network builder at sampled depth and
+width multipliers and sizes, whose kernels are the same kinds measured in context: on the 2-core VM this was built
+on, predictors fitted on kernels alone predicted convs at 0.65-0.9 and small memory-bound ops at 0.1-0.6 of their
+time inside a network, and the ``in_network`` column lets the predictors learn that difference), exported as
+the networks are (``convert.onnx_export``) and
 measured with edgeprof's interleaved measurement (``measure.interleave.measure``: fresh worker processes, rounds
 in a shuffled order) in batches. The runtime's profiler, read in the same workers, splits each model's measured
 median over the nodes the runtime ran (``kernels``), so every row is one kernel as the runtime runs it, fused or
@@ -36,14 +40,16 @@ from edgeprof.errors import InputError
 from edgeprof.predict.kernels import FEATURES, split_kernels
 from edgeprof.predict.store import check_identity, identity_of
 
-FAMILIES = ("conv", "c2f", "sppf", "upcat", "head", "act")
+FAMILIES = ("conv", "c2f", "sppf", "upcat", "head", "act", "net")
 # share of the samples each family gets when drawn uniformly (convs dominate every network)
-FAMILY_WEIGHTS = {"conv": 0.5, "c2f": 0.15, "sppf": 0.06, "upcat": 0.09, "head": 0.08, "act": 0.12}
+FAMILY_WEIGHTS = {"conv": 0.45, "c2f": 0.14, "sppf": 0.05, "upcat": 0.08, "head": 0.07, "act": 0.11, "net": 0.10}
+NET_DEPTHS = (0.2, 0.33, 0.5, 0.67)  # depth and width multipliers of the sampled networks (YOLOv8's n/s are inside)
+NET_WIDTHS = (0.125, 0.1875, 0.25, 0.3125, 0.375, 0.5)
 DEFAULT_ACTS = ("relu", "leakyrelu", "silu", "hardswish", "mish")
 DATASET_COLUMNS = (
     "host_fingerprint", "runtime", "runtime_version", "runtime_settings", "threads", "sample", "family", "config",
     "round", "model_median_ms", "model_rel_ci", "overhead_ms", "node", "kind", "op_type", "fused", *FEATURES,
-    "node_us", "kernel_ms", "timestamp",
+    "in_network", "node_us", "kernel_ms", "timestamp",
 )
 
 
@@ -125,14 +131,18 @@ def sample_config(rng: np.random.Generator, family: str, options: CollectOptions
         elif family == "sppf":
             cfg = {"family": family, "act": act, "width": _width(rng, 16, options.max_width), "imgsz": hw}
         elif family == "upcat":
-            hw = max(4, hw // 2 * 2)
-            cfg = {"family": family, "c1": _width(rng, 8, options.max_width), "c2": _width(rng, 8, options.max_width),
-                   "imgsz": hw}
+            hw = max(4, hw // 4 * 4)
+            cfg = {"family": family, "act": act, "c1": _width(rng, 8, options.max_width),
+                   "c2": _width(rng, 8, options.max_width), "imgsz": hw}
         elif family == "head":
             cfg = {"family": family, "act": act, "width": _width(rng, 16, options.max_width // 2),
                    "hidden": _width(rng, 16, 128), "out": int(rng.choice([64, 80])), "imgsz": min(hw, 160)}
         elif family == "act":
             cfg = {"family": family, "act": act, "width": _width(rng, 8, options.max_width), "imgsz": hw}
+        elif family == "net":
+            sizes = list(range(64, max(64, options.max_imgsz) + 1, 32))
+            cfg = {"family": family, "act": act, "depth": float(rng.choice(NET_DEPTHS)),
+                   "width": float(rng.choice(NET_WIDTHS)), "imgsz": int(rng.choice(sizes))}
         else:
             raise InputError(f"unknown kernel family {family!r}; valid: {', '.join(FAMILIES)}")
         if config_macs(cfg) <= options.max_macs:
@@ -151,18 +161,28 @@ def config_macs(cfg: dict) -> int:
     if f == "sppf":
         w = cfg["width"]
         return conv_macs(w, w // 2, hw, 1, 1) + conv_macs(w * 2, w, hw, 1, 1)
+    if f == "upcat":
+        return conv_macs(cfg["c2"], cfg["c1"], hw, 3, 2)
     if f == "head":
         return conv_macs(cfg["width"], cfg["hidden"], hw, 3, 1) + conv_macs(cfg["hidden"], cfg["hidden"], hw, 3, 1)
     return 0
 
 
 def perturb(rng: np.random.Generator, cfg: dict, options: CollectOptions) -> dict:
-    """A configuration near ``cfg``: each channel count and the size scaled by 0.7-1.4 (adaptive sampling)."""
+    """A configuration near ``cfg``: each channel count and the size scaled by 0.7-1.4 (adaptive sampling); a
+    network: the next multiplier or size up or down."""
     out = dict(cfg)
+    if out["family"] == "net":
+        for key, choices in (("depth", NET_DEPTHS), ("width", NET_WIDTHS)):
+            i = choices.index(out[key]) + int(rng.integers(-1, 2))
+            out[key] = choices[min(len(choices) - 1, max(0, i))]
+        out["imgsz"] = int(min(max(64, options.max_imgsz), max(64, out["imgsz"] + 32 * int(rng.integers(-1, 2)))))
+        return out
     for key in ("cin", "cout", "width", "c1", "c2", "hidden"):
         if key in out and out[key] != 3:
             out[key] = int(max(8, min(options.max_width, round(out[key] * rng.uniform(0.7, 1.4) / 8) * 8)))
-    out["imgsz"] = int(max(4, min(options.max_imgsz, round(out["imgsz"] * rng.uniform(0.7, 1.4) / 2) * 2)))
+    step = 4 if out["family"] == "upcat" else 2  # upcat's stride-2 conv and upsample must meet the input's size
+    out["imgsz"] = int(max(4, min(options.max_imgsz, round(out["imgsz"] * rng.uniform(0.7, 1.4) / step) * step)))
     if config_macs(out) > options.max_macs:
         return cfg
     return out
@@ -185,15 +205,15 @@ def build_sample(cfg: dict):
     f, hw = cfg["family"], cfg["imgsz"]
 
     class UpCat(nn.Module):
-        """The neck's step: upsample the deeper map by 2 and concatenate it with the shallower one."""
+        """The neck's step: a stride-2 conv makes the deeper map, upsampled by 2 and concatenated with the input."""
 
-        def __init__(self, c1: int):
+        def __init__(self, c1: int, c2: int, act):
             super().__init__()
-            self.c1 = c1
+            self.down = Conv(c2, c1, 3, 2, act=act)
             self.up = nn.Upsample(scale_factor=2.0, mode="nearest")
 
         def forward(self, x):
-            return torch.cat([self.up(x[:, : self.c1, ::2, ::2]), x[:, self.c1:]], 1)
+            return torch.cat([self.up(self.down(x)), x], 1)
 
     class Head(nn.Module):
         """One level of the detector's head: box and class branches, flattened, concatenated, class Sigmoid."""
@@ -217,11 +237,17 @@ def build_sample(cfg: dict):
         elif f == "sppf":
             model, shape = SPPF(cfg["width"], cfg["width"], 5, act=cfg["act"]), (1, cfg["width"], hw, hw)
         elif f == "upcat":
-            model, shape = UpCat(cfg["c1"]), (1, cfg["c1"] + cfg["c2"], hw, hw)
+            model, shape = UpCat(cfg["c1"], cfg["c2"], cfg["act"]), (1, cfg["c2"], hw, hw)
         elif f == "head":
             model, shape = Head(cfg["width"], cfg["hidden"], cfg["out"], cfg["act"]), (1, cfg["width"], hw, hw)
         elif f == "act":
             model, shape = ActAlone(cfg["act"]), (1, cfg["width"], hw, hw)
+        elif f == "net":
+            from edgeprof.blocks.networks import YOLO_SCALES, YoloDetector
+
+            scale = f"collect-d{cfg['depth']}-w{cfg['width']}"
+            YOLO_SCALES.setdefault(scale, (cfg["depth"], cfg["width"], 1024))  # the builder's table of scales
+            model, shape = YoloDetector(scale, act=cfg["act"]), (1, 3, hw, hw)
         else:
             raise InputError(f"unknown kernel family {f!r}; valid: {', '.join(FAMILIES)}")
         _randomize_batchnorm(model)
@@ -346,7 +372,8 @@ def _measure_batch(configs: list[dict], settings, options: CollectOptions, workd
                          "config": json.dumps(cfg, sort_keys=True), "round": round_no, "model_median_ms": median,
                          "model_rel_ci": m.stats.get("rel_ci"), "overhead_ms": overhead, "node": k.name,
                          "kind": k.kind, "op_type": k.op_type, "fused": k.fused,
-                         **{f: getattr(k, f) for f in FEATURES}, "node_us": node["mean_us"],
+                         **{f: getattr(k, f) for f in FEATURES}, "in_network": int(cfg["family"] == "net"),
+                         "node_us": node["mean_us"],
                          "kernel_ms": node["mean_us"] / 1000 * scale, "timestamp": stamp})
     return rows, failed
 
@@ -476,10 +503,11 @@ def collect(dataset: str | Path, settings=None, options: CollectOptions = Collec
 
     try:
         if not meta.get("fusion_done"):
-            for triple in fusion_configs(rng, options):
+            triples = fusion_configs(rng, options)
+            for first in range(0, len(triples), 2):  # two triples per batch; each triple's three in one batch
                 if left() <= 0:
                     break
-                run(triple)
+                run([cfg for triple in triples[first:first + 2] for cfg in triple])
             meta["fusion_done"] = left() > 0
             _write_meta(dataset, {**_read_meta(dataset), **identity, "fusion_done": meta["fusion_done"]})
         families = list(FAMILY_WEIGHTS)

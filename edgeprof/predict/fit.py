@@ -40,9 +40,14 @@ MIN_ROWS = 4  # a kind with fewer rows is predicted by its fallback
 GENERIC = "*elementwise"  # the fallback of every non-conv kind
 
 
-def _features(rows) -> np.ndarray:
-    x = np.asarray(rows, dtype=float)
-    return np.log1p(np.maximum(x, 0.0))
+IN_NETWORK = len(FEATURES)  # the column after the features: 1 for a kernel measured inside a whole network
+
+
+def _features(rows, in_network) -> np.ndarray:
+    """log(1 + x) of the kernel features, then whether the kernel ran inside a network (what is predicted)."""
+    x = np.log1p(np.maximum(np.asarray(rows, dtype=float), 0.0))
+    flags = np.broadcast_to(np.asarray(in_network, dtype=float), (x.shape[0],))
+    return np.column_stack([x, flags])
 
 
 @dataclass
@@ -66,8 +71,8 @@ class KindModel:
 
 
 class Trend:
-    """log ms = a + b·log(1 + MACs) + c·log(1 + elements in and out), b and c >= 0 (a power law in the work done,
-    which extrapolates sanely beyond the sampled sizes); for kinds without MACs, elements alone."""
+    """log ms = a + b·log(1 + MACs) + c·log(1 + elements in and out) + d·(inside a network), b, c, d >= 0 (a power
+    law in the work done, which extrapolates sanely beyond the sampled sizes); for kinds without MACs, no b."""
 
     def __init__(self) -> None:
         self.model = None
@@ -84,7 +89,7 @@ class Trend:
     def _design(self, x: np.ndarray) -> np.ndarray:
         moved = np.expm1(x[:, FEATURES.index("in_elements")]) + np.expm1(x[:, FEATURES.index("out_elements")])
         elements = np.log1p(moved)
-        return np.column_stack([*(x[:, c] for c in self.columns), elements])
+        return np.column_stack([*(x[:, c] for c in self.columns), elements, x[:, IN_NETWORK]])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.model.predict(self._design(x))
@@ -144,7 +149,7 @@ class Predictor:
             groups.setdefault(k.kind, []).append(i)
         for kind, idx in groups.items():
             model, used = self.model_for(kind)
-            x = _features([kernels[i].features() for i in idx])
+            x = _features([kernels[i].features() for i in idx], 1.0)
             logs = model.predict_log(x)
             for i, lg in zip(idx, logs, strict=True):
                 ms = float(math.exp(lg))
@@ -179,7 +184,7 @@ def fit_predictor(df, identity: dict, fusion: dict | None = None, trees: int = 1
     df = df[np.isfinite(df["kernel_ms"].astype(float)) & (df["kernel_ms"].astype(float) > 0)]
     if df.empty:
         raise InputError("the dataset has no measured kernels yet; run edgeprof predict collect (a longer --budget)")
-    x_all = _features(df[list(FEATURES)].to_numpy(dtype=float))
+    x_all = _features(df[list(FEATURES)].to_numpy(dtype=float), df["in_network"].to_numpy(dtype=float))
     y_all = np.log(df["kernel_ms"].to_numpy(dtype=float))
     kinds = df["kind"].to_numpy()
     models: dict[str, KindModel] = {}
@@ -189,7 +194,7 @@ def fit_predictor(df, identity: dict, fusion: dict | None = None, trees: int = 1
             models[kind] = _fit_kind(kind, x_all[mask], y_all[mask], trees, seed)
     generic = np.array([not str(k).startswith("Conv") for k in kinds])
     if generic.sum() >= MIN_ROWS:
-        cols = [FEATURES.index("in_elements"), FEATURES.index("out_elements"), FEATURES.index("inputs")]
+        cols = [FEATURES.index("in_elements"), FEATURES.index("out_elements"), FEATURES.index("inputs"), IN_NETWORK]
         mask_x = np.zeros_like(x_all[generic])
         mask_x[:, cols] = x_all[generic][:, cols]
         models[GENERIC] = _fit_kind(GENERIC, mask_x, y_all[generic], trees, seed)
