@@ -75,7 +75,7 @@ def build_networks(count: int, seed: int, acts: list[str], imgsz: list[int], out
 
 def main() -> None:
     from edgeprof.measure.interleave import MeasureOptions, measure
-    from edgeprof.predict.collect import CollectOptions, collect, predictor_default
+    from edgeprof.predict.collect import CollectOptions, collect, predictor_default, registry_acts
     from edgeprof.predict.fit import load_predictor
     from edgeprof.predict.model import predict_model, settings_of
     from edgeprof.spec.acts import spec_names
@@ -83,7 +83,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=50, help="test networks (default 50)")
     parser.add_argument("--budget", default="30m", help="collect budget, e.g. 30m, 2m")
-    parser.add_argument("--collect-acts", default="relu,leakyrelu,silu,hardswish,mish")
+    parser.add_argument("--collect-acts", default=",".join(registry_acts()),
+                        help="activations collect measures (default: the registry's)")
     parser.add_argument("--acts", default=",".join(a for a in spec_names() if a not in ("identity",)),
                         help="activations the test networks draw from (default: the registry)")
     parser.add_argument("--imgsz", default="128,160,192,224,256,320",

@@ -51,8 +51,9 @@ predict_app = typer.Typer(
 def collect_cmd(
     budget: Annotated[str, typer.Option("--budget", help="Time to spend measuring, e.g. 30m, 90s (counted across "
                                         "resumed runs of one dataset).")] = "30m",
-    acts: Annotated[str, typer.Option("--acts", "-a", help="Activations to collect kernels of, comma-separated "
-                                      "(see `edgeprof acts`).")] = "relu,leakyrelu,silu,hardswish,mish",
+    acts: Annotated[str | None, typer.Option("--acts", "-a", show_default=False, help="Activations to collect "
+                                             "kernels of, comma-separated (default: every one of `edgeprof acts`).")]
+    = None,
     runtime: Annotated[str, typer.Option("--runtime", help="Runtime whose kernels to measure (onnxruntime: its "
                                          "optimised graph and profiler are read).")] = "onnxruntime",
     threads: Threads = 1,
@@ -83,8 +84,8 @@ def collect_cmd(
         raise InputError(f"edgeprof predict reads onnxruntime's optimised graph and profiler; --runtime {runtime} is "
                          "not supported (valid: onnxruntime)")
     settings = SessionSettings(threads=threads)
-    options = CollectOptions(budget_s=parse_budget(budget), acts=tuple(a.strip() for a in acts.split(",") if a.strip()),
-                             seed=seed)
+    chosen = {"acts": tuple(a.strip() for a in acts.split(",") if a.strip())} if acts is not None else {}
+    options = CollectOptions(budget_s=parse_budget(budget), seed=seed, **chosen)
     path = dataset or default_dataset(settings)
     out = predictor or (predictor_default(path) if dataset else default_predictor(settings))
     with progress_bar(not quiet) as progress:

@@ -45,7 +45,14 @@ FAMILIES = ("conv", "c2f", "sppf", "upcat", "head", "act", "net")
 FAMILY_WEIGHTS = {"conv": 0.45, "c2f": 0.14, "sppf": 0.05, "upcat": 0.08, "head": 0.07, "act": 0.11, "net": 0.10}
 NET_DEPTHS = (0.2, 0.33, 0.5, 0.67)  # depth and width multipliers of the sampled networks (YOLOv8's n/s are inside)
 NET_WIDTHS = (0.125, 0.1875, 0.25, 0.3125, 0.375, 0.5)
-DEFAULT_ACTS = ("relu", "leakyrelu", "silu", "hardswish", "mish")
+def registry_acts() -> tuple[str, ...]:
+    """Every activation of the registry but identity (a conv without activation is sampled anyway)."""
+    from edgeprof.spec.acts import spec_names
+
+    return tuple(a for a in spec_names() if a != "identity")
+
+
+DEFAULT_ACTS = registry_acts()
 DATASET_COLUMNS = (
     "host_fingerprint", "runtime", "runtime_version", "runtime_settings", "threads", "sample", "family", "config",
     "round", "model_median_ms", "model_rel_ci", "overhead_ms", "node", "kind", "op_type", "fused", *FEATURES,
