@@ -98,7 +98,7 @@ def collect_cmd(
     if Path(out).exists():
         pred, _ = load_predictor(out)
         console.print(f"predictor {out}: {pred.rows} kernels of {len(pred.models)} kinds; one run costs "
-                      f"{pred.overhead_ms * 1000:.1f} us beyond its kernels", highlight=False)
+                      f"{pred.overhead_ms * 1000:.2f} us beyond its kernels", highlight=False)
         _kinds_table(pred, console)
     for act, rule in sorted(result.fusion.items()):
         console.print(f"fusion of {act} after a conv: {rule['graph']}; {rule['timing']}", highlight=False)
