@@ -53,6 +53,7 @@ def registry_acts() -> tuple[str, ...]:
 
 
 DEFAULT_ACTS = registry_acts()
+REFIT_EVERY = 4  # adaptive rounds between fits that rank the samples
 DATASET_COLUMNS = (
     "host_fingerprint", "runtime", "runtime_version", "runtime_settings", "threads", "sample", "family", "config",
     "round", "model_median_ms", "model_rel_ci", "overhead_ms", "node", "kind", "op_type", "fused", *FEATURES,
@@ -517,6 +518,8 @@ def collect(dataset: str | Path, settings=None, options: CollectOptions = Collec
                 run([cfg for triple in triples[first:first + 2] for cfg in triple])
             meta["fusion_done"] = left() > 0
             _write_meta(dataset, {**_read_meta(dataset), **identity, "fusion_done": meta["fusion_done"]})
+        worst: list[str] = []
+        adaptive = 0
         families = list(FAMILY_WEIGHTS)
         weights = np.array([FAMILY_WEIGHTS[f] for f in families])
         while left() > 0:
@@ -526,8 +529,11 @@ def collect(dataset: str | Path, settings=None, options: CollectOptions = Collec
             if explore or existing.empty:
                 run(uniform)
                 continue
-            worst = _worst_samples(existing, options.batch)
-            near = [perturb(rng, json.loads(cfg), options) for cfg in worst]
+            if not worst or adaptive % REFIT_EVERY == 0:  # refit every few rounds: a fit takes seconds on a big dataset
+                worst = _worst_samples(existing, REFIT_EVERY * options.batch)
+            adaptive += 1
+            picked = [worst.pop(0) for _ in range(min(len(worst), max(1, options.batch // 2)))]
+            near = [perturb(rng, json.loads(cfg), options) for cfg in picked]
             run(near + uniform[: max(1, options.batch - len(near))])
     finally:
         _write_meta(dataset, {**_read_meta(dataset), **identity, "spent_s": spent + time.perf_counter() - start})
@@ -555,8 +561,7 @@ def _worst_samples(df, count: int) -> list[str]:
         return []
     errors = predictor.oob_error_by_row(df)
     frame = df.assign(err=errors).groupby("config")["err"].mean().sort_values(ascending=False)
-    half = max(1, count // 2)
-    return list(frame.index[:half])
+    return list(frame.index[:count])
 
 
 def as_dict(result: CollectResult) -> dict:
