@@ -187,6 +187,9 @@ def test_cli_errors(tmp_path, collected):
                                                   str(tmp_path / "none.pkl")]))
     assert "edgeprof predict collect" in nothing
     assert "mish" in _one_line_error(runner.invoke(app, ["predict", "collect", "--acts", "mishh"]))
+    dynamic = conv_act_model(tmp_path / "dynamic.onnx", "relu", dynamic_batch=True)
+    line = _one_line_error(runner.invoke(app, ["predict", str(dynamic), "--predictor", str(collected["predictor"])]))
+    assert "fixed input size" in line and "N x 8 x 16 x 16" in line
     assert runner.invoke(app, ["predict", "--help"]).exit_code == 0
     assert "collect" in runner.invoke(app, ["predict", "--help"]).output
 

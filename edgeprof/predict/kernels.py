@@ -270,6 +270,13 @@ def split_kernels(path: str | Path, settings=None) -> KernelGraph:
     except Exception as exc:
         raise InputError(f"cannot read {path} as an ONNX model: {str(exc).splitlines()[0] if str(exc) else exc}") \
             from None
+    init_names = {i.name for i in original.graph.initializer}
+    for vi in original.graph.input:
+        if vi.name not in init_names and _dims(vi) is None:
+            dims = [d.dim_param or (str(d.dim_value) if d.dim_value > 0 else "?")
+                    for d in vi.type.tensor_type.shape.dim]
+            raise InputError(f"{path}: input {vi.name} has a dimension not fixed in the model ({' x '.join(dims)}); "
+                             "edgeprof predict needs fixed input shapes: export the model with a fixed input size")
     shapes, original_outputs, conv_cout = _original_shapes(original)
     optimized = optimized_graph(path, settings)
     for init in optimized.graph.initializer:
