@@ -3,8 +3,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# the device runtimes (OpenVINO, ncnn, MNN, LiteRT, ExecuTorch) and their converters, and Ray for the lab: what the
-# tests exercise
+# the device runtimes (OpenVINO, ncnn, MNN, LiteRT, ExecuTorch) and their converters, Ray for the lab and
+# scikit-learn for predict: what the tests exercise
 RUNTIMES_STAMP := $(VENV)/.installed-runtimes
 
 .PHONY: sweep test lint setup setup-runtimes clean
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 $(RUNTIMES_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[build,plots,dev,runtimes,lab]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[build,plots,dev,runtimes,lab,predict]'
 	touch $(RUNTIMES_STAMP)
 
 sweep: $(STAMP)

@@ -13,6 +13,7 @@ from edgeprof.cli.gate import baseline_app, check
 from edgeprof.cli.lab import lab_app
 from edgeprof.cli.machine import machine
 from edgeprof.cli.options import Command, Group
+from edgeprof.cli.predict import predict_app
 from edgeprof.cli.profile import profile
 from edgeprof.cli.report import report
 from edgeprof.cli.swap import swap
@@ -72,6 +73,7 @@ app.command("check", cls=Command)(check)
 app.command("swap", cls=Command)(swap)
 app.command("report", cls=Command)(report)
 app.add_typer(lab_app, name="lab")
+app.add_typer(predict_app, name="predict")
 
 
 @app.callback()
