@@ -311,7 +311,7 @@ def check(
 
 
 lab_app = typer.Typer(cls=Group, no_args_is_help=True, help="One sweep on many devices at once, through Ray (pip "
-                      "install 'edgeprof[lab]'): devices, join, sweep, check.")
+                      "install 'edgeprof\\[lab]'): devices, join, sweep, check.")
 lab_app.command("devices", cls=Command)(devices)
 lab_app.command("join", cls=Command)(join)
 lab_app.command("sweep", cls=Command)(sweep)
