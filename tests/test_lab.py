@@ -9,6 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
+from test_torch_free import BLOCK_TORCH
 from typer.testing import CliRunner
 
 from edgeprof.cli import app
@@ -104,14 +105,6 @@ def test_cross_device_table_one_column_per_device():
     assert "silu" not in set(table["act"])  # a failed row is no ratio
 
 
-BLOCK_TORCH = (
-    "import sys\n"
-    "class _NoTorch:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name == 'torch' or name.startswith('torch.'):\n"
-    "            raise ModuleNotFoundError(f'No module named {name!r} (blocked)', name=name)\n"
-    "sys.meta_path.insert(0, _NoTorch())\n"
-)
 
 
 @pytest.fixture(scope="module")

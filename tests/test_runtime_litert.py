@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_torch_free import BLOCK_TORCH
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
                                 reason="LiteRT not installed: pip install 'edgeprof[litert]'")
@@ -238,14 +239,6 @@ def test_sweep_through_the_cli_gives_ok_rows_with_litert_and_its_version(tmp_pat
 
 
 # ---------------------------------------------------------------------------------------------- device side
-BLOCK_TORCH = (
-    "import sys\n"
-    "class _NoTorch:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name.split('.')[0] in ('torch', 'onnx', 'onnxruntime', 'litert_torch'):\n"
-    "            raise ModuleNotFoundError(f'No module named {name!r} (blocked)', name=name)\n"
-    "sys.meta_path.insert(0, _NoTorch())\n"
-)
 
 
 @needs_converter
