@@ -227,16 +227,9 @@ class Target:
             _round_logs(results[self.models[0]])
         return list(groups.values())
 
-    def interval(self, results: list[Measurement], pooled: BetweenEstimate | None = None) -> SessionCI:
-        if len(self.models) == 2:
-            return session_interval(self.groups(results), pooled=pooled)
-        return median_interval(results[self.models[0]])
-
     def logs(self, results: list[Measurement]) -> list[float]:
         """The per-round log values the target's CI narrows over (for estimating the rounds it needs)."""
-        groups = _paired_logs(results[self.models[0]], results[self.models[1]]) if len(self.models) == 2 else \
-            _round_logs(results[self.models[0]])
-        return [x for values in groups.values() for x in values]
+        return [x for values in self.groups(results) for x in values]
 
 
 def plan_targets(paths: Sequence[str], pairs: Sequence[tuple[str, str]] | None, ci_target: str) -> list[Target]:
@@ -318,24 +311,37 @@ class Schedule:
         self._t0 = clock()
         self._bursts = 0  # bursts taken (one model in one round), for the cost of a round
         self._cache: dict[Target, tuple[int, float, SessionCI]] = {}
+        self._groups: dict[Target, tuple[int, list[list[float]]]] = {}
         self._pooled: tuple[int, BetweenEstimate | None] = (-1, None)
+        # the models in a ratio; None when every model's median is a target (all of them are)
+        self.in_ratio = {i for t in targets if t.kind == "ratio" for i in t.models} \
+            if any(t.kind == "ratio" for t in targets) else None
         for t in targets:
             for i in t.models:
                 results[i].target = t.kind
 
     # -- the rule ---------------------------------------------------------------------------------------------------
+    def groups(self, target: Target) -> list[list[float]]:
+        """``target.groups`` of this round (read once a round: the pooled estimate and the CI both use them)."""
+        cached = self._groups.get(target)
+        if cached is None or cached[0] != self.round_no:
+            self._groups[target] = cached = (self.round_no, target.groups(self.results))
+        return cached[1]
+
     def pooled(self) -> BetweenEstimate | None:
         """The session-offset variance pooled over every ratio target whose models are still measured."""
         if self._pooled[0] != self.round_no:
-            estimates = [between_estimate(t.groups(self.results)) for t in self.targets
+            estimates = [between_estimate(self.groups(t)) for t in self.targets
                          if t.kind == "ratio" and all(self.results[i].status == "ok" for i in t.models)]
             self._pooled = (self.round_no, BetweenEstimate.pool(estimates))
         return self._pooled[1]
 
     def interval(self, target: Target) -> SessionCI:
+        """The target's CI: a ratio's over its sessions with the pooled offset variance, a median's over its own."""
         cached = self._cache.get(target)
         if cached is None or cached[0] != self.round_no:
-            ci = target.interval(self.results, self.pooled() if target.kind == "ratio" else None)
+            ci = session_interval(self.groups(target), pooled=self.pooled()) if target.kind == "ratio" else \
+                median_interval(self.results[target.models[0]])
             short = any(len(self.results[i].samples_ms) < self.options.min_samples for i in target.models)
             self._cache[target] = cached = (self.round_no, math.inf if short else ci.rel_halfwidth, ci)
         return cached[2]
@@ -345,14 +351,11 @@ class Schedule:
         self.interval(target)
         return self._cache[target][1]
 
-    def unmet(self, among: set[int] | None = None) -> dict[Target, float]:
-        """The targets not yet within ``rel_ci`` (only those whose models are all in ``among``, when given), with
-        their widths; a target with a failed model is out."""
+    def unmet(self) -> dict[Target, float]:
+        """The targets not yet within ``rel_ci``, with their widths; a target with a failed model is out."""
         out = {}
         for t in self.targets:
             if any(self.results[i].status != "ok" for i in t.models):
-                continue
-            if among is not None and not all(i in among for i in t.models):
                 continue
             w = self.width(t)
             if not w <= self.options.rel_ci:
@@ -360,19 +363,12 @@ class Schedule:
         return out
 
     def choose(self, active: set[int], round_in_session: int) -> list[int]:
-        """The models this round times, in a fresh random order: every model of the session, in each of its
-        ``rounds_per_session`` rounds (every session takes as many rounds, so none outweighs the others)."""
-        if round_in_session >= self.options.rounds_per_session:
-            return []
+        """The models a session's round times, in a fresh random order: every model of the session (a model in no
+        ratio, timed for a median that nothing narrows, in the first ``UNTARGETED_ROUNDS`` rounds only)."""
         chosen = sorted(active)
-        if round_in_session >= UNTARGETED_ROUNDS and any(t.kind == "ratio" for t in self.targets):
-            # a model in no ratio (a reference, an activation alone) is timed for a median and nothing narrows
-            chosen = [i for i in chosen if any(i in t.models for t in self.targets)] or chosen
+        if round_in_session >= UNTARGETED_ROUNDS and self.in_ratio is not None:
+            chosen = [i for i in chosen if i in self.in_ratio] or chosen
         return [chosen[k] for k in self.rng.permutation(len(chosen))]
-
-    def session_ends(self, active: set[int], round_in_session: int) -> bool:
-        """After a round: a session ends after its ``rounds_per_session`` rounds."""
-        return round_in_session >= self.options.rounds_per_session
 
     def over_budget(self, extra_s: float = 0.0) -> bool:
         """Whether the rounds and the later sessions' set-ups (plus ``extra_s``) exceed the budget."""
@@ -388,10 +384,8 @@ class Schedule:
         if not alive:
             return []
         if self.session < opts.sessions:
-            if any(t.kind == "absolute" for t in self.targets):
-                return alive
             # a model in no ratio (a reference, an activation alone) is timed in the first session only
-            return [i for i in alive if any(i in t.models for t in self.targets)]
+            return alive if self.in_ratio is None else [i for i in alive if i in self.in_ratio]
         if self.session >= opts.sessions * MAX_SESSIONS_FACTOR:
             return []
         unmet = self.unmet()
@@ -408,9 +402,10 @@ class Schedule:
     # -- one session ------------------------------------------------------------------------------------------------
     def run_session(self, samplers: dict[int, Sampler], sample_ms: dict[int, float],
                     on_fail: Callable[[int, Exception], None] | None = None) -> None:
-        """Time one session's rounds. ``samplers[i](count)`` gives ``count`` samples (ms per run) of model i from
-        this session's process; ``sample_ms[i]`` is what one sample took at set-up (a burst is ~``burst_ms``). A
-        sampler that raises ``EdgeprofError`` is out (``on_fail``; by default the model is marked failed)."""
+        """Time one session's ``rounds_per_session`` rounds (every session takes as many, so none outweighs the
+        others). ``samplers[i](count)`` gives ``count`` samples (ms per run) of model i from this session's
+        process; ``sample_ms[i]`` is what one sample took at set-up (a burst is ~``burst_ms``). A sampler that
+        raises ``EdgeprofError`` is out (``on_fail``; by default the model is marked failed)."""
         opts = self.options
         samplers = dict(samplers)
         counts = {i: max(1, min(1000, int(opts.burst_ms / sample_ms[i]))) if sample_ms.get(i, 0) > 0 else 1
@@ -419,11 +414,10 @@ class Schedule:
             cap = time_budget_s([sample_ms.get(i, 0.0) for i in samplers], opts)
             self.cap = min(cap, self.cap_limit) if self.cap_limit is not None else cap
         fail = on_fail or (lambda i, exc: _fail(self.results[i], exc))
-        r = 0
-        while samplers:
-            order = self.choose(set(samplers), r)
-            if not order:
+        for r in range(1, opts.rounds_per_session + 1):
+            if not samplers:
                 break
+            order = self.choose(set(samplers), r - 1)
             t0 = self.clock()
             for i in order:
                 m = self.results[i]
@@ -439,12 +433,9 @@ class Schedule:
             self.spent += self.clock() - t0
             self._bursts += len(order)
             self.round_no += 1
-            r += 1
             if self.session == 0 and r == opts.rounds_per_session:
                 self._estimate(len(order))
             self._report(r)
-            if self.session_ends(set(samplers), r):
-                break
         self.session += 1
 
     # -- estimate and progress --------------------------------------------------------------------------------------
@@ -549,7 +540,7 @@ def _keep_ratio_cis(schedule: Schedule) -> None:
             continue
         num, den = (results[i] for i in t.models)
         if num.samples_ms and den.samples_ms:
-            num.ratio_cis[den.path] = t.interval(results, schedule.pooled())
+            num.ratio_cis[den.path] = schedule.interval(t)
 
 
 def _session(results, keys, settings, options, shapes, sources, refs, schedule: Schedule, progress,
@@ -617,9 +608,6 @@ def _session(results, keys, settings, options, shapes, sources, refs, schedule: 
 
         device_before = snapshot(pool.pids()) if first else None  # device state beside the first session's rounds
         schedule.run_session(samplers, {i: setups[i].sample_ms for i in samplers if i in setups}, on_fail=on_fail)
-        if not first:  # set-up (and, below, tear-down) of a later session counts in the budget
-            schedule.overhead += time.perf_counter() - t0 - (schedule.spent - spent_before)
-            t0, spent_before = time.perf_counter(), schedule.spent
         if device_before is not None:
             timed_s = {i: sum(results[i].samples_ms) * results[i].inner_loops / 1000 for i in device_before.processes}
             for i, state in device_states(device_before, snapshot(pool.pids()), timed_s, settings.threads).items():
@@ -642,8 +630,8 @@ def _session(results, keys, settings, options, shapes, sources, refs, schedule: 
                 except EdgeprofError as exc:
                     _fail(m, exc)
                     pool.drop(i)
-    if not first:
-        schedule.overhead += time.perf_counter() - t0
+    if not first:  # a later session's set-up and tear-down (all but its rounds) count in the budget
+        schedule.overhead += time.perf_counter() - t0 - (schedule.spent - spent_before)
 
 
 def _finish(m: Measurement) -> None:
