@@ -128,18 +128,19 @@ class Evictor:
         self.evictions = 0
         self._evict_ns = 0
 
-    def evict(self) -> None:
+    def _touch(self) -> int:
+        """Read and write one word of every cache line; the ns it took."""
         t0 = time.perf_counter_ns()
         np.add(self._lines, 1, out=self._lines)
-        self._evict_ns += time.perf_counter_ns() - t0
+        return time.perf_counter_ns() - t0
+
+    def evict(self) -> None:
+        self._evict_ns += self._touch()
         self.evictions += 1
 
     def probe_ms(self, times: int = 2) -> float:
         """Evict ``times`` times and return the mean ms one took (not counted among ``sample``'s evictions)."""
-        t0 = time.perf_counter_ns()
-        for _ in range(times):
-            np.add(self._lines, 1, out=self._lines)
-        return (time.perf_counter_ns() - t0) / 1e6 / times
+        return sum(self._touch() for _ in range(times)) / 1e6 / times
 
     def mean_evict_ms(self) -> float | None:
         return self._evict_ns / 1e6 / self.evictions if self.evictions else None
