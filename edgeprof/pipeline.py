@@ -234,7 +234,8 @@ def record_run(
             pairs = [(str(models[a].path), str(models[b].path)) for a, b in job.ratios if a in models and b in models]
             pairs = [(a, b) for a, b in pairs if a in paths and b in paths]
             # an activation alone is timed for its median (fused_by_timing): its per-op profile is never read
-            per_op = [p for p in paths if p not in {str(m.path) for k, m in models.items() if k[0] == "alone"}]
+            alone = {str(m.path) for k, m in models.items() if k[0] == "alone"}
+            per_op = [p for p in paths if p not in alone]
             cap = None if options.total_time is None else \
                 max(0.0, options.total_time - (time.perf_counter() - t_start)) / (len(jobs) - j)
             try:
