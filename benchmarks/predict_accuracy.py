@@ -73,6 +73,18 @@ def build_networks(count: int, seed: int, acts: list[str], imgsz: list[int], out
     return nets
 
 
+def _last_kernel(dataset: Path | None) -> float | None:
+    """When the dataset's last kernel was measured (epoch seconds), None without a dataset."""
+    import calendar
+
+    from edgeprof.predict.collect import read_dataset
+
+    if dataset is None or not Path(dataset).exists():
+        return None
+    stamps = read_dataset(dataset)["timestamp"].dropna()
+    return float(calendar.timegm(time.strptime(str(stamps.iloc[-1]), "%Y-%m-%dT%H:%M:%SZ"))) if len(stamps) else None
+
+
 def main() -> None:
     from edgeprof.measure.interleave import MeasureOptions, measure
     from edgeprof.predict.collect import CollectOptions, collect, predictor_default, registry_acts
@@ -90,7 +102,8 @@ def main() -> None:
     parser.add_argument("--imgsz", default="128,160,192,224,256,320",
                         help="image sizes the test networks draw from")
     parser.add_argument("--predictor", type=Path, default=None, help="use this predictor, do not collect")
-    parser.add_argument("--dataset", type=Path, default=None, help="dataset to collect into (default: a fresh one)")
+    parser.add_argument("--dataset", type=Path, default=None,
+                        help="dataset to collect into (default: a fresh one); one whose budget is spent is reused")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-time", type=float, default=2.0, help="measuring budget per network, s")
     parser.add_argument("--sessions", type=int, default=2)
@@ -111,12 +124,18 @@ def main() -> None:
             result = collect(dataset, options=options)
             collect_s = time.perf_counter() - t0
             predictor_path = predictor_default(dataset)
-            print(f"collected {result.samples} samples in {collect_s / 60:.1f} min (budget {budget_s / 60:.1f} min; "
-                  f"{result.failed} failed)", flush=True)
+            if result.measured == 0 and result.spent_s > collect_s + 1:  # a dataset collected before: its own record
+                print(f"reused {dataset}: {result.samples} samples collected in {result.spent_s / 60:.1f} min (as its "
+                      f"sidecar records); fitted in {collect_s:.0f} s", flush=True)
+            else:
+                print(f"collected {result.samples} samples in {collect_s / 60:.1f} min (budget {budget_s / 60:.1f} "
+                      f"min; {result.failed} failed)", flush=True)
+            collect_s = max(collect_s, result.spent_s)
             for act, rule in sorted(result.fusion.items()):
                 print(f"  fusion of {act}: {rule['graph']}; {rule['timing']}")
         else:
             predictor_path = args.predictor
+        last_kernel = _last_kernel(dataset)
         predictor, _ = load_predictor(predictor_path)
         settings = settings_of(predictor)
         exclude = collected_networks(dataset)
@@ -133,6 +152,7 @@ def main() -> None:
             batch = nets[start:start + 5]
             measured += measure([n["path"] for n in batch], settings, options)
             print(f"measured {min(start + 5, len(nets))}/{len(nets)} networks", flush=True)
+        measured_at = time.time()
 
     rows = []
     for net, p, m in zip(nets, predictions, measured, strict=True):
@@ -161,6 +181,9 @@ def main() -> None:
           f"{np.mean(err):+.1f}%; measured inside the 90% interval: {np.mean([r['inside'] for r in rows]) * 100:.0f}%")
     if collect_s is not None:
         print(f"collect: {collect_s / 60:.1f} min (target <= 30 min)")
+    if last_kernel is not None:
+        print(f"the test networks were measured {(measured_at - last_kernel) / 60:.0f} min after the last kernel "
+              f"(a host whose speed drifts between the two moves every error)")
     ps = [r["predict_s"] for r in rows]
     print(f"predict: {np.mean(ps):.2f} s per model on average, {max(ps):.2f} s at most (target <= 1 s)")
     print("\nerror by activation (mean, worst):")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import cli_ok, conv_act_model
@@ -211,3 +212,45 @@ def test_predicting_needs_no_torch(collected, tiny_net):
     proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
+
+
+def _synthetic_convs(rng, kind: str, count: int, factor: float) -> list[dict]:
+    """``count`` conv kernels of ``kind`` whose time is a power law in their MACs, times ``factor``, with 3% noise."""
+    from edgeprof.predict.kernels import FEATURES
+
+    rows = []
+    for i in range(count):
+        cin, cout = (int(rng.choice([16, 32, 64, 128])) for _ in range(2))
+        hw = int(rng.choice([10, 20, 40]))
+        macs = cin * cout * 9 * hw * hw
+        ms = factor * 2e-8 * macs ** 0.95 * float(np.exp(rng.normal(0, 0.03)))
+        feats = dict.fromkeys(FEATURES, 0)
+        feats.update(macs=macs, in_elements=cin * hw * hw, out_elements=cout * hw * hw, inputs=1, cin=cin, cout=cout,
+                     hw_out=hw * hw, kernel=3, stride=1, groups=1)
+        rows.append({**feats, "kind": kind, "sample": f"{kind}{i}", "overhead_ms": 0.01, "in_network": 1,
+                     "kernel_ms": ms})
+    return rows
+
+
+def test_every_conv_kind_shares_one_model(tmp_path):
+    """A fused kind with only a few rows is predicted by the pooled conv model with its own indicator, not by
+    another kind's model: here Conv+HardSwish (6 rows, 1.3x a plain conv's time) lands nearer 1.3x than 1x, and a
+    fused op never collected is predicted as a plain conv and says so."""
+    from edgeprof.predict.fit import CONV, fit_predictor
+    from edgeprof.predict.kernels import Kernel
+
+    rng = np.random.default_rng(0)
+    rows = _synthetic_convs(rng, "Conv", 150, 1.0) + _synthetic_convs(rng, "Conv+Relu", 150, 1.02) + \
+        _synthetic_convs(rng, "Conv+HardSwish", 6, 1.3)
+    pred = fit_predictor(pd.DataFrame(rows), {})
+    assert CONV in pred.models and "Conv+HardSwish" not in pred.models
+    assert pred.conv_fused == ["HardSwish", "Relu"]
+    cin, cout, hw = 64, 64, 20
+    common = {"macs": cin * cout * 9 * hw * hw, "in_elements": cin * hw * hw, "out_elements": cout * hw * hw,
+              "inputs": 1, "cin": cin, "cout": cout, "hw_out": hw * hw, "kernel": 3, "stride": 1, "groups": 1}
+    kernels = [Kernel("a", "FusedConv", "com.microsoft", kind, **common) for kind in
+               ("Conv", "Conv+HardSwish", "Conv+Mish")]
+    (plain, _, _, by_plain), (hswish, _, _, by_hswish), (unseen, _, _, by_unseen) = pred.predict(kernels)
+    assert by_plain == "Conv" and by_hswish == "Conv+HardSwish" and by_unseen == "Conv"
+    assert hswish / plain > 1.15
+    assert unseen == pytest.approx(plain)

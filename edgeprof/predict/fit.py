@@ -11,6 +11,12 @@ process is timing a model.
 law in the work (``Trend``: log ms linear in log MACs and log elements, with non-negative slopes) carries the trend,
 so a model beyond the sampled range extrapolates along it, which a forest alone cannot; a random forest on all
 the features fits what the trend leaves (its residuals).
+**One model for every conv**: a conv kernel's kind names what ran fused into it (``Conv+Relu``,
+``Conv+HardSwish``), but the fused op changes little of its cost, and each fused kind alone has few rows (HardSwish
+fuses into NCHWc convs only inside whole networks; an activation's networks are a seventeenth of them). So every conv
+kind is one model (``CONV``), fitted on all their rows with one indicator column per fused op seen at least
+``MIN_ROWS`` times: the forest learns a fused op's extra cost where the data shows one, and a fused op never
+collected is predicted as a plain conv (and says so).
 **Interval**: the 5% and 95% quantiles of each kind's out-of-bag log residuals; a model's interval sums each
 kernel's bounds (errors of one kind on one host move together, so they are not assumed to cancel). A kind the
 dataset lacks (an activation never collected) is predicted by the closest kind fitted (a conv with another fused
@@ -35,9 +41,10 @@ from edgeprof.errors import InputError
 from edgeprof.predict.kernels import FEATURES, Kernel
 from edgeprof.predict.store import check_identity, require_file
 
-PREDICTOR_SCHEMA = 1
+PREDICTOR_SCHEMA = 2
 MIN_ROWS = 4  # a kind with fewer rows is predicted by its fallback
 GENERIC = "*elementwise"  # the fallback of every non-conv kind
+CONV = "*conv"  # the one model of every conv kind, whatever ran fused into it (its kind is a feature)
 
 
 IN_NETWORK = len(FEATURES)  # the column after the features: 1 for a kernel measured inside a whole network
@@ -95,6 +102,17 @@ class Trend:
         return self.model.predict(self._design(x))
 
 
+def fused_of(kind: str) -> str:
+    """What ran fused into a conv kernel (``Conv+HardSwish`` -> ``HardSwish``; a plain ``Conv`` -> "")."""
+    return kind.split("+", 1)[1] if "+" in kind else ""
+
+
+def _conv_features(x: np.ndarray, kinds, fused: list[str]) -> np.ndarray:
+    """A conv's features and one indicator column per fused op the pooled conv model knows."""
+    onehot = np.array([[1.0 if fused_of(str(k)) == f else 0.0 for f in fused] for k in kinds]).reshape(len(x), -1)
+    return np.column_stack([x, onehot])
+
+
 def _fit_kind(kind: str, x: np.ndarray, y: np.ndarray, trees: int, seed: int) -> KindModel:
     from sklearn.ensemble import RandomForestRegressor
 
@@ -121,13 +139,18 @@ class Predictor:
     overhead_ms: float
     models: dict[str, KindModel]
     fusion: dict = field(default_factory=dict)
+    conv_fused: list[str] = field(default_factory=list)  # the fused ops the pooled conv model (CONV) was fitted on
     created: str = ""
     rows: int = 0
     samples: int = 0
     schema: int = PREDICTOR_SCHEMA
 
     def model_for(self, kind: str) -> tuple[KindModel, str]:
-        """The model of ``kind``, or its fallback and the fallback's name."""
+        """The model of ``kind``, or its fallback and the fallback's name. Every conv kind is predicted by the
+        pooled conv model; one whose fused op it never saw, as a plain conv (and says so)."""
+        if kind.startswith("Conv") and CONV in self.models:
+            known = not fused_of(kind) or fused_of(kind) in self.conv_fused
+            return self.models[CONV], kind if known else "Conv"
         if kind in self.models:
             return self.models[kind], kind
         if kind.startswith("Conv"):
@@ -150,6 +173,8 @@ class Predictor:
         for kind, idx in groups.items():
             model, used = self.model_for(kind)
             x = _features([kernels[i].features() for i in idx], 1.0)
+            if model.kind == CONV:
+                x = _conv_features(x, [used] * len(idx), self.conv_fused)
             logs = model.predict_log(x)
             for i, lg in zip(idx, logs, strict=True):
                 ms = float(math.exp(lg))
@@ -159,7 +184,10 @@ class Predictor:
     def oob_error_by_row(self, df) -> np.ndarray:
         """|out-of-bag log error| of each dataset row under its kind's model (rows of unfitted kinds: 0)."""
         err = np.zeros(len(df))
-        positions = {kind: np.flatnonzero(df["kind"].to_numpy() == kind) for kind in self.models if kind != GENERIC}
+        kinds = df["kind"].astype(str).to_numpy()
+        positions = {kind: np.flatnonzero(kinds == kind) for kind in self.models if kind not in (GENERIC, CONV)}
+        if CONV in self.models:
+            positions[CONV] = np.flatnonzero(np.char.startswith(kinds.astype(str), "Conv"))
         y = np.log(np.maximum(df["kernel_ms"].to_numpy(dtype=float), 1e-6))
         for kind, pos in positions.items():
             model = self.models[kind]
@@ -175,7 +203,7 @@ class Predictor:
     def meta(self) -> dict:
         return {"schema": self.schema, **self.identity, "created": self.created, "rows": self.rows,
                 "samples": self.samples, "overhead_ms": self.overhead_ms, "kinds": self.summary(),
-                "fusion": self.fusion}
+                "conv_fused": self.conv_fused, "fusion": self.fusion}
 
 
 def fit_predictor(df, identity: dict, fusion: dict | None = None, trees: int = 150, seed: int = 0) -> Predictor:
@@ -186,13 +214,23 @@ def fit_predictor(df, identity: dict, fusion: dict | None = None, trees: int = 1
         raise InputError("the dataset has no measured kernels yet; run edgeprof predict collect (a longer --budget)")
     x_all = _features(df[list(FEATURES)].to_numpy(dtype=float), df["in_network"].to_numpy(dtype=float))
     y_all = np.log(df["kernel_ms"].to_numpy(dtype=float))
-    kinds = df["kind"].to_numpy()
+    kinds = df["kind"].astype(str).to_numpy()
     models: dict[str, KindModel] = {}
-    for kind in sorted(set(kinds)):
+    conv = np.char.startswith(kinds.astype(str), "Conv")
+    for kind in sorted(set(kinds[~conv])):
         mask = kinds == kind
         if mask.sum() >= MIN_ROWS:
             models[kind] = _fit_kind(kind, x_all[mask], y_all[mask], trees, seed)
-    generic = np.array([not str(k).startswith("Conv") for k in kinds])
+    conv_fused: list[str] = []
+    if conv.sum() >= MIN_ROWS:  # one model for every conv: a fused op changes little of a conv's cost, and each
+        # fused kind alone has few rows (HardSwish fuses only inside networks)
+        counts: dict[str, int] = {}
+        for k in kinds[conv]:
+            counts[fused_of(k)] = counts.get(fused_of(k), 0) + 1
+        conv_fused = sorted(f for f, n in counts.items() if f and n >= MIN_ROWS)
+        models[CONV] = _fit_kind(CONV, _conv_features(x_all[conv], kinds[conv], conv_fused), y_all[conv], trees,
+                                 seed)
+    generic = ~conv
     if generic.sum() >= MIN_ROWS:
         cols = [FEATURES.index("in_elements"), FEATURES.index("out_elements"), FEATURES.index("inputs"), IN_NETWORK]
         mask_x = np.zeros_like(x_all[generic])
@@ -203,7 +241,7 @@ def fit_predictor(df, identity: dict, fusion: dict | None = None, trees: int = 1
     overhead = df.drop_duplicates("sample")["overhead_ms"].astype(float)
     overhead = overhead[np.isfinite(overhead)]
     return Predictor(identity=dict(identity), overhead_ms=float(overhead.median()) if len(overhead) else 0.0,
-                     models=models, fusion=fusion or {}, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     models=models, fusion=fusion or {}, conv_fused=conv_fused, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      rows=len(df), samples=int(df["sample"].nunique()))
 
 
