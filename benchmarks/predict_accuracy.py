@@ -136,13 +136,19 @@ def main() -> None:
         else:
             predictor_path = args.predictor
         last_kernel = _last_kernel(dataset)
+        t0 = time.perf_counter()
         predictor, _ = load_predictor(predictor_path)
+        load_s = time.perf_counter() - t0
         settings = settings_of(predictor)
         exclude = collected_networks(dataset)
         nets = build_networks(args.models, args.seed, acts, imgsz, tmp, exclude)
         print(f"{len(nets)} test networks, none among the {len(exclude)} networks collect measured"
               + ("" if dataset else " (no --dataset given: not checked)"), flush=True)
         predictions = []
+        t0 = time.perf_counter()
+        import onnx  # noqa: F401  (once per process, as any command pays it: timed apart from the predictions)
+        import onnxruntime  # noqa: F401
+        import_s = time.perf_counter() - t0
         for net in nets:
             p = predict_model(net["path"], predictor, settings=settings)
             predictions.append(p)
@@ -185,7 +191,8 @@ def main() -> None:
         print(f"the test networks were measured {(measured_at - last_kernel) / 60:.0f} min after the last kernel "
               f"(a host whose speed drifts between the two moves every error)")
     ps = [r["predict_s"] for r in rows]
-    print(f"predict: {np.mean(ps):.2f} s per model on average, {max(ps):.2f} s at most (target <= 1 s)")
+    print(f"predict: {np.mean(ps):.2f} s per model on average, {max(ps):.2f} s at most (target <= 1 s); once per "
+          f"process: loading the predictor {load_s:.2f} s, importing onnx and onnxruntime {import_s:.2f} s")
     print("\nerror by activation (mean, worst):")
     by_act: dict[str, list[float]] = {}
     for r in rows:

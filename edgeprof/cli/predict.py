@@ -49,8 +49,9 @@ predict_app = typer.Typer(
 @predict_app.command("collect", cls=Command)
 @boundary
 def collect_cmd(
-    budget: Annotated[str, typer.Option("--budget", help="Time to spend measuring, e.g. 30m, 90s (counted across "
-                                        "resumed runs of one dataset).")] = "30m",
+    budget: Annotated[str, typer.Option("--budget", help="Time to spend measuring and fitting, e.g. 30m, 90s "
+                                        "(counted across resumed runs of one dataset; no batch begins that would "
+                                        "end past it).")] = "30m",
     acts: Annotated[str | None, typer.Option("--acts", "-a", show_default=False, help="Activations to collect "
                                              "kernels of, comma-separated (default: every one of `edgeprof acts`).")]
     = None,
@@ -92,7 +93,8 @@ def collect_cmd(
         result = collect(path, settings, options, on_progress=lambda m: progress(m, 0.0), predictor_path=out)
     console = out_console()
     console.print(f"dataset {result.dataset}: {result.samples} samples ({result.measured} measured now, "
-                  f"{result.failed} failed), {result.spent_s / 60:.1f} min of the budget spent", highlight=False)
+                  f"{result.failed} failed), {result.spent_s / 60:.1f} min of the budget spent measuring, "
+                  f"{result.fit_s:.0f} s fitting", highlight=False)
     from edgeprof.predict.fit import load_predictor
 
     if Path(out).exists():

@@ -56,6 +56,8 @@ def registry_acts() -> tuple[str, ...]:
 
 DEFAULT_ACTS = registry_acts()
 REFIT_EVERY = 4  # adaptive rounds between fits that rank the samples
+REFIT_TREES = 40  # trees of those fits (the ranking needs no more)
+FIT_TREES = 150  # trees of the predictor's final fit
 DATASET_COLUMNS = (
     "host_fingerprint", "runtime", "runtime_version", "runtime_settings", "threads", "sample", "family", "config",
     "round", "model_median_ms", "model_rel_ci", "overhead_ms", "node", "kind", "op_type", "fused", *FEATURES,
@@ -65,8 +67,9 @@ DATASET_COLUMNS = (
 
 @dataclass(frozen=True)
 class CollectOptions:
-    """What ``collect`` samples and how long it may take. ``budget_s`` counts measuring and building, across
-    resumed runs; ``explore_share`` of it is uniform sampling before the adaptive rounds."""
+    """What ``collect`` samples and how long it may take. ``budget_s`` counts measuring, building and the final fit
+    across resumed runs (no batch is begun that would end past it); ``explore_share`` of it is uniform sampling
+    before the adaptive rounds."""
 
     budget_s: float = 1800.0
     acts: tuple[str, ...] = DEFAULT_ACTS
@@ -102,8 +105,9 @@ class CollectResult:
     samples: int  # samples in the dataset (all runs)
     measured: int  # samples this run measured
     failed: int
-    spent_s: float  # budget spent, all runs
+    spent_s: float  # budget spent measuring and building, all runs
     fusion: dict = field(default_factory=dict)
+    fit_s: float = 0.0  # seconds this run's final fit took (within the budget's reserve for it)
 
 
 # -- the sample space ------------------------------------------------------------------------------------------------
@@ -488,14 +492,25 @@ def collect(dataset: str | Path, settings=None, options: CollectOptions = Collec
     round_no = int(existing["round"].max()) + 1 if not existing.empty else 0
     start = time.perf_counter()
 
+    # what each batch took, and what fitting the predictors is expected to take (kept in the sidecar for a resume)
+    batch_s: list[float] = [float(meta["batch_s"])] if meta.get("batch_s") else []
+    fit_s = [float(meta.get("fit_s", 0.0))]
+
     def left() -> float:
         return options.budget_s - spent - (time.perf_counter() - start)
+
+    def room() -> bool:
+        """Whether the budget has room for another batch and the final fit (the budget is a limit, not a start
+        line: a batch is not begun that would end past it)."""
+        typical = float(np.median(batch_s[-8:])) if batch_s else 0.0
+        return left() > typical + fit_s[0]
 
     def run(configs: list[dict]) -> None:
         nonlocal measured, failed, round_no, existing
         configs = [c for c in configs if sample_id(c) not in done]
         if not configs:
             return
+        began = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="edgeprof-collect-") as tmp:
             rows, bad = _measure_batch(configs, settings, options, Path(tmp), identity, round_no,
                                        lambda m: say(f"round {round_no}: {m}"))
@@ -507,24 +522,28 @@ def collect(dataset: str | Path, settings=None, options: CollectOptions = Collec
         measured += len(configs) - bad
         failed += bad
         round_no += 1
-        _write_meta(dataset, {**identity, "spent_s": spent + time.perf_counter() - start,
-                              "acts": list(options.acts), "samples": int(existing["sample"].nunique())})
+        _write_meta(dataset, {**_read_meta(dataset), **identity, "spent_s": spent + time.perf_counter() - start,
+                              "acts": list(options.acts), "samples": int(existing["sample"].nunique()),
+                              "batch_s": float(np.median(batch_s[-8:])), "fit_s": fit_s[0]})
+        batch_s.append(time.perf_counter() - began)
         say(f"{int(existing['sample'].nunique())} samples, {max(0.0, left()):.0f} s of the budget left")
 
     try:
         if not meta.get("fusion_done"):
             triples = fusion_configs(rng, options)
+            complete = True
             for first in range(0, len(triples), 2):  # two triples per batch; each triple's three in one batch
-                if left() <= 0:
+                if not room():
+                    complete = False
                     break
                 run([cfg for triple in triples[first:first + 2] for cfg in triple])
-            meta["fusion_done"] = left() > 0
+            meta["fusion_done"] = complete
             _write_meta(dataset, {**_read_meta(dataset), **identity, "fusion_done": meta["fusion_done"]})
         worst: list[str] = []
         adaptive = 0
         families = list(FAMILY_WEIGHTS)
         weights = np.array([FAMILY_WEIGHTS[f] for f in families])
-        while left() > 0:
+        while room():
             explore = spent + (time.perf_counter() - start) < options.explore_share * options.budget_s
             uniform = [sample_config(rng, families[int(rng.choice(len(families), p=weights / weights.sum()))],
                                      options) for _ in range(options.batch)]
@@ -532,7 +551,10 @@ def collect(dataset: str | Path, settings=None, options: CollectOptions = Collec
                 run(uniform)
                 continue
             if not worst or adaptive % REFIT_EVERY == 0:  # refit every few rounds: a fit takes seconds on a big dataset
+                began = time.perf_counter()
                 worst = _worst_samples(existing, REFIT_EVERY * options.batch)
+                # the final fit has FIT_TREES / REFIT_TREES times the trees of this one, on a little more data
+                fit_s[0] = (time.perf_counter() - began) * FIT_TREES / REFIT_TREES
             adaptive += 1
             picked = [worst.pop(0) for _ in range(min(len(worst), max(1, options.batch // 2)))]
             near = [perturb(rng, json.loads(cfg), options) for cfg in picked]
@@ -544,8 +566,10 @@ def collect(dataset: str | Path, settings=None, options: CollectOptions = Collec
     if fit and not existing.empty:
         from edgeprof.predict.fit import fit_predictor, save_predictor
 
-        predictor = fit_predictor(existing, identity, fusion=result.fusion)
+        began = time.perf_counter()
+        predictor = fit_predictor(existing, identity, fusion=result.fusion, trees=FIT_TREES)
         save_predictor(predictor, Path(predictor_path) if predictor_path else predictor_default(dataset))
+        result.fit_s = time.perf_counter() - began
     return result
 
 
@@ -558,7 +582,7 @@ def _worst_samples(df, count: int) -> list[str]:
     from edgeprof.predict.fit import fit_predictor
 
     try:
-        predictor = fit_predictor(df, {}, trees=40)
+        predictor = fit_predictor(df, {}, trees=REFIT_TREES)
     except InputError:
         return []
     errors = predictor.oob_error_by_row(df)

@@ -140,18 +140,42 @@ def _original_shapes(model) -> tuple[dict[str, tuple[int, ...]], dict[str, list[
 
 
 def _topological(nodes, available: set[str]) -> list:
-    """The nodes in an order where each comes after the producers of its inputs (the saved graph may not be)."""
-    pending, order, ready = list(nodes), [], set(available)
-    while pending:
-        rest = [n for n in pending if not all(x in ready or not x for x in n.input)]
-        done = [n for n in pending if all(x in ready or not x for x in n.input)]
-        if not done:  # a cycle or an input nobody makes: keep the saved order for the rest
-            return order + rest
-        for n in done:
-            order.append(n)
-            ready.update(n.output)
-        pending = rest
-    return order
+    """The nodes in an order where each comes after the producers of its inputs (the saved graph may not be):
+    level by level (a node's level is one more than its producers' highest), in the saved order within a level;
+    nodes with an input nobody makes (or in a cycle) last, in the saved order. Kahn's algorithm: linear in the
+    graph, where re-scanning the pending nodes once per level took most of a prediction's time on a network."""
+    nodes = list(nodes)
+    producer: dict[str, int] = {}
+    for i, n in enumerate(nodes):
+        for out in n.output:
+            if out:
+                producer.setdefault(out, i)
+    waiting = [0] * len(nodes)
+    consumers: dict[int, list[int]] = {}
+    unmade = [False] * len(nodes)
+    for i, n in enumerate(nodes):
+        for x in dict.fromkeys(n.input):
+            if not x or x in available:
+                continue
+            if x not in producer:
+                unmade[i] = True
+                continue
+            waiting[i] += 1
+            consumers.setdefault(producer[x], []).append(i)
+    level = [0] * len(nodes)
+    queue = [i for i in range(len(nodes)) if waiting[i] == 0 and not unmade[i]]
+    done = []
+    while queue:
+        i = queue.pop()
+        done.append(i)
+        for j in consumers.get(i, ()):
+            level[j] = max(level[j], level[i] + 1)
+            waiting[j] -= 1
+            if waiting[j] == 0 and not unmade[j]:
+                queue.append(j)
+    placed = set(done)
+    ordered = sorted(done, key=lambda i: (level[i], i))
+    return [nodes[i] for i in ordered] + [n for i, n in enumerate(nodes) if i not in placed]
 
 
 def optimized_graph(path: str | Path, settings) -> "onnx.ModelProto":  # noqa: F821, UP037
