@@ -522,10 +522,10 @@ def collect(dataset: str | Path, settings=None, options: CollectOptions = Collec
         measured += len(configs) - bad
         failed += bad
         round_no += 1
+        batch_s.append(time.perf_counter() - began)
         _write_meta(dataset, {**_read_meta(dataset), **identity, "spent_s": spent + time.perf_counter() - start,
                               "acts": list(options.acts), "samples": int(existing["sample"].nunique()),
                               "batch_s": float(np.median(batch_s[-8:])), "fit_s": fit_s[0]})
-        batch_s.append(time.perf_counter() - began)
         say(f"{int(existing['sample'].nunique())} samples, {max(0.0, left()):.0f} s of the budget left")
 
     try:

@@ -1,4 +1,5 @@
-"""Predictors, one per kernel kind, fitted on a collected dataset and saved with the host and runtime they belong to.
+"""Predictors, one per kernel kind (one for every conv), fitted on a collected dataset and saved with the host and
+runtime they belong to.
 
 **Library: scikit-learn** rather than LightGBM: nn-Meter's kernel predictors were scikit-learn random forests,
 so the method is the published one; a forest gives out-of-bag predictions for free, which this module uses for
@@ -19,8 +20,8 @@ kind is one model (``CONV``), fitted on all their rows with one indicator column
 collected is predicted as a plain conv (and says so).
 **Interval**: the 5% and 95% quantiles of each kind's out-of-bag log residuals; a model's interval sums each
 kernel's bounds (errors of one kind on one host move together, so they are not assumed to cancel). A kind the
-dataset lacks (an activation never collected) is predicted by the closest kind fitted (a conv with another fused
-activation by the plain fused conv; any other op by an elementwise model on its elements), and says so.
+dataset lacks (an activation never collected) is predicted by the closest kind fitted (a conv with a fused op never
+seen as a plain conv; any other op by an elementwise model on its elements), and says so.
 
 A predictor is a pickle (scikit-learn's own way to save models; load only files you made) with a JSON sidecar
 holding its identity, which is checked *before* the pickle is read: another host or runtime version is refused.
@@ -241,7 +242,8 @@ def fit_predictor(df, identity: dict, fusion: dict | None = None, trees: int = 1
     overhead = df.drop_duplicates("sample")["overhead_ms"].astype(float)
     overhead = overhead[np.isfinite(overhead)]
     return Predictor(identity=dict(identity), overhead_ms=float(overhead.median()) if len(overhead) else 0.0,
-                     models=models, fusion=fusion or {}, conv_fused=conv_fused, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     models=models, fusion=fusion or {}, conv_fused=conv_fused,
+                     created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      rows=len(df), samples=int(df["sample"].nunique()))
 
 
