@@ -28,15 +28,21 @@ import numpy as np
 from edgeprof.cli.predict import parse_budget
 
 
-def collected_networks(dataset: Path | None) -> set[tuple]:
-    """(act, depth, width, imgsz) of every network the dataset measured (collect samples some whole networks)."""
-    import json
-
+def read_collected(dataset: Path | None):
+    """The dataset's rows (None without a dataset): read once for the networks it measured and its last kernel."""
     from edgeprof.predict.collect import read_dataset
 
     if dataset is None or not Path(dataset).exists():
+        return None
+    return read_dataset(dataset)
+
+
+def collected_networks(df) -> set[tuple]:
+    """(act, depth, width, imgsz) of every network the dataset measured (collect samples some whole networks)."""
+    import json
+
+    if df is None:
         return set()
-    df = read_dataset(dataset)
     nets = [json.loads(c) for c in df.loc[df["family"] == "net", "config"].unique()]
     return {(c["act"], c["depth"], c["width"], c["imgsz"]) for c in nets}
 
@@ -73,15 +79,13 @@ def build_networks(count: int, seed: int, acts: list[str], imgsz: list[int], out
     return nets
 
 
-def _last_kernel(dataset: Path | None) -> float | None:
+def _last_kernel(df) -> float | None:
     """When the dataset's last kernel was measured (epoch seconds), None without a dataset."""
     import calendar
 
-    from edgeprof.predict.collect import read_dataset
-
-    if dataset is None or not Path(dataset).exists():
+    if df is None:
         return None
-    stamps = read_dataset(dataset)["timestamp"].dropna()
+    stamps = df["timestamp"].dropna()
     return float(calendar.timegm(time.strptime(str(stamps.iloc[-1]), "%Y-%m-%dT%H:%M:%SZ"))) if len(stamps) else None
 
 
@@ -135,12 +139,13 @@ def main() -> None:
                 print(f"  fusion of {act}: {rule['graph']}; {rule['timing']}")
         else:
             predictor_path = args.predictor
-        last_kernel = _last_kernel(dataset)
+        collected = read_collected(dataset)
+        last_kernel = _last_kernel(collected)
         t0 = time.perf_counter()
         predictor, _ = load_predictor(predictor_path)
         load_s = time.perf_counter() - t0
         settings = settings_of(predictor)
-        exclude = collected_networks(dataset)
+        exclude = collected_networks(collected)
         nets = build_networks(args.models, args.seed, acts, imgsz, tmp, exclude)
         print(f"{len(nets)} test networks, none among the {len(exclude)} networks collect measured"
               + ("" if dataset else " (no --dataset given: not checked)"), flush=True)

@@ -494,16 +494,18 @@ def collect(dataset: str | Path, settings=None, options: CollectOptions = Collec
 
     # what each batch took, and what fitting the predictors is expected to take (kept in the sidecar for a resume)
     batch_s: list[float] = [float(meta["batch_s"])] if meta.get("batch_s") else []
-    fit_s = [float(meta.get("fit_s", 0.0))]
+    fit_s = float(meta.get("fit_s", 0.0))
 
     def left() -> float:
         return options.budget_s - spent - (time.perf_counter() - start)
 
+    def typical_batch() -> float:
+        return float(np.median(batch_s[-8:])) if batch_s else 0.0
+
     def room() -> bool:
         """Whether the budget has room for another batch and the final fit (the budget is a limit, not a start
         line: a batch is not begun that would end past it)."""
-        typical = float(np.median(batch_s[-8:])) if batch_s else 0.0
-        return left() > typical + fit_s[0]
+        return left() > typical_batch() + fit_s
 
     def run(configs: list[dict]) -> None:
         nonlocal measured, failed, round_no, existing
@@ -525,7 +527,7 @@ def collect(dataset: str | Path, settings=None, options: CollectOptions = Collec
         batch_s.append(time.perf_counter() - began)
         _write_meta(dataset, {**_read_meta(dataset), **identity, "spent_s": spent + time.perf_counter() - start,
                               "acts": list(options.acts), "samples": int(existing["sample"].nunique()),
-                              "batch_s": float(np.median(batch_s[-8:])), "fit_s": fit_s[0]})
+                              "batch_s": typical_batch(), "fit_s": fit_s})
         say(f"{int(existing['sample'].nunique())} samples, {max(0.0, left()):.0f} s of the budget left")
 
     try:
@@ -554,7 +556,7 @@ def collect(dataset: str | Path, settings=None, options: CollectOptions = Collec
                 began = time.perf_counter()
                 worst = _worst_samples(existing, REFIT_EVERY * options.batch)
                 # the final fit has FIT_TREES / REFIT_TREES times the trees of this one, on a little more data
-                fit_s[0] = (time.perf_counter() - began) * FIT_TREES / REFIT_TREES
+                fit_s = (time.perf_counter() - began) * FIT_TREES / REFIT_TREES
             adaptive += 1
             picked = [worst.pop(0) for _ in range(min(len(worst), max(1, options.batch // 2)))]
             near = [perturb(rng, json.loads(cfg), options) for cfg in picked]

@@ -108,6 +108,11 @@ def fused_of(kind: str) -> str:
     return kind.split("+", 1)[1] if "+" in kind else ""
 
 
+def conv_rows(kinds) -> np.ndarray:
+    """Which of ``kinds`` are conv kernels (``Conv``, ``Conv+Relu``, ...): the rows of the pooled conv model."""
+    return np.char.startswith(np.asarray(kinds, dtype=str), "Conv")
+
+
 def _conv_features(x: np.ndarray, kinds, fused: list[str]) -> np.ndarray:
     """A conv's features and one indicator column per fused op the pooled conv model knows."""
     onehot = np.array([[1.0 if fused_of(str(k)) == f else 0.0 for f in fused] for k in kinds]).reshape(len(x), -1)
@@ -154,13 +159,6 @@ class Predictor:
             return self.models[CONV], kind if known else "Conv"
         if kind in self.models:
             return self.models[kind], kind
-        if kind.startswith("Conv"):
-            for other in ("Conv+Relu", "Conv") if "+" in kind else ("Conv", "Conv+Relu"):
-                if other in self.models:
-                    return self.models[other], other
-            convs = [k for k in self.models if k.startswith("Conv")]
-            if convs:
-                return self.models[convs[0]], convs[0]
         if GENERIC in self.models:
             return self.models[GENERIC], GENERIC
         raise InputError(f"the predictor has no model for kernel kind {kind!r} nor a fallback; collect more data")
@@ -188,7 +186,7 @@ class Predictor:
         kinds = df["kind"].astype(str).to_numpy()
         positions = {kind: np.flatnonzero(kinds == kind) for kind in self.models if kind not in (GENERIC, CONV)}
         if CONV in self.models:
-            positions[CONV] = np.flatnonzero(np.char.startswith(kinds.astype(str), "Conv"))
+            positions[CONV] = np.flatnonzero(conv_rows(kinds))
         y = np.log(np.maximum(df["kernel_ms"].to_numpy(dtype=float), 1e-6))
         for kind, pos in positions.items():
             model = self.models[kind]
@@ -208,8 +206,8 @@ class Predictor:
 
 
 def fit_predictor(df, identity: dict, fusion: dict | None = None, trees: int = 150, seed: int = 0) -> Predictor:
-    """Fit one model per kernel kind of the dataset ``df`` (``collect.read_dataset``), plus the elementwise
-    fallback; ``overhead_ms`` is the median of the batches' probe figures."""
+    """Fit one model per kernel kind of the dataset ``df`` (``collect.read_dataset``), one for every conv kind
+    (``CONV``) and the elementwise fallback; ``overhead_ms`` is the median of the batches' probe figures."""
     df = df[np.isfinite(df["kernel_ms"].astype(float)) & (df["kernel_ms"].astype(float) > 0)]
     if df.empty:
         raise InputError("the dataset has no measured kernels yet; run edgeprof predict collect (a longer --budget)")
@@ -217,7 +215,7 @@ def fit_predictor(df, identity: dict, fusion: dict | None = None, trees: int = 1
     y_all = np.log(df["kernel_ms"].to_numpy(dtype=float))
     kinds = df["kind"].astype(str).to_numpy()
     models: dict[str, KindModel] = {}
-    conv = np.char.startswith(kinds.astype(str), "Conv")
+    conv = conv_rows(kinds)
     for kind in sorted(set(kinds[~conv])):
         mask = kinds == kind
         if mask.sum() >= MIN_ROWS:
