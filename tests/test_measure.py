@@ -98,3 +98,34 @@ def test_hung_worker_is_killed_after_its_timeout(tiny_models):
         runner.sample(count=1)
     assert runner.proc.poll() is not None
     runner.close()
+
+
+def test_one_worker_process_holds_several_models_and_answers_each(tiny_models):
+    """A shared process: start messages sent together are answered in order however their callers read them (two
+    replies can arrive in one read), a round times several models' bursts in one request, and one model's failure
+    in a round is its own."""
+    from edgeprof.errors import EdgeprofError
+    from edgeprof.runtime.worker import WorkerProcess
+
+    process = WorkerProcess(spin_s=0.01)
+    try:
+        relu = process.runner(str(tiny_models["relu"]), SessionSettings().as_dict())
+        mish = process.runner(str(tiny_models["mish"]), SessionSettings().as_dict())
+        broken = process.runner("/nonexistent/model.onnx", SessionSettings().as_dict())
+        mish.ready()  # out of order: relu's reply is read and kept for it
+        relu.ready()
+        broken.ready()
+        with pytest.raises(EdgeprofError):
+            broken.load()  # its own failure; the process and the other models go on
+        for r in (relu, mish):
+            r.load()
+            r.first_run()
+        assert relu.proc.pid == mish.proc.pid  # one process
+        out = process.round([(relu.key, 3), (mish.key, 2), ("9", 1)])
+        assert len(out[0]) == 3 and len(out[1]) == 2 and all(x > 0 for x in out[0] + out[1])
+        assert isinstance(out[2], EdgeprofError) and "no model" in str(out[2])
+        mish.close()  # drops the model, the process stays
+        assert relu.sample(count=2) and process.proc.poll() is None
+    finally:
+        process.close()
+    assert process.proc.poll() is not None

@@ -268,9 +268,9 @@ class MeasureFlags(OptionGroup):
         "--ci-target", rich_help_panel=_MEASURE, help="What --rel-ci stops on: ratio (each ratio to the baseline, "
         "paired) or absolute (each model's median).")] = CiTarget.ratio
     sessions: Annotated[int, typer.Option(
-        "--sessions", min=1, max=50, rich_help_panel=_MEASURE, help="Fresh worker processes each model in a ratio is "
-        "timed in, each with the same rounds; the CIs cover the offsets between them. Ratios short of --rel-ci get "
-        "more sessions, widest first, up to 3x this.")] = 3
+        "--sessions", min=1, max=50, rich_help_panel=_MEASURE, help="Fresh worker processes the models in a ratio "
+        "are timed in (all the models of one comparison in each), each with the same rounds; the CIs cover the "
+        "offsets between them. Ratios short of --rel-ci get more sessions, widest first, up to 3x this.")] = 8
     max_time: Annotated[float, typer.Option("--max-time", rich_help_panel=_MEASURE,
                                             help="Time budget in seconds per model, for a model timed in bursts of "
                                             "runs; one whose single run is longer gets proportionally more.")] = 3.0

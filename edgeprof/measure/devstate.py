@@ -286,9 +286,10 @@ class Snapshot:
 
 def snapshot(pids: Mapping[Hashable, int | None], root: str | Path = "/") -> Snapshot:
     """Read the host and each worker (key -> pid; None for one that has none) now. A worker that is this process
-    (a runner without isolation) adds nothing to our CPU time twice."""
-    processes = {key: process_state(pid, root) if pid else None for key, pid in pids.items()}
-    children = sum(p.cpu_s or 0.0 for p in processes.values() if p is not None and p.pid != os.getpid())
+    (a runner without isolation) adds nothing to our CPU time twice, nor does a worker that holds several models."""
+    states = {pid: process_state(pid, root) for pid in set(pids.values()) if pid}
+    processes = {key: states.get(pid) if pid else None for key, pid in pids.items()}
+    children = sum(p.cpu_s or 0.0 for p in states.values() if p is not None and p.pid != os.getpid())
     return Snapshot(wall_s=time.monotonic(), ticks=cpu_ticks(root), own_s=own_cpu_s() + children,
                     mhz=core_mhz(root), processes=processes)
 

@@ -37,13 +37,14 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from edgeprof.errors import EdgeprofError, InputError
 from edgeprof.measure.devstate import DeviceState, device_states, snapshot
-from edgeprof.measure.pool import PoolOptions, WorkerPool
+from edgeprof.measure.pool import PoolOptions, WorkerPool, _map
 from edgeprof.measure.stats import (
     BetweenEstimate,
     SessionCI,
@@ -58,7 +59,8 @@ CI_TARGETS = ("ratio", "absolute")
 WIDEST_SHARE = 0.5  # a later session measures the targets whose CI is at least this share of the widest one's
 MAX_SESSIONS_FACTOR = 3  # at most this many times --sessions sessions, for the targets not yet reached
 UNTARGETED_ROUNDS = 6  # a model in no ratio takes at most this many rounds (all in the first session)
-LATER_WARMUP_S = 0.05  # warm-up of the sessions after the first (at least 3 runs either way)
+FIRST_WARMUP_S = 0.05  # warm-up of the first timing session (the models ran before, in the figures' processes)
+LATER_WARMUP_S = 0.01  # warm-up of the sessions after it and before the figures' runs (at least 3 runs either way)
 LONG_RUN_S = 60.0  # a measurement estimated to take longer is announced
 
 
@@ -70,10 +72,10 @@ class MeasureOptions(PoolOptions):
 
     rel_ci: float = 0.02
     ci_target: str = "ratio"
-    sessions: int = 3
+    sessions: int = 8
     total_time: float | None = None
     min_samples: int = 20
-    min_rounds: int = 24  # 8 rounds a session with 3 sessions (16 a session: more targets reached, 100 s not 75 s)
+    min_rounds: int = 32  # 4 rounds a session with 8 sessions: the offsets between processes outweigh a round's noise
     burst_ms: float = 20.0
     isolate: bool = True
     seed: int = 0
@@ -280,6 +282,18 @@ def long_run_note(seconds: float, models: int, options: MeasureOptions) -> str:
 
 
 Sampler = Callable[[int], list[float]]
+RoundFn = Callable[[list[tuple[int, int]]], dict]
+
+
+def _one_by_one(samplers: dict[int, Sampler], bursts: list[tuple[int, int]]) -> dict:
+    """A round from one sampler per model, called in order: per model its samples or the EdgeprofError raised."""
+    out: dict = {}
+    for i, count in bursts:
+        try:
+            out[i] = samplers[i](count)
+        except EdgeprofError as exc:
+            out[i] = exc
+    return out
 ProgressFn = Callable[[str, float], None]
 
 
@@ -383,6 +397,8 @@ class Schedule:
         alive = [i for i, m in enumerate(self.results) if m.status == "ok"]
         if not alive:
             return []
+        if self.session == 0:
+            return alive
         if self.session < opts.sessions:
             # a model in no ratio (a reference, an activation alone) is timed in the first session only
             return alive if self.in_ratio is None else [i for i in alive if i in self.in_ratio]
@@ -401,13 +417,18 @@ class Schedule:
 
     # -- one session ------------------------------------------------------------------------------------------------
     def run_session(self, samplers: dict[int, Sampler], sample_ms: dict[int, float],
-                    on_fail: Callable[[int, Exception], None] | None = None) -> None:
+                    on_fail: Callable[[int, Exception], None] | None = None,
+                    round_fn: RoundFn | None = None) -> None:
         """Time one session's ``rounds_per_session`` rounds (every session takes as many, so none outweighs the
         others). ``samplers[i](count)`` gives ``count`` samples (ms per run) of model i from this session's
-        process; ``sample_ms[i]`` is what one sample took at set-up (a burst is ~``burst_ms``). A sampler that
-        raises ``EdgeprofError`` is out (``on_fail``; by default the model is marked failed)."""
+        process; ``sample_ms[i]`` is what one sample took at set-up (a burst is ~``burst_ms``). ``round_fn``, when
+        given, times a whole round at once (``[(i, count), ...]`` in order -> per model its samples or the
+        EdgeprofError it raised; a worker process then times the round's bursts back to back). A model whose
+        sampling raises ``EdgeprofError`` is out (``on_fail``; by default the model is marked failed)."""
         opts = self.options
         samplers = dict(samplers)
+        if round_fn is None:
+            round_fn = partial(_one_by_one, samplers)
         counts = {i: max(1, min(1000, int(opts.burst_ms / sample_ms[i]))) if sample_ms.get(i, 0) > 0 else 1
                   for i in samplers}
         if math.isinf(self.cap):
@@ -419,13 +440,13 @@ class Schedule:
                 break
             order = self.choose(set(samplers), r - 1)
             t0 = self.clock()
+            taken = round_fn([(i, counts[i]) for i in order])
             for i in order:
                 m = self.results[i]
-                try:
-                    samples = samplers[i](counts[i])
-                except EdgeprofError as exc:
+                samples = taken.get(i, EdgeprofError("no samples came back"))
+                if isinstance(samples, EdgeprofError):
                     samplers.pop(i)
-                    fail(i, exc)
+                    fail(i, samples)
                     continue
                 m.samples_ms.extend(samples)
                 m.sample_round.extend([self.round_no] * len(samples))
@@ -516,8 +537,10 @@ def measure(
     keys = list(range(len(results)))
     ops_of = None if per_op is None else {str(p) for p in per_op}
     try:
+        _figures(results, keys, settings, options, shapes, sources, refs, schedule, progress, ops_of)
+        keys = schedule.next_session()
         while keys:
-            _session(results, keys, settings, options, shapes, sources, refs, schedule, progress, ops_of)
+            _session(results, keys, settings, options, shapes, sources, schedule, progress)
             keys = schedule.next_session()
     except KeyboardInterrupt:
         for m in results:
@@ -543,62 +566,93 @@ def _keep_ratio_cis(schedule: Schedule) -> None:
             num.ratio_cis[den.path] = schedule.interval(t)
 
 
-def _session(results, keys, settings, options, shapes, sources, refs, schedule: Schedule, progress,
+def _figures(results, keys, settings, options, shapes, sources, refs, schedule: Schedule, progress,
              ops_of: set[str] | None = None) -> None:
-    """One session: a fresh worker per model of ``keys``, set up untimed, then the schedule's rounds; the first
-    session also records versions, conversions, load figures, parity, peak memory and the executed ops."""
+    """Before any timing, each model alone in a fresh worker (or, without isolation, in this process), untimed:
+    versions, conversions, load time and memory, the first run, threads, parity against torch, peak memory over a
+    few runs and the executed ops. A model that fails here is out of the timing."""
     from edgeprof.runtime.base import ref_path
 
-    first = schedule.session == 0
-    t0 = time.perf_counter()
-    spent_before = schedule.spent
     with WorkerPool(settings, shapes, options.seed, options.isolate) as pool:
-        if first:
-            version = pool.runtime.version()
-            for m in results:
-                m.runtime, m.runtime_version = settings.runtime, version
+        version = pool.runtime.version()
+        for m in results:
+            m.runtime, m.runtime_version = settings.runtime, version
         for i, exc in pool.start({i: results[i].path for i in keys},
                                  {i: (sources or {}).get(results[i].path) for i in keys}).items():
             _fail(results[i], exc)
-        if first:
-            for i, conversion in pool.conversions.items():
-                results[i].converter, results[i].converter_version = conversion.converter, \
-                    conversion.converter_version
-        # the first session's loads and first runs one model at a time (their times are figures); the rest of the
-        # set-up on every usable core, since nothing of it is timed
-        parallel = _usable_cores() if options.isolate else 1
-        # a later session's warm-up is short: its models were warmed once already, in the first session, and
-        # nothing of a session's start outweighs its rounds (every session takes as many)
-        warmup_s = options.warmup_s if first else min(options.warmup_s, LATER_WARMUP_S)
+        for i, conversion in pool.conversions.items():
+            results[i].converter, results[i].converter_version = conversion.converter, conversion.converter_version
+        # loads and first runs one model at a time (their times are figures); the few runs the peak memory is read
+        # over on every usable core, since nothing of it is timed
         setups, failed = pool.prepare_all(
-            warmup_s, options.min_sample_ms, parallel=parallel, serial_load=first,
+            LATER_WARMUP_S, options.min_sample_ms, parallel=_usable_cores() if options.isolate else 1,
+            serial_load=True, on_each=lambda i: progress(f"loading {_short(results[i].path)}", 0.0))
+        for i, exc in failed.items():
+            _fail(results[i], exc)
+        for i, setup in setups.items():
+            m = results[i]
+            m.session_ms, m.first_run_ms = setup.session_ms, setup.first_run_ms
+            if options.isolate:
+                m.peak_rss_session_mb = setup.peak_rss_session_mb
+        parallel = _usable_cores() if options.isolate else 1
+
+        def read(i):  # untimed, so on every usable core: one process per model
+            m, runner = results[i], pool.runners[i]
+            m.threads_effective = runner.threads_effective()
+            ref = Path((refs or {}).get(m.path) or ref_path(m.path))
+            check = runner.parity(ref=str(ref)) if ref.exists() else None
+            if check is not None:
+                m.runtime_parity_max_abs_err = check["max_abs_err"]
+                if not check["ok"]:
+                    err = "different output shapes" if check["max_abs_err"] is None else \
+                        f"max abs error {check['max_abs_err']:.3g}"
+                    raise EdgeprofError(f"parity against torch failed: {err} over the tolerance "
+                                        f"{check['tol']:.3g} (1e-3 of torch's output range)")
+            if options.isolate:  # before the per-op profile, whose second session would add its own memory
+                m.peak_rss_run_mb = runner.peak_run_mb()
+            if ops_of is not None and m.path not in ops_of:
+                return
+            progress(f"reading executed ops of {_short(m.path)}", 0.0)
+            ops = runner.executed_ops(min_runs=options.per_op_runs, min_seconds=options.per_op_s)
+            m.nodes = ops["nodes"]
+            m.per_op_runs = int(ops.get("runs") or 0)
+            m.runtime_peak_in_use_mb = ops.get("peak_in_use_mb")
+            m.runtime_arena_held_mb = ops.get("arena_held_mb")
+            m.per_op_source = pool.runtime.per_op_label(m.nodes)
+
+        for i, outcome in _map(read, list(pool.runners), parallel).items():
+            if isinstance(outcome, EdgeprofError):
+                _fail(results[i], outcome)
+                pool.drop(i)
+
+
+def _session(results, keys, settings, options, shapes, sources, schedule: Schedule, progress) -> None:
+    """One timing session: every model of ``keys`` in one fresh worker process (all in this process without
+    isolation), set up untimed (load, warm-up, calibration), then the schedule's rounds, each round one request that
+    the process times back to back.
+
+    Timing every model of a comparison in one process kept a round's ratio several times steadier than one process
+    per model (switching processes between bursts, on the shared VMs edgeprof was built on). A model still lands
+    1-2% away from itself in another process (where its tensors landed in physical memory decides which cache sets
+    they share), so every session is a fresh process and the CIs cover the spread between them."""
+    first = schedule.session == 0
+    t0 = time.perf_counter()
+    spent_before = schedule.spent
+    with WorkerPool(settings, shapes, options.seed, options.isolate, shared=True) as pool:
+        for i, exc in pool.start({i: results[i].path for i in keys},
+                                 {i: (sources or {}).get(results[i].path) for i in keys}).items():
+            _fail(results[i], exc)
+        # a later session's warm-up is a few runs: its models were warmed once already, in the first session, and
+        # nothing of a session's start outweighs its rounds (every session takes as many)
+        warmup_s = min(options.warmup_s, FIRST_WARMUP_S if first else LATER_WARMUP_S)
+        setups, failed = pool.prepare_all(
+            warmup_s, options.min_sample_ms,
             on_each=lambda i: progress(f"session {schedule.session + 1}: loading {_short(results[i].path)}", 0.0))
         for i, exc in failed.items():
             _fail(results[i], exc)
         if first:
-            for i, runner in list(pool.runners.items()):  # untimed: threads read back, parity against torch
-                m = results[i]
-                try:
-                    m.threads_effective = runner.threads_effective()
-                    ref = Path((refs or {}).get(m.path) or ref_path(m.path))
-                    check = runner.parity(ref=str(ref)) if ref.exists() else None
-                except EdgeprofError as exc:
-                    _fail(m, exc)
-                    pool.drop(i)
-                    continue
-                if check is not None:
-                    m.runtime_parity_max_abs_err = check["max_abs_err"]
-                    if not check["ok"]:
-                        err = "different output shapes" if check["max_abs_err"] is None else \
-                            f"max abs error {check['max_abs_err']:.3g}"
-                        _fail(m, EdgeprofError(f"parity against torch failed: {err} over the tolerance "
-                                               f"{check['tol']:.3g} (1e-3 of torch's output range)"))
-                        pool.drop(i)
             for i, setup in setups.items():
-                m = results[i]
-                m.session_ms, m.first_run_ms, m.inner_loops = setup.session_ms, setup.first_run_ms, setup.inner_loops
-                if options.isolate:
-                    m.peak_rss_session_mb = setup.peak_rss_session_mb
+                results[i].inner_loops = setup.inner_loops
             schedule.setup_s = time.perf_counter() - t0
         samplers = {i: (lambda count, runner=runner: runner.sample(count=count)) for i, runner in pool.runners.items()}
 
@@ -607,29 +661,12 @@ def _session(results, keys, settings, options, shapes, sources, refs, schedule: 
             pool.drop(i)
 
         device_before = snapshot(pool.pids()) if first else None  # device state beside the first session's rounds
-        schedule.run_session(samplers, {i: setups[i].sample_ms for i in samplers if i in setups}, on_fail=on_fail)
+        schedule.run_session(samplers, {i: setups[i].sample_ms for i in samplers if i in setups}, on_fail=on_fail,
+                             round_fn=pool.sample_round)
         if device_before is not None:
             timed_s = {i: sum(results[i].samples_ms) * results[i].inner_loops / 1000 for i in device_before.processes}
             for i, state in device_states(device_before, snapshot(pool.pids()), timed_s, settings.threads).items():
                 results[i].device_state = state
-        if first:
-            for i, runner in list(pool.runners.items()):
-                m = results[i]
-                try:
-                    if options.isolate:
-                        m.peak_rss_run_mb = runner.peak_run_mb()
-                    if ops_of is not None and m.path not in ops_of:
-                        continue
-                    progress(f"reading executed ops of {_short(m.path)}", 1.0)
-                    ops = runner.executed_ops(min_runs=options.per_op_runs, min_seconds=options.per_op_s)
-                    m.nodes = ops["nodes"]
-                    m.per_op_runs = int(ops.get("runs") or 0)
-                    m.runtime_peak_in_use_mb = ops.get("peak_in_use_mb")
-                    m.runtime_arena_held_mb = ops.get("arena_held_mb")
-                    m.per_op_source = pool.runtime.per_op_label(m.nodes)
-                except EdgeprofError as exc:
-                    _fail(m, exc)
-                    pool.drop(i)
     if not first:  # a later session's set-up and tear-down (all but its rounds) count in the budget
         schedule.overhead += time.perf_counter() - t0 - (schedule.spent - spent_before)
 

@@ -1,7 +1,8 @@
 """The one worker pool both measuring engines use (the sweep's ``measure`` and the gate's ``Interleaver``).
 
-It starts one runner per model (a fresh ``python -m edgeprof.runtime.worker`` process each, or with
-``isolate=False`` a runner in this process), waits until every worker is up before any model is loaded
+It starts one runner per model (a fresh ``python -m edgeprof.runtime.worker`` process each; with ``shared=True``
+all of them in one fresh process; with ``isolate=False`` runners in this process), waits until every worker is up
+before any model is loaded
 and timed, sets each model up untimed (load, first run, warm-up, calibration), and closes every runner at
 the end, killing those that do not close and all of them on Ctrl-C or an error. What each engine then
 times (rounds of bursts; paired blocks) is its own.
@@ -16,6 +17,8 @@ from dataclasses import asdict, dataclass
 from edgeprof.errors import EdgeprofError, InputError
 from edgeprof.runtime.base import RuntimeSettings
 from edgeprof.runtime.registry import get_runtime
+
+SPIN_S = 0.05  # a shared process polls this long for its next request before it sleeps (edgeprof.runtime.worker)
 
 
 @dataclass(frozen=True)
@@ -54,12 +57,15 @@ class WorkerPool:
     """Runners of one runtime, keyed by the caller's keys. Use as a context manager: every runner is closed
     (or killed) on the way out, whatever happened."""
 
-    def __init__(self, settings: RuntimeSettings, shapes: dict | None = None, seed: int = 0, isolate: bool = True):
+    def __init__(self, settings: RuntimeSettings, shapes: dict | None = None, seed: int = 0, isolate: bool = True,
+                 shared: bool = False):
         self.settings = settings
         self.runtime = get_runtime(settings.runtime)
         self.shapes = shapes
         self.seed = seed
         self.isolate = isolate
+        self.shared = shared and isolate  # every model in one worker process (its memory figures are not one model's)
+        self._process = None  # that process, once started
         self.runners: dict[Hashable, object] = {}
         self.conversions: dict[Hashable, object] = {}  # key -> the runtime's Conversion of that model
 
@@ -97,6 +103,12 @@ class WorkerPool:
             conversion = self.runtime.convert(path, _artifact_dir(path), source=source)
             self.conversions[key] = conversion
             artifact = str(conversion.path)
+        if self.shared:
+            from edgeprof.runtime.worker import WorkerProcess
+
+            if self._process is None:
+                self._process = WorkerProcess(spin_s=SPIN_S)
+            return self._process.runner(artifact, self.settings, self.shapes, self.seed)
         if self.isolate:
             from edgeprof.runtime.worker import WorkerRunner
 
@@ -162,7 +174,7 @@ class WorkerPool:
                 on_each(key)
             return self.prepare(key, warmup_s, min_sample_ms)
 
-        results = _map(one, keys, parallel)
+        results = _map(one, keys, 1 if self.shared else parallel)
         for key, value in results.items():
             if isinstance(value, EdgeprofError):
                 failed[key] = value
@@ -170,6 +182,20 @@ class WorkerPool:
             else:
                 done[key] = value
         return done, failed
+
+    def sample_round(self, bursts: list[tuple[Hashable, int]]) -> dict[Hashable, list[float] | EdgeprofError]:
+        """One round: ``(key, count)`` bursts in this order, each ``count`` samples of that model; per key its
+        samples or the EdgeprofError it raised. In a shared process the round is one request, timed back to back."""
+        if self._process is not None:
+            results = self._process.round([(self.runners[k].key, c) for k, c in bursts])
+            return {k: r for (k, _), r in zip(bursts, results, strict=True)}
+        out: dict[Hashable, list[float] | EdgeprofError] = {}
+        for key, count in bursts:
+            try:
+                out[key] = self.runners[key].sample(count=count)
+            except EdgeprofError as exc:
+                out[key] = exc
+        return out
 
     def pids(self) -> dict[Hashable, int | None]:
         """The process each running model runs in: its worker's pid, or this process's without isolation (None
@@ -187,8 +213,21 @@ class WorkerPool:
             _close(runner)
 
     def close_all(self) -> None:
+        """Close every runner; worker processes end in the background (nothing waits for their exit)."""
+        if self._process is not None:  # the process ends with all its models
+            self.runners.clear()
         for key in list(self.runners):
-            self.drop(key)
+            runner = self.runners.pop(key)
+            try:
+                runner.close(wait=False) if self.isolate else runner.close()
+            except Exception:
+                _close(runner)
+        if self._process is not None:  # it ends in the background: nothing waits for its exit
+            try:
+                self._process.close(wait=False)
+            except Exception:
+                self._process.kill()
+            self._process = None
 
 
 def _map(fn, keys: list, parallel: int) -> dict:
