@@ -200,7 +200,7 @@ def test_a_cold_samples_cost_includes_its_eviction_so_bursts_hold_fewer(tiny_mod
 
 def test_the_eviction_buffer_is_not_in_the_memory_figures(tiny_models, monkeypatch):
     monkeypatch.setenv(EVICT_ENV, "128")
-    opts = MeasureOptions(max_time=0.3, min_samples=6, min_rounds=3, warmup_s=0.02)
+    opts = MeasureOptions(max_time=0.3, min_samples=6, min_rounds=3, warmup_s=0.02, sessions=3)
     [warm] = measure([str(tiny_models["relu"])], SessionSettings(), opts)
     [cold] = measure([str(tiny_models["relu"])], SessionSettings(cache="cold"), opts)
     assert warm.status == cold.status == "ok" and cold.inner_loops == 1

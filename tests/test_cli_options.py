@@ -233,7 +233,7 @@ def test_python_users_get_what_the_cli_prints(tiny_models, tmp_path):
     from edgeprof.measure import MeasureOptions
 
     df, csv = api.profile([tiny_models["relu"], tiny_models["mish"]], csv_path=tmp_path / "r.csv",
-                          options=MeasureOptions(max_time=0.3, min_samples=10))
+                          options=MeasureOptions(max_time=0.3, min_samples=10, sessions=3))
     summary = api.per_op_table(csv, df["run_id"])
     assert summary is not None and len(summary) == 2 and "act share" in summary.columns
     assert api.per_op_table(csv, ["another-run"]) is None

@@ -212,8 +212,10 @@ def test_a_sweep_s_csv_has_the_device_state_of_every_row(at_repo_root, tmp_path)
     assert {c: str(rows[c].dtype) for c in DEVICE_COLUMNS} == {c: DTYPES[c] for c in DEVICE_COLUMNS}
     if not LINUX:
         return
-    # every worker blocks on its pipe between bursts, and at least 10 rounds were taken: it switched voluntarily
-    assert (rows["ctx_voluntary"] >= 1).all() and (rows["ctx_involuntary"] >= 0).all()
+    # the models of one size were timed in one worker process (it polls between rounds, so it may never have
+    # switched voluntarily): its counts are every row's
+    assert (rows["ctx_voluntary"] >= 0).all() and (rows["ctx_involuntary"] >= 0).all()
+    assert rows["ctx_voluntary"].nunique() == 1 and rows["ctx_involuntary"].nunique() == 1
     assert rows["contended"].notna().all() and rows["load_1m"].notna().all()
     assert rows["steal_pct"].between(0, 100).all() and (rows["other_cpu_share"] >= 0).all()
     if devstate.core_mhz():  # where the OS says the frequency at all

@@ -9,7 +9,7 @@ from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.measure import MeasureOptions, SessionSettings, measure, paired_ratio_to
 from edgeprof.runtime.onnxruntime.session import parse_shapes
 
-FAST = MeasureOptions(max_time=0.4, min_samples=10, min_rounds=6, warmup_s=0.02)
+FAST = MeasureOptions(max_time=0.4, min_samples=10, min_rounds=6, warmup_s=0.02, sessions=3)
 
 
 @pytest.mark.parametrize("isolate", [True, False])

@@ -38,7 +38,7 @@ def test_unknown_quantization_mode(tmp_path):
 def test_sweep_with_int8_rows(tmp_path: Path):
     plan = SweepPlan(acts=("relu", "hardswish"), widths=(16,), imgsz=(32,), roofline=False, act_alone=False,
                      quantize="int8")
-    opts = MeasureOptions(max_time=0.3, min_samples=10, min_rounds=6, warmup_s=0.02)
+    opts = MeasureOptions(max_time=0.3, min_samples=10, min_rounds=6, warmup_s=0.02, sessions=3)
     df, _ = run_sweep(plan, SessionSettings(), opts, csv_path=tmp_path / "q.csv", models_dir=tmp_path / "m")
     assert list(zip(df["precision"], df["act"], strict=True)) == [
         ("fp32", "relu"), ("fp32", "hardswish"), ("int8", "relu"), ("int8", "hardswish")]

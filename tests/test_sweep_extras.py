@@ -34,7 +34,7 @@ def test_roofline_fractions():
 
 def test_sweep_rows_have_timing_fusion_and_per_op(tmp_path):
     plan = SweepPlan(acts=("relu", "mish"), widths=(16,), imgsz=(32,), roofline=False)
-    opts = MeasureOptions(max_time=0.3, min_samples=10, min_rounds=6, warmup_s=0.02)
+    opts = MeasureOptions(max_time=0.3, min_samples=10, min_rounds=6, warmup_s=0.02, sessions=3)
     df, csv = run_sweep(plan, SessionSettings(), opts, csv_path=tmp_path / "s.csv", models_dir=tmp_path / "m")
     by = df.set_index("act")
     assert (df["act_alone_ms"] > 0).all() and (df["conv_alone_ms"] > 0).all()
