@@ -94,8 +94,8 @@ def test_parity_over_tolerance_is_a_failed_row_with_the_figure(at_repo_root, tmp
 
     settings = get_runtime(FAKE2).settings(perturb=0.5)
     plan = SweepPlan(acts=("relu",), widths=(8,), imgsz=(16,), roofline=False, act_alone=False)
-    df, _ = run_sweep(plan, [settings], MeasureOptions(max_time=0.3, min_samples=6, sessions=3), models_dir=tmp_path / "m",
-                      csv_path=tmp_path / "p.csv")
+    df, _ = run_sweep(plan, [settings], MeasureOptions(max_time=0.3, min_samples=6, sessions=3),
+                      models_dir=tmp_path / "m", csv_path=tmp_path / "p.csv")
     row = df.iloc[0]
     assert row["status"] == "failed" and "parity against torch failed" in row["error"]
     assert row["runtime_parity_max_abs_err"] == pytest.approx(0.5, rel=1e-3)

@@ -311,7 +311,9 @@ def test_measuring_options_reach_the_library(monkeypatch):
     options = seen["options"]
     assert (options.ci_target, options.sessions, options.total_time) == ("absolute", 2, 90.0)
     runner.invoke(app, ["sweep", "--quiet"])
-    assert (seen["options"].ci_target, seen["options"].sessions, seen["options"].total_time) == ("ratio", MeasureOptions().sessions, None)
+    default = MeasureOptions()
+    assert (seen["options"].ci_target, seen["options"].sessions, seen["options"].total_time) == \
+        ("ratio", default.sessions, None)
 
 
 def test_notes_say_only_what_to_act_on(monkeypatch):

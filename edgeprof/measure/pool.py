@@ -107,7 +107,8 @@ class WorkerPool:
             from edgeprof.runtime.worker import WorkerProcess
 
             if self._process is None:
-                self._process = WorkerProcess(spin_s=SPIN_S)
+                # it polls between requests only where this process has a core of its own to send them from
+                self._process = WorkerProcess(spin_s=SPIN_S if _usable_cores() >= 2 else 0.0)
             return self._process.runner(artifact, self.settings, self.shapes, self.seed)
         if self.isolate:
             from edgeprof.runtime.worker import WorkerRunner
@@ -263,6 +264,12 @@ def _close(runner) -> None:
                 kill()
             except Exception:
                 pass
+
+
+def _usable_cores() -> int:
+    from edgeprof.measure.host import usable_cores
+
+    return usable_cores()
 
 
 def _artifact_dir(path: str):
