@@ -280,8 +280,9 @@ class MeasureFlags(OptionGroup):
     min_samples: Annotated[int, typer.Option("--min-samples", rich_help_panel=_MEASURE,
                                              help="At least this many timed samples per model.")] = 20
     isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", rich_help_panel=_MEASURE,
-                                          help="Each model in its own fresh worker process (needed for memory "
-                                          "figures).")] = True
+                                          help="Fresh worker processes: one per model for its load and memory "
+                                          "figures, one per session for the timing (--no-isolate: all in this "
+                                          "process, no memory figures).")] = True
     cache: Annotated[CacheState, typer.Option(
         "--cache", rich_help_panel=_MEASURE, help="Cache state of the timed runs: warm (back to back) or cold (the "
         "caches evicted before every timed run, untimed, by touching a buffer twice the last-level cache; each run "

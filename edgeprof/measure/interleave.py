@@ -10,10 +10,17 @@ the ``pairs`` of models whose ratios it reports): every ratio's paired 95% CI is
 no ratio (a reference, an activation timed alone) is timed only in the first ``UNTARGETED_ROUNDS`` rounds of the
 first session. ``absolute`` (and whenever there are no pairs): every model's median is known to within ``rel_ci``.
 
-**Sessions.** A model lands 0.5-1% away from itself in another fresh process, so each model in a ratio is
-measured in ``sessions`` sessions, each a fresh worker process per model (set up untimed: load, first run, warm-up,
-calibration), one session after the other; a model in no ratio (a reference, an activation timed alone) is timed in
-the first session only. Every session takes at least ``rounds_per_session`` rounds of each of its models. The CIs
+**Figures first.** Before any timing, each model alone in a fresh worker process of its own gives the figures
+that must be its own: load time and memory, the first run, parity against torch, peak memory and the executed ops
+(``_figures``).
+
+**Sessions.** Then the timing: each session is one fresh worker process holding every model it times (set up
+untimed: load, warm-up, calibration), each round one request the worker times back to back, polling for the next
+between rounds (``_session``; on this VM one process per model made a round's ratio 2-5x noisier). A model lands
+1-2% away from itself in another fresh process (where its tensors landed in physical memory), so each model in a
+ratio is measured in ``sessions`` sessions, one after the other; a model in no ratio (a reference, an activation
+timed alone) is timed in the first session only. Every session takes at least ``rounds_per_session`` rounds of
+each of its models. The CIs
 are variance-components intervals over the sessions (``stats.session_interval``): the order-statistic CI of the
 median over all rounds, widened in quadrature by a Student-t interval on the session offsets, so they cover the
 spread between processes. The offsets' variance is judged against each session's own round-to-round noise and,
