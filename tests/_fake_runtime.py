@@ -148,3 +148,21 @@ class MissingRuntime(FakeRuntime):
     @classmethod
     def available(cls) -> bool:
         return False
+
+
+class CrashingRunner(FakeRunner):
+    """Ends its whole process in its first timed burst when its file's name says ``crash`` (set-up runs fine)."""
+
+    def sample(self, count: int = 1) -> list[float]:
+        if "crash" in Path(self.path).name:
+            import os
+
+            os._exit(3)
+        return super().sample(count)
+
+
+class CrashingRuntime(FakeRuntime):
+    """FakeRuntime whose ``crash`` models kill the worker that times them: ``tests._fake_runtime:CrashingRuntime``."""
+
+    def runner(self, path, settings, shapes=None, seed=0) -> Runner:
+        return CrashingRunner(path, settings, shapes, seed)

@@ -129,3 +129,23 @@ def test_one_worker_process_holds_several_models_and_answers_each(tiny_models):
     finally:
         process.close()
     assert process.proc.poll() is not None
+
+
+def test_a_model_that_kills_its_shared_worker_fails_alone(tiny_models, tmp_path, at_repo_root):
+    """Every model of a session shares its worker: one that ends the process in its burst is a failed row naming
+    the death; the others lose that session, not their rows, and are timed in the next sessions."""
+    import shutil
+
+    from edgeprof.runtime.base import RuntimeSettings
+
+    crash = tmp_path / "crash.onnx"
+    shutil.copy(tiny_models["mish"], crash)
+    good = str(tiny_models["relu"])
+    other = tmp_path / "other.onnx"
+    shutil.copy(tiny_models["relu"], other)
+    settings = RuntimeSettings(runtime="tests._fake_runtime:CrashingRuntime")
+    results = measure([good, str(other), str(crash)], settings, FAST, pairs=[(str(other), good), (str(crash), good)])
+    assert results[2].status == "failed" and "worker process died" in results[2].error
+    for m in results[:2]:
+        assert m.status == "ok", m.error
+        assert m.sessions >= 2 and m.stats["n"] >= 10  # the sessions after the crash went on without it

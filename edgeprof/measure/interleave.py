@@ -51,7 +51,7 @@ import numpy as np
 
 from edgeprof.errors import EdgeprofError, InputError
 from edgeprof.measure.devstate import DeviceState, device_states, snapshot
-from edgeprof.measure.pool import PoolOptions, WorkerPool, _map
+from edgeprof.measure.pool import PoolOptions, SessionEnded, WorkerPool, _map
 from edgeprof.measure.stats import (
     BetweenEstimate,
     SessionCI,
@@ -451,6 +451,9 @@ class Schedule:
             for i in order:
                 m = self.results[i]
                 samples = taken.get(i, EdgeprofError("no samples came back"))
+                if isinstance(samples, SessionEnded):  # its process died in another model's burst
+                    samplers.pop(i)
+                    continue
                 if isinstance(samples, EdgeprofError):
                     samplers.pop(i)
                     fail(i, samples)

@@ -21,6 +21,10 @@ from edgeprof.runtime.registry import get_runtime
 SPIN_S = 0.05  # a shared process polls this long for its next request before it sleeps (edgeprof.runtime.worker)
 
 
+class SessionEnded(EdgeprofError):
+    """A model's session ended under it (its shared worker died in another model's burst): no samples, no fault."""
+
+
 @dataclass(frozen=True)
 class PoolOptions:
     """What both engines' options share: the untimed warm-up, the shortest timed sample (faster models are
@@ -188,7 +192,13 @@ class WorkerPool:
         """One round: ``(key, count)`` bursts in this order, each ``count`` samples of that model; per key its
         samples or the EdgeprofError it raised. In a shared process the round is one request, timed back to back."""
         if self._process is not None:
-            results = self._process.round([(self.runners[k].key, c) for k, c in bursts])
+            from edgeprof.runtime.worker import WorkerDied
+
+            try:
+                results = self._process.round([(self.runners[k].key, c) for k, c in bursts])
+            except WorkerDied as exc:  # the model whose burst ran failed; the others' session is over, not them
+                return {k: exc if self.runners[k].key == exc.key or exc.key is None else SessionEnded(str(exc))
+                        for k, _ in bursts}
             return {k: r for (k, _), r in zip(bursts, results, strict=True)}
         out: dict[Hashable, list[float] | EdgeprofError] = {}
         for key, count in bursts:

@@ -33,6 +33,7 @@ from collections import deque
 
 from edgeprof.errors import EdgeprofError, RuntimeFailure
 
+BURST_MARK = "edgeprof-burst:"  # the line a shared worker writes to stderr before each burst of a round
 SPIN_ENV = "EDGEPROF_WORKER_SPIN_S"  # set by WorkerProcess(spin_s=...) for the process it starts
 _ALLOWED = {"load", "first_run", "warmup", "calibrate", "sample", "peak_run_mb", "executed_ops", "close", "parity",
             "threads_effective", "cache_state"}
@@ -55,6 +56,8 @@ def _handle(runners: dict, request: dict):
     if method == "round":  # several models' bursts back to back, no pause between them: per burst, samples or why not
         out = []
         for key_, count in request["kwargs"]["bursts"]:
+            sys.stderr.write(f"{BURST_MARK}{key_}\n")  # untimed: says whose burst killed the process, if one does
+            sys.stderr.flush()
             try:
                 if key_ not in runners:
                     raise RuntimeFailure(f"worker: no model {key_!r} in this process")
@@ -129,6 +132,14 @@ def main() -> None:
     serve(sys.stdin, proto)
 
 
+class WorkerDied(RuntimeFailure):
+    """A shared worker process died during a round: ``key`` is the model whose burst was running (None if unknown)."""
+
+    def __init__(self, message: str, key: str | None):
+        super().__init__(message)
+        self.key = key
+
+
 class WorkerProcess:
     """One ``python -m edgeprof.runtime.worker`` process. Requests are answered in order; a request's reply is read
     when its caller asks for it (``wait``), so start messages to many processes (or models) can be sent first and
@@ -149,6 +160,7 @@ class WorkerProcess:
             start_new_session=True,  # Ctrl-C goes to the parent, which then stops the workers itself
         )
         self._stderr: list[str] = []
+        self.last_burst: str | None = None  # the model whose burst a round began last
         self._drain = threading.Thread(target=self._read_stderr, daemon=True)
         self._drain.start()
         self._lock = threading.RLock()
@@ -165,6 +177,9 @@ class WorkerProcess:
 
     def _read_stderr(self) -> None:
         for line in self.proc.stderr:
+            if line.startswith(BURST_MARK):
+                self.last_burst = line[len(BURST_MARK):].strip()
+                continue
             self._stderr.append(line)
             del self._stderr[:-20]
 
@@ -189,9 +204,18 @@ class WorkerProcess:
 
     def round(self, bursts: list[tuple[str, int]]) -> list:
         """One round in one request: ``(key, count)`` bursts timed back to back in this process, so it never waits
-        for the parent between them. Per burst, its samples (ms) or the EdgeprofError it raised."""
+        for the parent between them. Per burst, its samples (ms) or the EdgeprofError it raised. A process that
+        dies in a round raises ``WorkerDied`` naming the model whose burst was running."""
+        self.last_burst = None
+        try:
+            items = self.call("round", None, bursts=[[k, int(c)] for k, c in bursts])
+        except RuntimeFailure:
+            if self.proc.poll() is None:
+                raise
+            self._drain.join(timeout=2)  # its last lines, the burst mark among them
+            raise WorkerDied(self._death_message(), self.last_burst) from None
         out = []
-        for item in self.call("round", None, bursts=[[k, int(c)] for k, c in bursts]):
+        for item in items:
             if "error" in item:
                 from edgeprof import errors
 
