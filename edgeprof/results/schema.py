@@ -123,8 +123,9 @@ COLUMNS: dict[str, str] = {
                  "(/proc/stat)",
     "other_cpu_share": "CPU time other processes used during the group's timed rounds, in cores (1.0 = one core "
                        "busy throughout; edgeprof and its workers excluded)",
-    "ctx_voluntary": "voluntary context switches of the model's worker (all its threads) over its timed rounds",
-    "ctx_involuntary": "involuntary context switches (preemptions) of the model's worker over its timed rounds",
+    "ctx_voluntary": "voluntary context switches of the worker that timed the model (all its threads; the same for "
+                     "every model of its size, which share that worker) over the first session's rounds",
+    "ctx_involuntary": "involuntary context switches (preemptions) of that worker over the first session's rounds",
     "contended": "measured while another process took the core: over 200 involuntary switches per second on a CPU, "
                  "other processes over half a core beyond the cores the runtime's threads left free, or over 10% "
                  "steal",
