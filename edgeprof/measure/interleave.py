@@ -493,7 +493,7 @@ class Schedule:
                              math.inf, opts.sessions * (MAX_SESSIONS_FACTOR - 1))
         extra_s = min(extra_rounds * model_round_s * len(extra_models) + extra_sessions * self.setup_s *
                       len(extra_models) / max(1, len(self.results)), max(0.0, self.cap - total_min * round_s))
-        rest = self.setup_s * (opts.sessions - 1) + min_left_s + extra_s + opts.per_op_s * len(self.results)
+        rest = self.setup_s * (opts.sessions - 1) + min_left_s + extra_s  # the per-op profiles came before
         self.estimate_s = (self.clock() - self._t0) + rest
         if math.isfinite(extra_s) and model_round_s > 0 and extra_models:
             self.expected_rounds = total_min + int(extra_s / (model_round_s * len(extra_models)))
