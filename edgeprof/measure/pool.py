@@ -224,7 +224,12 @@ class WorkerPool:
             _close(runner)
 
     def close_all(self) -> None:
-        """Close every runner; worker processes end in the background (nothing waits for their exit)."""
+        """Close every runner and wait until their worker processes have ended: all are asked at once, so they end
+        side by side. Nothing may still be tearing down when the next session starts: with the last session's
+        processes ending in the background, a new session's ratios moved by up to 7% (hardswish at w32: 1.15-1.28
+        over three sweeps, against 1.24-1.28 when each ended first)."""
+        from edgeprof.runtime.worker import wait_closed
+
         if self._process is not None:  # the process ends with all its models
             self.runners.clear()
         for key in list(self.runners):
@@ -233,12 +238,13 @@ class WorkerPool:
                 runner.close(wait=False) if self.isolate else runner.close()
             except Exception:
                 _close(runner)
-        if self._process is not None:  # it ends in the background: nothing waits for its exit
+        if self._process is not None:
             try:
                 self._process.close(wait=False)
             except Exception:
                 self._process.kill()
             self._process = None
+        wait_closed()
 
 
 def _map(fn, keys: list, parallel: int) -> dict:

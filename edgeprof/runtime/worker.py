@@ -132,6 +132,15 @@ def main() -> None:
     serve(sys.stdin, proto)
 
 
+_CLOSING: list[threading.Thread] = []  # processes ending in the background (close(wait=False))
+
+
+def wait_closed(timeout: float = 10.0) -> None:
+    """Wait until every process closed in the background has ended."""
+    while _CLOSING:
+        _CLOSING.pop().join(timeout)
+
+
 class WorkerDied(RuntimeFailure):
     """A shared worker process died during a round: ``key`` is the model whose burst was running (None if unknown)."""
 
@@ -273,7 +282,9 @@ class WorkerProcess:
         """Ask the process to end (killed if it does not within 5 s); with ``wait=False`` that happens in a
         background thread and this returns at once."""
         if not wait:
-            threading.Thread(target=self.close, daemon=True).start()
+            thread = threading.Thread(target=self.close, daemon=True)
+            thread.start()
+            _CLOSING.append(thread)
             return
         with self._lock:
             if self.proc.poll() is None:
