@@ -2,10 +2,9 @@
 
 It starts one runner per model (a fresh ``python -m edgeprof.runtime.worker`` process each; with ``shared=True``
 all of them in one fresh process; with ``isolate=False`` runners in this process), waits until every worker is up
-before any model is loaded
-and timed, sets each model up untimed (load, first run, warm-up, calibration), and closes every runner at
-the end, killing those that do not close and all of them on Ctrl-C or an error. What each engine then
-times (rounds of bursts; paired blocks) is its own.
+before any model is loaded and timed, sets each model up untimed (load, first run, warm-up, calibration), and
+closes every runner at the end, killing those that do not close and all of them on Ctrl-C or an error. What each
+engine then times (rounds of bursts; paired blocks) is its own.
 """
 
 from __future__ import annotations
