@@ -6,6 +6,7 @@ a virtual clock, with fixed seeds: nothing is timed.
 
 import math
 from collections import defaultdict
+from functools import partial
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from edgeprof.measure.interleave import (
     rounds_needed,
     time_budget_s,
 )
+from edgeprof.measure.pool import sample_each
 from edgeprof.measure.stats import BetweenEstimate, between_estimate, distinct_levels, median_ci, session_interval
 
 runner = CliRunner()
@@ -75,7 +77,8 @@ def run(host: SyntheticHost, pairs, options: MeasureOptions, cap_s=None, notes=N
                         on_note=notes.append if notes is not None else None)
     keys = list(range(len(results)))
     while keys:
-        schedule.run_session({i: host.sampler(schedule, i) for i in keys}, {i: host.base_ms[i] for i in keys})
+        schedule.run_session({i: host.base_ms[i] for i in keys},
+                             partial(sample_each, {i: host.sampler(schedule, i) for i in keys}))
         keys = schedule.next_session()
     return results, schedule
 
@@ -258,7 +261,8 @@ def test_a_long_measurement_is_announced_before_its_long_part():
                         on_note=lambda message: (notes.append(message), seen.append(schedule.round_no)))
     keys = [0, 1]
     while keys:
-        schedule.run_session({i: host.sampler(schedule, i) for i in keys}, {i: host.base_ms[i] for i in keys})
+        schedule.run_session({i: host.base_ms[i] for i in keys},
+                             partial(sample_each, {i: host.sampler(schedule, i) for i in keys}))
         keys = schedule.next_session()
     assert len(notes) == 1 and "min for 2 models" in notes[0] and "--total-time caps it" in notes[0]
     # announced after the first session's minimum rounds, before the rounds the target needs

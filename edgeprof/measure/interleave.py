@@ -44,7 +44,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -288,19 +287,7 @@ def long_run_note(seconds: float, models: int, options: MeasureOptions) -> str:
             f"every {what} CI is within ±{options.rel_ci * 100:g}%); --total-time caps it")
 
 
-Sampler = Callable[[int], list[float]]
 RoundFn = Callable[[list[tuple[int, int]]], dict]
-
-
-def _one_by_one(samplers: dict[int, Sampler], bursts: list[tuple[int, int]]) -> dict:
-    """A round from one sampler per model, called in order: per model its samples or the EdgeprofError raised."""
-    out: dict = {}
-    for i, count in bursts:
-        try:
-            out[i] = samplers[i](count)
-        except EdgeprofError as exc:
-            out[i] = exc
-    return out
 ProgressFn = Callable[[str, float], None]
 
 
@@ -423,39 +410,36 @@ class Schedule:
         return [] if self.over_budget(cost) else models
 
     # -- one session ------------------------------------------------------------------------------------------------
-    def run_session(self, samplers: dict[int, Sampler], sample_ms: dict[int, float],
-                    on_fail: Callable[[int, Exception], None] | None = None,
-                    round_fn: RoundFn | None = None) -> None:
-        """Time one session's ``rounds_per_session`` rounds (every session takes as many, so none outweighs the
-        others). ``samplers[i](count)`` gives ``count`` samples (ms per run) of model i from this session's
-        process; ``sample_ms[i]`` is what one sample took at set-up (a burst is ~``burst_ms``). ``round_fn``, when
-        given, times a whole round at once (``[(i, count), ...]`` in order -> per model its samples or the
-        EdgeprofError it raised; a worker process then times the round's bursts back to back). A model whose
-        sampling raises ``EdgeprofError`` is out (``on_fail``; by default the model is marked failed)."""
+    def run_session(self, sample_ms: dict[int, float], round_fn: RoundFn,
+                    on_fail: Callable[[int, Exception], None] | None = None) -> None:
+        """Time one session's ``rounds_per_session`` rounds of the models in ``sample_ms`` (every session takes as
+        many, so none outweighs the others). ``sample_ms[i]`` is what one sample of model i took at set-up (a burst
+        is ~``burst_ms``). ``round_fn`` times one round: ``[(i, count), ...]`` in order -> per model ``count``
+        samples (ms per run) from this session, or the EdgeprofError it raised (``WorkerPool.sample_round``, whose
+        shared process times the round's bursts back to back; ``sample_each`` over one sampler per model). A model
+        whose sampling raised is out (``on_fail``; by default the model is marked failed); one whose session ended
+        under it (``SessionEnded``) only for this session."""
         opts = self.options
-        samplers = dict(samplers)
-        if round_fn is None:
-            round_fn = partial(_one_by_one, samplers)
-        counts = {i: max(1, min(1000, int(opts.burst_ms / sample_ms[i]))) if sample_ms.get(i, 0) > 0 else 1
-                  for i in samplers}
+        active = set(sample_ms)
+        counts = {i: max(1, min(1000, int(opts.burst_ms / sample_ms[i]))) if sample_ms[i] > 0 else 1 for i in active}
         if math.isinf(self.cap):
-            cap = time_budget_s([sample_ms.get(i, 0.0) for i in samplers], opts)
+            cap = time_budget_s(list(sample_ms.values()), opts)
             self.cap = min(cap, self.cap_limit) if self.cap_limit is not None else cap
         fail = on_fail or (lambda i, exc: _fail(self.results[i], exc))
         for r in range(1, opts.rounds_per_session + 1):
-            if not samplers:
+            if not active:
                 break
-            order = self.choose(set(samplers), r - 1)
+            order = self.choose(active, r - 1)
             t0 = self.clock()
             taken = round_fn([(i, counts[i]) for i in order])
             for i in order:
                 m = self.results[i]
                 samples = taken.get(i, EdgeprofError("no samples came back"))
                 if isinstance(samples, SessionEnded):  # its process died in another model's burst
-                    samplers.pop(i)
+                    active.discard(i)
                     continue
                 if isinstance(samples, EdgeprofError):
-                    samplers.pop(i)
+                    active.discard(i)
                     fail(i, samples)
                     continue
                 m.samples_ms.extend(samples)
@@ -593,9 +577,10 @@ def _figures(results, keys, settings, options, shapes, sources, refs, schedule: 
         for i, conversion in pool.conversions.items():
             results[i].converter, results[i].converter_version = conversion.converter, conversion.converter_version
         # loads and first runs one model at a time (their times are figures); the few runs the peak memory is read
-        # over on every usable core, since nothing of it is timed
+        # over, and what is read after, on every usable core, since nothing of it is timed
+        parallel = _usable_cores() if options.isolate else 1
         setups, failed = pool.prepare_all(
-            LATER_WARMUP_S, options.min_sample_ms, parallel=_usable_cores() if options.isolate else 1,
+            LATER_WARMUP_S, options.min_sample_ms, parallel=parallel,
             serial_load=True, on_each=lambda i: progress(f"loading {_short(results[i].path)}", 0.0))
         for i, exc in failed.items():
             _fail(results[i], exc)
@@ -604,9 +589,8 @@ def _figures(results, keys, settings, options, shapes, sources, refs, schedule: 
             m.session_ms, m.first_run_ms = setup.session_ms, setup.first_run_ms
             if options.isolate:
                 m.peak_rss_session_mb = setup.peak_rss_session_mb
-        parallel = _usable_cores() if options.isolate else 1
 
-        def read(i):  # untimed, so on every usable core: one process per model
+        def read(i):  # one process per model
             m, runner = results[i], pool.runners[i]
             m.threads_effective = runner.threads_effective()
             ref = Path((refs or {}).get(m.path) or ref_path(m.path))
@@ -664,15 +648,12 @@ def _session(results, keys, settings, options, shapes, sources, schedule: Schedu
             for i, setup in setups.items():
                 results[i].inner_loops = setup.inner_loops
             schedule.setup_s = time.perf_counter() - t0
-        samplers = {i: (lambda count, runner=runner: runner.sample(count=count)) for i, runner in pool.runners.items()}
-
         def on_fail(i, exc):
             _fail(results[i], exc)
             pool.drop(i)
 
         device_before = snapshot(pool.pids()) if first else None  # device state beside the first session's rounds
-        schedule.run_session(samplers, {i: setups[i].sample_ms for i in samplers if i in setups}, on_fail=on_fail,
-                             round_fn=pool.sample_round)
+        schedule.run_session({i: setups[i].sample_ms for i in pool.runners}, pool.sample_round, on_fail=on_fail)
         if device_before is not None:
             timed_s = {i: sum(results[i].samples_ms) * results[i].inner_loops / 1000 for i in device_before.processes}
             for i, state in device_states(device_before, snapshot(pool.pids()), timed_s, settings.threads).items():

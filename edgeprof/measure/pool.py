@@ -199,13 +199,7 @@ class WorkerPool:
                 return {k: exc if self.runners[k].key == exc.key or exc.key is None else SessionEnded(str(exc))
                         for k, _ in bursts}
             return {k: r for (k, _), r in zip(bursts, results, strict=True)}
-        out: dict[Hashable, list[float] | EdgeprofError] = {}
-        for key, count in bursts:
-            try:
-                out[key] = self.runners[key].sample(count=count)
-            except EdgeprofError as exc:
-                out[key] = exc
-        return out
+        return sample_each({k: self.runners[k].sample for k, _ in bursts}, bursts)
 
     def pids(self) -> dict[Hashable, int | None]:
         """The process each running model runs in: its worker's pid, or this process's without isolation (None
@@ -227,23 +221,36 @@ class WorkerPool:
         side by side. Nothing may still be tearing down when the next session starts: with the last session's
         processes ending in the background, a new session's ratios moved by up to 7% (hardswish at w32: 1.15-1.28
         over three sweeps, against 1.24-1.28 when each ended first)."""
-        from edgeprof.runtime.worker import wait_closed
-
         if self._process is not None:  # the process ends with all its models
             self.runners.clear()
+        ending = []
         for key in list(self.runners):
             runner = self.runners.pop(key)
             try:
-                runner.close(wait=False) if self.isolate else runner.close()
+                ending.append(runner.close(wait=False) if self.isolate else runner.close())
             except Exception:
                 _close(runner)
         if self._process is not None:
             try:
-                self._process.close(wait=False)
+                ending.append(self._process.close(wait=False))
             except Exception:
                 self._process.kill()
             self._process = None
-        wait_closed()
+        for thread in ending:
+            if thread is not None:
+                thread.join(10.0)
+
+
+def sample_each(samplers: dict, bursts: list[tuple[Hashable, int]]) -> dict:
+    """A round from one sampler per model (a Runner's ``sample``, or any ``f(count=...)``), called in the bursts'
+    order: per key its samples or the EdgeprofError it raised."""
+    out: dict = {}
+    for key, count in bursts:
+        try:
+            out[key] = samplers[key](count=count)
+        except EdgeprofError as exc:
+            out[key] = exc
+    return out
 
 
 def _map(fn, keys: list, parallel: int) -> dict:

@@ -47,6 +47,24 @@ def _start(runtime: str, path: str, settings: dict, shapes: dict | None = None, 
     return rt.runner(path, rt.settings_from_dict(settings), shapes, seed)
 
 
+def _error(exc: Exception) -> dict:
+    """What a reply says of an exception: its message and the EdgeprofError kind the parent raises again (any other
+    exception becomes a RuntimeFailure naming its type and first line)."""
+    if isinstance(exc, EdgeprofError):
+        return {"error": str(exc), "kind": type(exc).__name__}
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return {"error": f"{type(exc).__name__}: {text[:300]}", "kind": "RuntimeFailure"}
+
+
+def _raised(reply: dict) -> EdgeprofError:
+    """The exception a reply's ``error`` and ``kind`` stand for, on the parent's side (``_error``'s inverse)."""
+    from edgeprof import errors
+    from edgeprof.runtime.base import UnsupportedModel
+
+    kinds = {"UnsupportedModel": UnsupportedModel}
+    return kinds.get(reply.get("kind", ""), getattr(errors, reply.get("kind", ""), RuntimeFailure))(reply["error"])
+
+
 def _handle(runners: dict, request: dict):
     """One request's result (raises what the runner raised)."""
     method, key = request.get("method"), request.get("key")
@@ -62,11 +80,8 @@ def _handle(runners: dict, request: dict):
                 if key_ not in runners:
                     raise RuntimeFailure(f"worker: no model {key_!r} in this process")
                 out.append({"samples": runners[key_].sample(count=count)})
-            except EdgeprofError as exc:
-                out.append({"error": str(exc), "kind": type(exc).__name__})
             except Exception as exc:
-                text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                out.append({"error": f"{type(exc).__name__}: {text[:300]}", "kind": "RuntimeFailure"})
+                out.append(_error(exc))
         return out
     if method == "drop":
         runner = runners.pop(key, None)
@@ -115,11 +130,8 @@ def serve(inp, out) -> None:
             return
         try:
             reply = {"ok": True, "result": _handle(runners, request)}
-        except EdgeprofError as exc:
-            reply = {"ok": False, "error": str(exc), "kind": type(exc).__name__}
         except Exception as exc:  # report, never die silently: the parent records a failed row
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            reply = {"ok": False, "error": f"{type(exc).__name__}: {text[:300]}", "kind": "RuntimeFailure"}
+            reply = {"ok": False, **_error(exc)}
         out.write(json.dumps(reply) + "\n")
         out.flush()
 
@@ -130,15 +142,6 @@ def main() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     serve(sys.stdin, proto)
-
-
-_CLOSING: list[threading.Thread] = []  # processes ending in the background (close(wait=False))
-
-
-def wait_closed(timeout: float = 10.0) -> None:
-    """Wait until every process closed in the background has ended."""
-    while _CLOSING:
-        _CLOSING.pop().join(timeout)
 
 
 class WorkerDied(RuntimeFailure):
@@ -223,15 +226,7 @@ class WorkerProcess:
                 raise
             self._drain.join(timeout=2)  # its last lines, the burst mark among them
             raise WorkerDied(self._death_message(), self.last_burst) from None
-        out = []
-        for item in items:
-            if "error" in item:
-                from edgeprof import errors
-
-                out.append(getattr(errors, item.get("kind", ""), RuntimeFailure)(item["error"]))
-            else:
-                out.append(item["samples"])
-        return out
+        return [_raised(item) if "error" in item else item["samples"] for item in items]
 
     def wait(self, ticket: int):
         """The result of request ``ticket`` (the replies before it are read and kept for their callers)."""
@@ -242,12 +237,7 @@ class WorkerProcess:
                 self._replies[self._pending.popleft()] = self._receive()
             reply = self._replies.pop(ticket)
         if not reply["ok"]:
-            from edgeprof import errors
-            from edgeprof.runtime.base import UnsupportedModel
-
-            kinds = {"UnsupportedModel": UnsupportedModel}
-            raise kinds.get(reply.get("kind", ""), getattr(errors, reply.get("kind", ""), RuntimeFailure))(
-                reply["error"])
+            raise _raised(reply)
         return reply["result"]
 
     def _receive(self) -> dict:
@@ -278,14 +268,13 @@ class WorkerProcess:
         why = f": {tail[-1][:200]}" if tail else ""
         return f"worker process died (exit code {code}){why}"
 
-    def close(self, wait: bool = True) -> None:
+    def close(self, wait: bool = True) -> threading.Thread | None:
         """Ask the process to end (killed if it does not within 5 s); with ``wait=False`` that happens in a
-        background thread and this returns at once."""
+        background thread, returned at once for the caller to join."""
         if not wait:
             thread = threading.Thread(target=self.close, daemon=True)
             thread.start()
-            _CLOSING.append(thread)
-            return
+            return thread
         with self._lock:
             if self.proc.poll() is None:
                 try:
@@ -341,12 +330,11 @@ class WorkerRunner:
             raise AttributeError(method)
         return lambda **kwargs: self._call(method, **kwargs)
 
-    def close(self, wait: bool = True) -> None:
-        """End the model: with a process of its own, the process (``wait=False``: in the background); in a shared
-        process, drop the model there."""
+    def close(self, wait: bool = True) -> threading.Thread | None:
+        """End the model: with a process of its own, the process (``wait=False``: in a background thread, returned);
+        in a shared process, drop the model there."""
         if self._own:
-            self.process.close(wait=wait)
-            return
+            return self.process.close(wait=wait)
         if self.proc.poll() is None:
             try:
                 self.ready()
