@@ -323,12 +323,12 @@ def per_op_table(csv_path: str | Path, run_ids: Iterable[str]) -> pd.DataFrame |
     """Where the time went in these runs (onnxruntime's profiler, kernel time), from the per-op CSV beside
     ``csv_path``: one row per model; ``None`` when the profiler gave nothing."""
     from edgeprof.report.table import per_op_summary
-    from edgeprof.results.rows import per_op_path
+    from edgeprof.results.rows import per_op_path, read_csv
 
     path = per_op_path(Path(csv_path))
     if not path.exists():
         return None
-    ops = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    ops = read_csv(path)
     ops = ops[ops["run_id"].isin(set(run_ids))]
     return per_op_summary(ops) if len(ops) else None
 

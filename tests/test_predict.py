@@ -109,6 +109,21 @@ def test_dataset_of_another_host_is_refused(collected, tmp_path):
         collect(other, options=collected["options"])
 
 
+def test_ids_of_hex_digits_alone_read_back_as_written(collected, tmp_path):
+    """A fingerprint or sample id such as ``0123456789`` or ``123456e78901`` is a number to pandas' guess: read
+    that way, the dataset would look like another host's and every sample would be measured again."""
+    from edgeprof.predict.collect import read_dataset
+
+    other = tmp_path / "digits.csv"
+    df = pd.read_csv(collected["dataset"], dtype=str)
+    ids = {s: f"{i:06d}e{i:05d}" for i, s in enumerate(dict.fromkeys(df["sample"]))}
+    df["sample"] = df["sample"].map(ids)
+    df["host_fingerprint"] = "0123456789"
+    df.to_csv(other, index=False)
+    back = read_dataset(other)
+    assert set(back["sample"]) == set(ids.values()) and set(back["host_fingerprint"]) == {"0123456789"}
+
+
 def test_breakdown_sums_to_the_prediction(collected, tiny_net):
     from edgeprof.predict.model import predict_model
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from edgeprof.cli import app
 from edgeprof.errors import InputError
 from edgeprof.results import rows as rows_module
-from edgeprof.results.recorder import RESUME_KEYS, RunRecorder, runs_of
-from edgeprof.results.rows import append_rows, per_op_path, read_results, to_frame
+from edgeprof.results.recorder import RESUME_KEYS, RunRecorder, new_run_id, runs_of
+from edgeprof.results.rows import append_per_op, append_rows, per_op_path, read_results, to_frame
 from edgeprof.results.schema import DTYPES, SCHEMA
 
 runner = CliRunner()
@@ -149,6 +149,36 @@ def test_appends_are_whole_rows_or_nothing(tmp_path, monkeypatch):
     with pytest.raises(rows_module.RuntimeFailure, match="only 10 of"):
         append_rows(path, [row])
     assert path.read_bytes() == before
+
+
+def test_run_ids_are_never_numbers_to_another_tool(tmp_path):
+    """A run id of hex digits alone (``123456e78901``, ``000000000012``) is a number to pandas and to spreadsheets:
+    a report lost such a run's per-op rows. New run ids always hold a letter other than e, and edgeprof's readers
+    keep every text column as text, so files written before still read back."""
+    ids = {new_run_id() for _ in range(20000)}
+    assert len(ids) == 20000 and all(len(i) == 12 for i in ids)
+    csv = tmp_path / "ids.csv"
+    pd.DataFrame({"run_id": sorted(ids)}).to_csv(csv, index=False)
+    assert set(pd.read_csv(csv)["run_id"]) == ids  # pandas guesses no number among them
+    for i in ids:
+        with pytest.raises(ValueError):
+            float(i)
+
+    from edgeprof.api import per_op_table
+
+    path = tmp_path / "old.csv"
+    looks_numeric = ["123456e78901", "000000000012"]
+    base = {"act": "relu", "block": "conv", "width": 16, "imgsz": 32, "median_ms": 1.0, "status": "ok",
+            "model": "m.onnx", "host_fingerprint": "0123456789"}
+    append_rows(path, [{**base, "run_id": r} for r in looks_numeric])
+    append_per_op(per_op_path(path), [{"run_id": r, "act": "relu", "block": "conv", "width": 16, "imgsz": 32,
+                                       "model": "m.onnx", "node": "n", "op_type": "Conv", "mean_us": 5.0,
+                                       "share": 1.0, "is_act": False} for r in looks_numeric])
+    df = read_results(path)
+    assert list(df["run_id"]) == looks_numeric and set(df["host_fingerprint"]) == {"0123456789"}
+    for r in looks_numeric:
+        summary = per_op_table(path, [r])
+        assert summary is not None and len(summary) == 1
 
 
 def test_schema_gives_every_column_a_dtype_and_meaning():

@@ -44,13 +44,11 @@ def measure_groups(shipped: dict, group_indices: list[int], session: dict, optio
     import dataclasses
     import json
 
-    import pandas as pd
-
     from edgeprof.api import runtime_settings_list
     from edgeprof.bundle import load_bundle
     from edgeprof.measure import MeasureOptions
     from edgeprof.pipeline import SweepPlan, run_groups
-    from edgeprof.results.rows import per_op_path
+    from edgeprof.results.rows import per_op_path, read_csv
 
     started = time.time()
     if clock is not None:
@@ -83,7 +81,7 @@ def measure_groups(shipped: dict, group_indices: list[int], session: dict, optio
         ops_file = per_op_path(path)
         ops = []
         if run_id is not None and ops_file.exists():
-            frame = pd.read_csv(ops_file, keep_default_na=False, na_values=[""])
+            frame = read_csv(ops_file)
             ops = frame[frame["run_id"] == run_id].to_dict("records")
         runs = json.loads(path.with_suffix(".json").read_text()).get("runs") or [{}]
     return {"rows": rows, "ops": ops, "run": runs[-1], "device": device, "groups": group_indices,

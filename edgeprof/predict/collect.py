@@ -64,6 +64,10 @@ DATASET_COLUMNS = (
     "in_network", "node_us", "kernel_ms", "timestamp",
 )
 
+DATASET_TEXT = ("host_fingerprint", "runtime", "runtime_version", "runtime_settings", "sample", "family", "config",
+                "node", "kind", "op_type", "timestamp")
+"""Read as text: a fingerprint or sample id of hex digits alone would be a number to pandas, and match nothing."""
+
 
 @dataclass(frozen=True)
 class CollectOptions:
@@ -295,7 +299,7 @@ def read_dataset(dataset: Path):
     if not dataset.exists() or dataset.stat().st_size == 0:
         return pd.DataFrame(columns=list(DATASET_COLUMNS))
     try:
-        df = pd.read_csv(dataset)
+        df = pd.read_csv(dataset, dtype=dict.fromkeys(DATASET_TEXT, str))
     except Exception as exc:
         raise InputError(f"cannot read the dataset {dataset}: {str(exc).splitlines()[0]}") from None
     missing = [c for c in DATASET_COLUMNS if c not in df.columns]

@@ -29,7 +29,7 @@ from edgeprof.report import scaling
 from edgeprof.report.compare import block_vs_network
 from edgeprof.report.table import _fmt_ops, display_frame, fusion_footnote, recommendations
 from edgeprof.results.recorder import runs_of
-from edgeprof.results.rows import per_op_path, read_results
+from edgeprof.results.rows import per_op_path, read_csv, read_results
 from edgeprof.results.schema import COLUMNS
 from edgeprof.spec import MODEL_NAMES
 
@@ -91,7 +91,7 @@ def load_inputs(csv_paths: list[str | Path]) -> Inputs:
         ops_file = per_op_path(path)
         if ops_file.is_file():
             try:
-                ops = pd.read_csv(ops_file, keep_default_na=False, na_values=[""])
+                ops = read_csv(ops_file)
             except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
                 notes.append(f"per-op file {ops_file} not read: {str(exc).splitlines()[0]}")
             else:

@@ -154,6 +154,15 @@ class RecordOptions(TypedDict, total=False):
     on_rows: Callable[[pd.DataFrame], None] | None
 
 
+def new_run_id() -> str:
+    """Twelve random hex digits, at least one of them a letter other than e: never a number to pandas or a
+    spreadsheet (``123456e78901`` reads as a float, ``012345678901`` as an integer without its 0)."""
+    while True:
+        run_id = uuid.uuid4().hex[:12]
+        if any(c in "abcdf" for c in run_id):
+            return run_id
+
+
 class RunRecorder:
     """Owns one run's results files from start to end; a context manager (see the module's docstring).
 
@@ -169,7 +178,7 @@ class RunRecorder:
                              "--append measures everything again and adds it")
         self.csv_path = check_writable(csv_path or new_csv_path(prefix=prefix))
         self.resume, self.append = resume, append
-        self.run_id = uuid.uuid4().hex[:12]
+        self.run_id = new_run_id()
         self._extra = {**run_info, **(metadata or {})}
         self._note = on_note or (lambda message: print(f"edgeprof: {message}", file=sys.stderr))
         self._on_rows = on_rows

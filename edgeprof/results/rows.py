@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from edgeprof.errors import InputError, RuntimeFailure
-from edgeprof.results.schema import COLUMNS, SCHEMA, SCHEMA_VERSION
+from edgeprof.results.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, STR_COLUMNS
 
 # columns of files written before the runtime seam: onnxruntime's settings and version
 _ORT_SETTINGS = ("inter_threads", "opt_level", "spinning", "arena", "provider")
@@ -56,13 +56,24 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
+TEXT_COLUMNS = (*STR_COLUMNS, "node", "op_type")
+"""The text columns of edgeprof's CSVs (results and per-op): read as text, whatever they look like."""
+
+
+def read_csv(path: str | Path, **kwargs) -> pd.DataFrame:
+    """An edgeprof CSV (results or per-op) as pandas reads it, but every text column read as text: a run id such as
+    ``123456e78901`` or a fingerprint of digits stays what was written, not a float (pandas' guess)."""
+    return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=dict.fromkeys(TEXT_COLUMNS, str),
+                       **kwargs)
+
+
 def read_results(path: str | Path) -> pd.DataFrame:
     """Read a result CSV written by edgeprof, with its dtypes; InputError if it is not one."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"results file not found: {path}")
     try:
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        df = read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
     missing = [c for c in ("act", "median_ms", "model") if c not in df.columns]
