@@ -15,7 +15,7 @@ from edgeprof.cli import app
 from edgeprof.results.schema import COLUMNS
 
 runner = CliRunner()
-FAST = ["--max-time", "0.4", "--min-samples", "10", "--quiet"]
+FAST = ["--max-time", "0.4", "--min-samples", "10", "--sessions", "2", "--quiet"]
 SWEEP_FAST = [*FAST, "--no-roofline"]
 
 

@@ -18,7 +18,7 @@ from edgeprof.cli.options import BlockFlags, Command, SessionFlags, with_groups
 from edgeprof.errors import InputError
 
 runner = CliRunner()
-FAST = ["--max-time", "0.3", "--min-samples", "10", "--quiet"]
+FAST = ["--max-time", "0.3", "--min-samples", "10", "--sessions", "2", "--quiet"]
 BLOCK_TORCH = "import sys; sys.modules['torch'] = None\n"
 COMMANDS = [["sweep"], ["profile"], ["bundle"], ["acts"], ["machine"], ["swap"], ["report"], ["check"],
             ["baseline", "save"], []]

@@ -26,7 +26,7 @@ from edgeprof.swap import find_activations
 REPO_ROOT = Path(__file__).resolve().parent.parent
 USER_ACT = "tests._user_acts:TANHEXP"
 USER_BLOCK = "tests._user_blocks:DWSEP"
-QUICK = ["--max-time", "0.2", "--min-samples", "6", "--no-roofline", "--quiet"]
+QUICK = ["--max-time", "0.2", "--min-samples", "6", "--sessions", "2", "--no-roofline", "--quiet"]
 runner = CliRunner()
 
 

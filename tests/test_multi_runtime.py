@@ -18,7 +18,7 @@ from edgeprof.cli import app
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FAKE = "tests._fake_runtime:FakeRuntime"
 FAKE2 = "tests._fake_runtime:ConvertingFakeRuntime"
-QUICK = ["--max-time", "0.3", "--min-samples", "6", "--quiet", "--no-roofline"]
+QUICK = ["--max-time", "0.3", "--min-samples", "6", "--sessions", "2", "--quiet", "--no-roofline"]
 runner = CliRunner()
 _ok = cli_ok
 

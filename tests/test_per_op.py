@@ -14,7 +14,7 @@ from edgeprof.results.rows import per_op_path
 from edgeprof.results.schema import COLUMNS
 
 runner = CliRunner()
-FAST = ["--max-time", "0.3", "--min-samples", "10", "--quiet"]
+FAST = ["--max-time", "0.3", "--min-samples", "10", "--sessions", "2", "--quiet"]
 TITLE = "where the time goes"
 
 

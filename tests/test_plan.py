@@ -82,7 +82,8 @@ def test_scaling_cli_labels_a_depth_sweep(tmp_path):
     csv = tmp_path / "d.csv"
     result = runner.invoke(app, ["sweep", "--acts", "relu", "--blocks", "c3", "--widths", "8", "--depths", "1,2",
                                  "--imgsz", "16", "--max-time", "0.2", "--min-samples", "6", "--no-roofline",
-                                 "--no-act-alone", "--csv", str(csv), "--models-dir", str(tmp_path / "m"), "--quiet"])
+                                 "--sessions", "2", "--no-act-alone", "--csv", str(csv), "--models-dir",
+                                 str(tmp_path / "m"), "--quiet"])
     assert result.exit_code == 0, result.output
     import pandas as pd
 

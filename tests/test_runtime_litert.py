@@ -221,7 +221,8 @@ def test_sweep_through_the_cli_gives_ok_rows_with_litert_and_its_version(tmp_pat
     csv = tmp_path / "litert.csv"
     result = CliRunner().invoke(app, ["sweep", "--runtime", "litert", "--acts", "relu,mish", "--widths", "8",
                                       "--imgsz", "32", "--max-time", "0.5", "--min-samples", "6", "--no-roofline",
-                                      "--models-dir", str(tmp_path / "models"), "--csv", str(csv), "--quiet"])
+                                      "--sessions", "2", "--models-dir", str(tmp_path / "models"), "--csv", str(csv),
+                                      "--quiet"])
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(csv).set_index("act")
     assert list(rows.index) == ["relu", "mish"] and set(rows["status"]) == {"ok"}

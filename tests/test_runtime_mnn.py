@@ -219,7 +219,7 @@ def test_sweep_through_the_cli_with_mnn(tmp_path):
     csv = tmp_path / "mnn.csv"
     result = runner.invoke(app, ["sweep", "--runtime", "mnn", "--acts", "relu,mish", "--widths", "8", "--imgsz",
                                  "32", "--max-time", "0.5", "--no-roofline", "--models-dir", str(tmp_path / "m"),
-                                 "--csv", str(csv), "--quiet"])
+                                 "--sessions", "2", "--csv", str(csv), "--quiet"])
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(csv).set_index("act")
     assert list(rows.index) == ["relu", "mish"] and set(rows["status"]) == {"ok"}

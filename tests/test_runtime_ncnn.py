@@ -275,7 +275,7 @@ def test_sweep_with_ncnn_through_the_cli(tmp_path):
     csv = tmp_path / "ncnn.csv"
     result = CliRunner().invoke(app, ["sweep", "--runtime", "ncnn", "--acts", "relu,mish", "--widths", "8",
                                       "--imgsz", "32", "--max-time", "0.5", "--no-roofline", "--quiet",
-                                      "--models-dir", str(tmp_path / "models"), "--csv", str(csv)])
+                                      "--sessions", "2", "--models-dir", str(tmp_path / "models"), "--csv", str(csv)])
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(csv).set_index("act")
     assert list(rows.index) == ["relu", "mish"] and set(rows["status"]) == {"ok"}

@@ -18,7 +18,7 @@ from edgeprof.results.recorder import runs_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FAKE = "tests._fake_runtime:FakeRuntime"
-QUICK = ["--max-time", "0.3", "--min-samples", "6", "--quiet"]
+QUICK = ["--max-time", "0.3", "--min-samples", "6", "--sessions", "2", "--quiet"]
 runner = CliRunner()
 _ok = cli_ok
 

@@ -13,7 +13,7 @@ def test_sweep_onnx_swaps_and_profiles(tmp_path):
     csv = tmp_path / "swap.csv"
     result = CliRunner().invoke(app, ["sweep", "--onnx", str(src), "--acts", "relu,hardswish,mish", "--max-time",
                                       "0.3", "--min-samples", "10", "--models-dir", str(tmp_path / "m"),
-                                      "--csv", str(csv), "--quiet"])
+                                      "--sessions", "2", "--csv", str(csv), "--quiet"])
     assert result.exit_code == 0, result.output
     df = pd.read_csv(csv).set_index("act")
     assert list(df.index) == ["relu", "hardswish", "mish"]
@@ -38,7 +38,7 @@ def test_sweep_onnx_has_the_columns_and_options_of_a_sweep(tmp_path):
     assert graph_macs(built.path) == built.macs  # the graph's count agrees with torch's
     csv = tmp_path / "swap.csv"
     args = ["sweep", "--onnx", str(built.path), "--acts", "relu,mish", "--max-time", "0.2", "--min-samples", "6",
-            "--models-dir", str(tmp_path / "m"), "--csv", str(csv), "--quiet", "--format", "csv"]
+            "--sessions", "2", "--models-dir", str(tmp_path / "m"), "--csv", str(csv), "--quiet", "--format", "csv"]
     result = CliRunner().invoke(app, [*args, "--per-op"])
     assert result.exit_code == 0, result.output
     assert "no per-op data" not in result.output and "Softplus" in result.output

@@ -32,7 +32,7 @@ from edgeprof.results.rows import to_frame
 
 runner = CliRunner()
 FAKE = "tests._fake_runtime:FakeRuntime"
-QUICK = ["--max-time", "0.3", "--min-samples", "6", "--no-roofline", "--no-act-alone"]
+QUICK = ["--max-time", "0.3", "--min-samples", "6", "--sessions", "2", "--no-roofline", "--no-act-alone"]
 TITLE = "edgeprof sweep: onnxruntime, 1 thread(s), opt level all"
 
 # act: (ratio, CI low, CI high, fused, fused by timing, act_ops, act alone ms); synthetic figures, not measured ones
