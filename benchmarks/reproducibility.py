@@ -21,7 +21,7 @@ import pandas as pd
 
 from edgeprof.measure import MeasureOptions, SessionSettings
 from edgeprof.measure.host import cpu_model
-from edgeprof.pipeline import SweepPlan, build_group_models, labelled_groups, resolve_acts, run_sweep
+from edgeprof.pipeline import SweepPlan, build_group_models, labelled_groups, resolved, run_sweep
 
 
 def main() -> None:
@@ -38,10 +38,9 @@ def main() -> None:
                      imgsz=(args.imgsz,), act_alone=not args.no_act_alone)
     frames, walls = [], []
     t0 = time.perf_counter()
-    acts, baseline = resolve_acts(plan.acts, plan.baseline)
-    resolved = SweepPlan(**{**plan.as_dict(), "acts": tuple(acts), "baseline": baseline})
-    for group, _ in labelled_groups(resolved):  # what a first sweep would export: not part of any timed run
-        build_group_models(group, resolved, Path("models"), lambda message, fraction: None)
+    runs = resolved(plan)
+    for group, _ in labelled_groups(runs):  # what a first sweep would export: not part of any timed run
+        build_group_models(group, runs, Path("models"), lambda message, fraction: None)
     print(f"models exported (or found in ./models) in {time.perf_counter() - t0:.1f} s, before the timed runs",
           flush=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from edgeprof.errors import InputError, RuntimeFailure
 from edgeprof.measure import MeasureOptions, SessionSettings
-from edgeprof.pipeline import ProgressFn, RecordOptions, SweepPlan, labelled_groups, resolve_acts, run_groups
+from edgeprof.pipeline import ProgressFn, RecordOptions, SweepPlan, labelled_groups, resolved, run_groups
 from edgeprof.runtime.base import RuntimeSettings
 from edgeprof.spec import BlockSpec, ModelRecord, file_sha256
 
@@ -44,8 +44,7 @@ def make_bundle(plan: SweepPlan, out_dir: Path, on_progress: ProgressFn | None =
         [runtime] if runtime is None or isinstance(runtime, str) else runtime)]
 
     progress = on_progress or (lambda message, fraction: None)
-    acts, baseline = resolve_acts(plan.acts, plan.baseline)
-    plan = SweepPlan(**{**plan.as_dict(), "acts": tuple(acts), "baseline": baseline})
+    plan = resolved(plan)
     out_dir = Path(out_dir)
     models_dir = out_dir / "models"
     if out_dir.exists() and not out_dir.is_dir():

@@ -41,6 +41,7 @@ from edgeprof.spec.plan import (  # noqa: F401  (the planner's names, importable
     plan_groups,
     plan_sizes,
     resolve_acts,
+    resolved,
     scale_size,
 )
 
@@ -69,8 +70,7 @@ def run_sweep(
     rows are appended).
     """
 
-    acts, baseline = resolve_acts(plan.acts, plan.baseline)
-    plan = SweepPlan(**{**plan.as_dict(), "acts": tuple(acts), "baseline": baseline})
+    plan = resolved(plan)
     groups = labelled_groups(plan)
 
     return run_groups(plan, groups, lambda group, stage: build_group_models(group, plan, models_dir, stage),

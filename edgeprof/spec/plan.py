@@ -69,6 +69,12 @@ def resolve_acts(acts: list[str] | tuple[str, ...], baseline: str) -> tuple[list
     return canon, base
 
 
+def resolved(plan: SweepPlan) -> SweepPlan:
+    """``plan`` with its activations canonical (``resolve_acts``): what a sweep or a bundle runs."""
+    acts, baseline = resolve_acts(plan.acts, plan.baseline)
+    return SweepPlan(**{**plan.as_dict(), "acts": tuple(acts), "baseline": baseline})
+
+
 def scale_size(scale: str) -> tuple[int, int]:
     """(width, depth) of a YOLO scale preset: a P3-stage C2f with YOLOv8's multipliers."""
     if scale not in SCALES:
