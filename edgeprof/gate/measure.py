@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeprof.errors import EdgeprofError, InputError, RuntimeFailure
+from edgeprof.measure.host import usable_cores
 from edgeprof.measure.pool import PoolOptions, WorkerPool
 from edgeprof.runtime.base import RuntimeSettings
 
@@ -284,7 +285,7 @@ class Interleaver:
         is out (``failed``, with why) and the others go on; a model that is bad input stops the check."""
         failed = pool.start({k: self.arms[k].path for k in keys})
         setups, more = pool.prepare_all(self.options.warmup_s, self.options.min_sample_ms,
-                                        parallel=self.options.parallel_setup or _usable_cores())
+                                        parallel=self.options.parallel_setup or usable_cores())
         failed.update(more)
         for key in keys:
             if key in failed:
@@ -345,8 +346,3 @@ def _pin(pids: list[int], core: int | None) -> None:
             except OSError:
                 continue
 
-
-def _usable_cores() -> int:
-    from edgeprof.measure.host import usable_cores
-
-    return usable_cores()

@@ -50,6 +50,7 @@ import numpy as np
 
 from edgeprof.errors import EdgeprofError, InputError
 from edgeprof.measure.devstate import DeviceState, device_states, snapshot
+from edgeprof.measure.host import usable_cores
 from edgeprof.measure.pool import PoolOptions, SessionEnded, WorkerPool, _map
 from edgeprof.measure.stats import (
     BetweenEstimate,
@@ -578,7 +579,7 @@ def _figures(results, keys, settings, options, shapes, sources, refs, schedule: 
             results[i].converter, results[i].converter_version = conversion.converter, conversion.converter_version
         # loads and first runs one model at a time (their times are figures); the few runs the peak memory is read
         # over, and what is read after, on every usable core, since nothing of it is timed
-        parallel = _usable_cores() if options.isolate else 1
+        parallel = usable_cores() if options.isolate else 1
         setups, failed = pool.prepare_all(
             LATER_WARMUP_S, options.min_sample_ms, parallel=parallel,
             serial_load=True, on_each=lambda i: progress(f"loading {_short(results[i].path)}", 0.0))
@@ -680,12 +681,6 @@ def _fail(m: Measurement, exc: Exception) -> None:
 
     m.status = "unsupported" if isinstance(exc, UnsupportedModel) else "failed"
     m.error = str(exc)
-
-
-def _usable_cores() -> int:
-    from edgeprof.measure.host import usable_cores
-
-    return usable_cores()
 
 
 def _short(path: str) -> str:

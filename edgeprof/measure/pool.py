@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from edgeprof.errors import EdgeprofError, InputError
+from edgeprof.measure.host import usable_cores
 from edgeprof.runtime.base import RuntimeSettings
 from edgeprof.runtime.registry import get_runtime
 
@@ -111,7 +112,7 @@ class WorkerPool:
 
             if self._process is None:
                 # it polls between requests only where this process has a core of its own to send them from
-                self._process = WorkerProcess(spin_s=SPIN_S if _usable_cores() >= 2 else 0.0)
+                self._process = WorkerProcess(spin_s=SPIN_S if usable_cores() >= 2 else 0.0)
             return self._process.runner(artifact, self.settings, self.shapes, self.seed)
         if self.isolate:
             from edgeprof.runtime.worker import WorkerRunner
@@ -286,12 +287,6 @@ def _close(runner) -> None:
                 kill()
             except Exception:
                 pass
-
-
-def _usable_cores() -> int:
-    from edgeprof.measure.host import usable_cores
-
-    return usable_cores()
 
 
 def _artifact_dir(path: str):
