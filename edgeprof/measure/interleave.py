@@ -572,9 +572,7 @@ def _figures(results, keys, settings, options, shapes, sources, refs, schedule: 
         version = pool.runtime.version()
         for m in results:
             m.runtime, m.runtime_version = settings.runtime, version
-        for i, exc in pool.start({i: results[i].path for i in keys},
-                                 {i: (sources or {}).get(results[i].path) for i in keys}).items():
-            _fail(results[i], exc)
+        _start(pool, results, keys, sources)
         for i, conversion in pool.conversions.items():
             results[i].converter, results[i].converter_version = conversion.converter, conversion.converter_version
         # loads and first runs one model at a time (their times are figures); the few runs the peak memory is read
@@ -634,9 +632,7 @@ def _session(results, keys, settings, options, shapes, sources, schedule: Schedu
     t0 = time.perf_counter()
     spent_before = schedule.spent
     with WorkerPool(settings, shapes, options.seed, options.isolate, shared=True) as pool:
-        for i, exc in pool.start({i: results[i].path for i in keys},
-                                 {i: (sources or {}).get(results[i].path) for i in keys}).items():
-            _fail(results[i], exc)
+        _start(pool, results, keys, sources)
         # a later session's warm-up is a few runs: its models were warmed once already, in the first session, and
         # nothing of a session's start outweighs its rounds (every session takes as many)
         warmup_s = min(options.warmup_s, FIRST_WARMUP_S if first else LATER_WARMUP_S)
@@ -674,6 +670,14 @@ def _finish(m: Measurement) -> None:
             m.stats.update(ci95_low_ms=ci.lo, ci95_high_ms=ci.hi, rel_ci=ci.rel_halfwidth)
         share = session_interval(list(_round_logs(m).values())).between_share
         m.between_session_share = None if math.isnan(share) else share
+
+
+def _start(pool: WorkerPool, results: list[Measurement], keys, sources: dict | None) -> None:
+    """Start the runners of ``keys`` in ``pool`` (converted from their sources where the runtime needs it); a
+    model that cannot start is failed."""
+    for i, exc in pool.start({i: results[i].path for i in keys},
+                             {i: (sources or {}).get(results[i].path) for i in keys}).items():
+        _fail(results[i], exc)
 
 
 def _fail(m: Measurement, exc: Exception) -> None:
